@@ -1,0 +1,137 @@
+//! `results.json` (schema `kmbench.results/1`): what a run leaves behind.
+//!
+//! Fields are only ever added, never renamed. `benchmarks[*]` carries the guest's
+//! statistics in `unit` (cycles) and, under `ns`, in nanoseconds. With `--boots N`,
+//! `boot_medians` holds one median per boot (the replication unit for statistics).
+use std::collections::BTreeMap;
+
+use kmbench_protocol::{BenchStatus, FaultRecord, Hello, SelftestRecord, Summary};
+use serde::{Deserialize, Serialize};
+
+pub use kmbench_protocol::RESULTS_SCHEMA;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunResults {
+    pub schema: String,
+    /// False when the guest hung, crashed or the harness was interrupted: what arrived is kept.
+    pub complete: bool,
+    pub run_id: String,
+    /// RFC 3339 UTC.
+    pub started_at: String,
+    pub env: Env,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<ExitInfo>,
+    pub benchmarks: Vec<BenchEntry>,
+    #[serde(default)]
+    pub selftests: Vec<SelftestRecord>,
+    /// Named facts from the guest (free memory, buddyinfo, page-table cost, …).
+    #[serde(default)]
+    pub info: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    pub faults: Vec<FaultRecord>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Env {
+    /// "kvm" or "tcg".
+    pub accel: String,
+    /// "hardware", "pvm", "tcg", "none".
+    pub hypervisor: String,
+    /// "qemu" or "kvm" (embedded VMM).
+    #[serde(default)]
+    pub backend: String,
+    pub cpl: u8,
+    /// How cpl was chosen: "auto" or "config".
+    #[serde(default)]
+    pub cpl_source: String,
+    /// QEMU `-cpu` value (or the VMM's CPUID description).
+    pub cpu_model: String,
+    #[serde(default)]
+    pub machine: String,
+    pub host_cpu: String,
+    pub host_kernel: String,
+    #[serde(default)]
+    pub qemu_version: String,
+    pub guest_memory_mib: u64,
+    pub tsc_hz: u64,
+    pub tsc_source: String,
+    /// Wall time from launching the VM to the guest's first record.
+    pub boot_ms: f64,
+    pub kmbench_commit: String,
+    pub config_file: String,
+    /// SHA-256 of the config file's bytes, hex.
+    pub config_hash: String,
+    pub direct_map_page: String,
+    #[serde(default)]
+    pub host_backing: String,
+    #[serde(default)]
+    pub mm_debug: bool,
+    #[serde(default)]
+    pub flush_mode: String,
+    #[serde(default)]
+    pub boots: u32,
+    /// The guest's own Hello record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest: Option<Hello>,
+    /// Backend-specific facts (VMM exit counts, RSS, …).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ExitInfo {
+    /// success, failure, panic, exception, mm_misuse, stack_overflow, config_error,
+    /// timeout, interrupted, launch_error, unknown.
+    pub status: String,
+    /// Raw process status / guest code when there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<i32>,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BenchEntry {
+    pub name: String,
+    pub suite: String,
+    pub status: BenchStatus,
+    pub unit: String,
+    pub samples: u64,
+    pub min: f64,
+    pub median: f64,
+    pub p99: f64,
+    pub max: f64,
+    pub mean: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ns: Option<Summary>,
+    #[serde(default)]
+    pub params: BTreeMap<String, serde_json::Value>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: BTreeMap<String, serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// One median per boot, in `unit` (absent or length 1 for single-boot runs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub boot_medians: Vec<f64>,
+}
+
+impl From<kmbench_protocol::BenchRecord> for BenchEntry {
+    fn from(r: kmbench_protocol::BenchRecord) -> Self {
+        BenchEntry {
+            boot_medians: vec![r.median],
+            name: r.name,
+            suite: r.suite,
+            status: r.status,
+            unit: r.unit,
+            samples: r.samples,
+            min: r.min,
+            median: r.median,
+            p99: r.p99,
+            max: r.max,
+            mean: r.mean,
+            ns: r.ns,
+            params: r.params,
+            extra: r.extra,
+            message: r.message,
+        }
+    }
+}

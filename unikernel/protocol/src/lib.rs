@@ -1,0 +1,279 @@
+//! The contract between the kmbench guest kernel and the host harness.
+//!
+//! The harness turns a TOML config into a [`GuestPlan`], serialises it as JSON onto the
+//! kernel command line (`kmbench=<json>`), and the kernel answers with framed
+//! [`Record`]s on the results channel ([`ports::RESULTS`]): one line per record,
+//! `KMB1 <json>\n`. Both sides compile these exact types, so the harness never scrapes
+//! log text. The guest ends the run through the exit port with a [`GuestExit`] code.
+#![no_std]
+
+extern crate alloc;
+
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::vec::Vec;
+use serde::{Deserialize, Serialize};
+
+pub mod plan;
+pub mod stats;
+
+pub use plan::*;
+pub use stats::Summary;
+
+/// Version tag that prefixes every record line on the results channel.
+pub const RECORD_PREFIX: &str = "KMB1 ";
+/// Schema name of the harness's `results.json`.
+pub const RESULTS_SCHEMA: &str = "kmbench.results/1";
+/// Kernel command-line key that carries the JSON [`GuestPlan`].
+pub const CMDLINE_PLAN_KEY: &str = "kmbench=";
+
+/// I/O ports shared by the kernel, QEMU's device options and the embedded VMM.
+pub mod ports {
+    /// 16550 UART (COM1): human-readable log.
+    pub const SERIAL_LOG: u16 = 0x3f8;
+    /// Bochs/QEMU debugcon: machine-readable records, one per line.
+    pub const RESULTS: u16 = 0xe9;
+    /// `isa-debug-exit` (iosize 4): writing `code` ends the VM.
+    pub const EXIT: u16 = 0xf4;
+}
+
+/// How a guest run ended, as written to [`ports::EXIT`].
+///
+/// QEMU's `isa-debug-exit` turns guest code `c` into process status `(c << 1) | 1`, so
+/// a clean QEMU exit is 1, never 0; a VMM sees `c` itself. Both map back through
+/// [`GuestExit::from_qemu_status`] / [`GuestExit::from_code`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum GuestExit {
+    Success = 0,
+    /// A benchmark or self-test reported failure.
+    Failure = 1,
+    /// Rust panic in the kernel.
+    Panic = 2,
+    /// Unexpected CPU exception.
+    Exception = 3,
+    /// mm misuse detection fired (double free, foreign pointer, redzone).
+    MmMisuse = 4,
+    /// A guard page below a stack was hit.
+    StackOverflow = 5,
+    /// The plan asked for something this guest cannot do (e.g. 1G pages without CPUID support).
+    ConfigError = 6,
+}
+
+impl GuestExit {
+    pub const ALL: [GuestExit; 7] = [
+        GuestExit::Success,
+        GuestExit::Failure,
+        GuestExit::Panic,
+        GuestExit::Exception,
+        GuestExit::MmMisuse,
+        GuestExit::StackOverflow,
+        GuestExit::ConfigError,
+    ];
+
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    pub fn from_code(code: u32) -> Option<GuestExit> {
+        Self::ALL.iter().copied().find(|e| e.code() as u32 == code)
+    }
+
+    /// Decode the exit status of a QEMU process that ended through `isa-debug-exit`.
+    pub fn from_qemu_status(status: i32) -> Option<GuestExit> {
+        if status & 1 == 1 {
+            Self::from_code((status >> 1) as u32)
+        } else {
+            None
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            GuestExit::Success => "success",
+            GuestExit::Failure => "benchmark or self-test failure",
+            GuestExit::Panic => "kernel panic",
+            GuestExit::Exception => "CPU exception",
+            GuestExit::MmMisuse => "memory misuse detected",
+            GuestExit::StackOverflow => "kernel stack overflow",
+            GuestExit::ConfigError => "configuration not supported by the guest",
+        }
+    }
+}
+
+/// Outcome of one benchmark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BenchStatus {
+    Ok,
+    Oom,
+    Error,
+    Unsupported,
+}
+
+/// One line on the results channel.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Record {
+    /// First record: what the guest found about itself.
+    Hello(Hello),
+    /// One benchmark's distribution.
+    Bench(BenchRecord),
+    /// One self-test check.
+    Selftest(SelftestRecord),
+    /// A named fact worth keeping (free memory, buddyinfo, page-table cost…).
+    Info(InfoRecord),
+    /// Something went wrong; the guest exits right after with `exit`.
+    Fault(FaultRecord),
+    /// Last record of a clean run.
+    End(EndRecord),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Version of this protocol crate the guest was built with.
+    pub protocol: u32,
+    pub kernel: String,
+    /// Privilege level the measured code runs at (0 or 3).
+    pub cpl: u8,
+    /// The guest's own view: "pvm" (ring-3 CS reads 0x33), "kvm", "tcg", "unknown".
+    pub guest_hypervisor: String,
+    /// CPUID vendor and brand string as seen by the guest.
+    pub cpu_vendor: String,
+    pub cpu_brand: String,
+    pub tsc_hz: u64,
+    /// "cpuid-0x15", "cpuid-0x16", "kvm-leaf", "pit".
+    pub tsc_source: String,
+    pub invariant_tsc: bool,
+    /// Usable RAM from the PVH memory map, bytes.
+    pub mem_bytes: u64,
+    pub features: CpuFeatures,
+    /// TSC value at kernel entry and when this record was built (cycles).
+    pub tsc_at_entry: u64,
+    pub tsc_at_hello: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CpuFeatures {
+    pub page_1g: bool,
+    pub pcid: bool,
+    pub invpcid: bool,
+    /// Architectural or AMD core performance counters are exposed.
+    pub pmu: bool,
+    pub nx: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BenchRecord {
+    /// Slash-separated, stable: `timer/rdtsc`, `kmalloc/pair/64`.
+    pub name: String,
+    pub suite: String,
+    pub status: BenchStatus,
+    /// Unit of the statistics: usually "cycles".
+    pub unit: String,
+    pub samples: u64,
+    pub min: f64,
+    pub median: f64,
+    pub p99: f64,
+    pub max: f64,
+    pub mean: f64,
+    /// The same statistics in nanoseconds (from the TSC frequency), when unit is cycles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ns: Option<Summary>,
+    #[serde(default)]
+    pub params: BTreeMap<String, serde_json::Value>,
+    /// Extra measured quantities (e.g. vmalloc decomposition, buddy split/merge counts).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: BTreeMap<String, serde_json::Value>,
+    /// Why status is not ok.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SelftestRecord {
+    pub name: String,
+    pub passed: bool,
+    #[serde(default)]
+    pub detail: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InfoRecord {
+    pub key: String,
+    pub value: serde_json::Value,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FaultRecord {
+    pub exit: GuestExit,
+    /// One line a user can act on.
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vector: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rip: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cr2: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpl: Option<u8>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EndRecord {
+    pub exit: GuestExit,
+    pub benchmarks: u32,
+    pub selftests_failed: u32,
+}
+
+/// Protocol version carried in [`Hello::protocol`].
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Frame a record as one results-channel line (without the trailing newline).
+pub fn encode_record(record: &Record) -> String {
+    let mut line = String::from(RECORD_PREFIX);
+    line.push_str(&serde_json::to_string(record).expect("records always serialise"));
+    line
+}
+
+/// Parse one results-channel line; `None` for lines that are not records.
+pub fn decode_record(line: &str) -> Option<Result<Record, serde_json::Error>> {
+    let body = line.trim_end_matches(['\r', '\n']).strip_prefix(RECORD_PREFIX)?;
+    Some(serde_json::from_str(body))
+}
+
+/// Helper for building params maps.
+pub fn params<const N: usize>(pairs: [(&str, serde_json::Value); N]) -> BTreeMap<String, serde_json::Value> {
+    pairs.into_iter().map(|(k, v)| (String::from(k), v)).collect()
+}
+
+/// Convenience for list-of-records producers.
+pub type Records = Vec<Record>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+
+    #[test]
+    fn exit_codes_round_trip_through_qemu_status() {
+        for e in GuestExit::ALL {
+            let status = ((e.code() as i32) << 1) | 1;
+            assert_eq!(GuestExit::from_qemu_status(status), Some(e));
+        }
+        assert_eq!(GuestExit::from_qemu_status(0), None);
+        assert_eq!(GuestExit::from_qemu_status(2), None);
+    }
+
+    #[test]
+    fn record_framing_round_trips() {
+        let r = Record::Selftest(SelftestRecord { name: "x".to_string(), passed: true, detail: String::new() });
+        let line = encode_record(&r);
+        assert!(line.starts_with("KMB1 {"));
+        assert_eq!(decode_record(&line).unwrap().unwrap(), r);
+        assert!(decode_record("hello world").is_none());
+    }
+}

@@ -1,0 +1,422 @@
+//! The run plan: what the guest must do, decided on the host.
+//!
+//! The harness validates a TOML config into these types (unknown keys are rejected by
+//! `deny_unknown_fields`), resolves `cpl = "auto"`, and hands the guest the JSON form on
+//! its command line. Every suite is optional; an absent suite does not run.
+use alloc::vec;
+use alloc::vec::Vec;
+use serde::{Deserialize, Serialize};
+
+/// Leaf size of a mapping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum PageSize {
+    #[serde(rename = "4K")]
+    Size4K,
+    #[serde(rename = "2M")]
+    Size2M,
+    #[serde(rename = "1G")]
+    Size1G,
+}
+
+impl PageSize {
+    pub fn bytes(self) -> u64 {
+        match self {
+            PageSize::Size4K => 4096,
+            PageSize::Size2M => 2 << 20,
+            PageSize::Size1G => 1 << 30,
+        }
+    }
+    pub fn label(self) -> &'static str {
+        match self {
+            PageSize::Size4K => "4K",
+            PageSize::Size2M => "2M",
+            PageSize::Size1G => "1G",
+        }
+    }
+}
+
+/// How vfree invalidates the TLB.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FlushMode {
+    /// INVLPG each page below a threshold (33 pages, like x86 Linux), full flush above.
+    PerPage,
+    /// Always reload CR3.
+    Full,
+    /// Defer: collect freed ranges and flush once when enough has accumulated
+    /// (Linux's lazy vmap purge); virtual ranges are reused only after the flush.
+    Lazy,
+}
+
+impl FlushMode {
+    pub fn label(self) -> &'static str {
+        match self {
+            FlushMode::PerPage => "per-page",
+            FlushMode::Full => "full",
+            FlushMode::Lazy => "lazy",
+        }
+    }
+}
+
+/// Deliberate misbehaviour for the fault configs (`configs/faults/`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultInjection {
+    Panic,
+    /// Touch an unmapped address (a #PF with CR2 reported).
+    PageFault,
+    /// Execute `ud2`.
+    InvalidOpcode,
+    /// Spin forever (the harness timeout must kill it).
+    Hang,
+    /// Emit one benchmark record, then hang.
+    HangAfterRecord,
+    DoubleFree,
+    ForeignFree,
+    Redzone,
+    VfreeForeign,
+    StackOverflow,
+    /// Read a vmalloc area's guard page.
+    VmallocGuard,
+    NullDeref,
+}
+
+/// Everything the guest needs for one boot.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuestPlan {
+    /// Privilege level of the measured code (0 or 3), already resolved from "auto".
+    pub cpl: u8,
+    #[serde(default = "default_direct_map_page")]
+    pub direct_map_page: PageSize,
+    #[serde(default)]
+    pub mm_debug: bool,
+    #[serde(default = "default_flush_mode")]
+    pub flush_mode: FlushMode,
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Run the in-guest self-test suite.
+    #[serde(default)]
+    pub selftest: bool,
+    #[serde(default)]
+    pub fault: Option<FaultInjection>,
+    #[serde(default)]
+    pub suites: Suites,
+}
+
+fn default_direct_map_page() -> PageSize {
+    PageSize::Size2M
+}
+fn default_flush_mode() -> FlushMode {
+    FlushMode::Lazy
+}
+fn default_seed() -> u64 {
+    0x6b6d_6265_6e63_6801
+}
+
+impl GuestPlan {
+    pub fn new(cpl: u8) -> GuestPlan {
+        GuestPlan {
+            cpl,
+            direct_map_page: default_direct_map_page(),
+            mm_debug: false,
+            flush_mode: default_flush_mode(),
+            seed: default_seed(),
+            selftest: false,
+            fault: None,
+            suites: Suites::default(),
+        }
+    }
+}
+
+/// The benchmark suites of a run; `None` means "do not run".
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Suites {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timer: Option<TimerSuite>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<GateSuite>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alu: Option<AluSuite>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kmalloc: Option<KmallocSuite>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pages: Option<PagesSuite>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vmalloc: Option<VmallocSuite>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack_vs_heap: Option<StackVsHeapSuite>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub talc_vs_slab: Option<TalcVsSlabSuite>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tlb: Option<TlbSuite>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tlbflush: Option<TlbFlushSuite>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub map: Option<MapSuite>,
+}
+
+/// `timer/rdtsc`, `timer/rdtscp`, `timer/rdtsc-serialized`: back-to-back reads.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TimerSuite {
+    pub samples: u32,
+}
+impl Default for TimerSuite {
+    fn default() -> Self {
+        TimerSuite { samples: 10_000 }
+    }
+}
+
+/// `gate/roundtrip` (no-op), `gate/invlpg`, `gate/cr3`: CPL3→CPL0→CPL3 through the gate.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GateSuite {
+    pub samples: u32,
+}
+impl Default for GateSuite {
+    fn default() -> Self {
+        GateSuite { samples: 2_000 }
+    }
+}
+
+/// `alu/dependent-add`: a dependent ALU chain, cycles per iteration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AluSuite {
+    pub samples: u32,
+    pub iterations: u32,
+}
+impl Default for AluSuite {
+    fn default() -> Self {
+        AluSuite { samples: 1_000, iterations: 1_000 }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KmallocSuite {
+    /// Sizes for `kmalloc/pair/<size>` (slab classes and the page path).
+    pub sizes: Vec<u64>,
+    /// Sizes for the slab_test pattern `kmalloc/alloc_n` / `kmalloc/free_n`.
+    pub n_sizes: Vec<u64>,
+    /// Objects per alloc_n/free_n round (slab_test uses 10,000).
+    pub n: u32,
+    /// Sizes for `kzalloc/pair/<size>`.
+    pub kzalloc_sizes: Vec<u64>,
+    /// Timed samples per benchmark.
+    pub samples: u32,
+    pub warmup: u32,
+    /// Operations in the random-size `kmalloc/mixed` workload (0 = skip).
+    pub mixed_ops: u32,
+}
+impl Default for KmallocSuite {
+    fn default() -> Self {
+        KmallocSuite {
+            sizes: vec![8, 64, 256, 1024, 4096, 8192, 16384, 65536, 1 << 20],
+            n_sizes: vec![8, 64, 256, 4096],
+            n: 10_000,
+            kzalloc_sizes: vec![64, 4096],
+            samples: 2_000,
+            warmup: 200,
+            mixed_ops: 100_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PagesSuite {
+    pub orders: Vec<u8>,
+    /// Blocks per alloc_n/free_n round.
+    pub n: u32,
+    pub samples: u32,
+    pub warmup: u32,
+}
+impl Default for PagesSuite {
+    fn default() -> Self {
+        PagesSuite { orders: vec![0, 1, 2, 3, 9, 10], n: 1_000, samples: 2_000, warmup: 100 }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VmallocSuite {
+    pub sizes: Vec<u64>,
+    /// Each flush mode runs as its own benchmark set.
+    pub flush_modes: Vec<FlushMode>,
+    pub samples: u32,
+    pub warmup: u32,
+    /// Run the `lib/test_vmalloc.c` cases.
+    pub test_vmalloc: bool,
+    /// Loops per test_vmalloc case (Linux's `test_loop_count`, default 1,000,000; smaller here).
+    pub test_loops: u32,
+    /// Sizes for `vmalloc_huge/pair/<size>`.
+    pub huge_sizes: Vec<u64>,
+}
+impl Default for VmallocSuite {
+    fn default() -> Self {
+        VmallocSuite {
+            sizes: vec![4096, 16384, 65536, 1 << 20],
+            flush_modes: vec![FlushMode::Lazy, FlushMode::PerPage, FlushMode::Full],
+            samples: 500,
+            warmup: 50,
+            test_vmalloc: true,
+            test_loops: 2_000,
+            huge_sizes: vec![2 << 20],
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StackVsHeapSuite {
+    pub buffer: u64,
+    pub samples: u32,
+}
+impl Default for StackVsHeapSuite {
+    fn default() -> Self {
+        StackVsHeapSuite { buffer: 2048, samples: 5_000 }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TalcVsSlabSuite {
+    pub sizes: Vec<u64>,
+    pub samples: u32,
+}
+impl Default for TalcVsSlabSuite {
+    fn default() -> Self {
+        TalcVsSlabSuite { sizes: vec![8, 64, 512, 4096], samples: 5_000 }
+    }
+}
+
+/// A kind of mapping an access benchmark's buffer can come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mapping {
+    #[serde(rename = "direct-4K")]
+    Direct4K,
+    #[serde(rename = "direct-2M")]
+    Direct2M,
+    #[serde(rename = "direct-1G")]
+    Direct1G,
+    Vmalloc,
+    VmallocHuge,
+}
+
+impl Mapping {
+    pub fn label(self) -> &'static str {
+        match self {
+            Mapping::Direct4K => "direct-4K",
+            Mapping::Direct2M => "direct-2M",
+            Mapping::Direct1G => "direct-1G",
+            Mapping::Vmalloc => "vmalloc",
+            Mapping::VmallocHuge => "vmalloc_huge",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessPattern {
+    /// Dependent pointer chase, one line per page, random cyclic order.
+    Random,
+    /// Dependent pointer chase over every cache line, random cyclic order.
+    RandomLine,
+    PageStride,
+    Sequential,
+}
+
+impl AccessPattern {
+    pub fn label(self) -> &'static str {
+        match self {
+            AccessPattern::Random => "random",
+            AccessPattern::RandomLine => "random_line",
+            AccessPattern::PageStride => "page_stride",
+            AccessPattern::Sequential => "sequential",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlbSuite {
+    pub mappings: Vec<Mapping>,
+    pub patterns: Vec<AccessPattern>,
+    pub min_bytes: u64,
+    pub max_bytes: u64,
+    /// Log-spaced working-set points per doubling.
+    pub points_per_doubling: u32,
+    /// Accesses per sample.
+    pub accesses: u32,
+    pub samples: u32,
+    /// Back 4K mappings with physically scattered frames (defeats Zen's 4K coalescing).
+    pub scatter_4k: bool,
+}
+impl Default for TlbSuite {
+    fn default() -> Self {
+        TlbSuite {
+            mappings: vec![Mapping::Direct4K, Mapping::Direct2M],
+            patterns: vec![AccessPattern::Random],
+            min_bytes: 4096,
+            max_bytes: 256 << 20,
+            points_per_doubling: 1,
+            accesses: 100_000,
+            samples: 5,
+            scatter_4k: true,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlbFlushSuite {
+    pub samples: u32,
+    /// Pages touched after each flush to measure the refill cost.
+    pub refill_pages: u32,
+}
+impl Default for TlbFlushSuite {
+    fn default() -> Self {
+        TlbFlushSuite { samples: 500, refill_pages: 512 }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MapSuite {
+    pub sizes: Vec<u64>,
+    pub samples: u32,
+}
+impl Default for MapSuite {
+    fn default() -> Self {
+        MapSuite { sizes: vec![2 << 20, 64 << 20], samples: 20 }
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_json_round_trips_and_rejects_unknown_keys() {
+        let mut plan = GuestPlan::new(3);
+        plan.suites.timer = Some(TimerSuite::default());
+        let json = serde_json::to_string(&plan).unwrap();
+        let back: GuestPlan = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, plan);
+        let bad = r#"{"cpl":3,"suites":{"timer":{"sampels":5}}}"#;
+        assert!(serde_json::from_str::<GuestPlan>(bad).is_err());
+    }
+
+    #[test]
+    fn page_size_names() {
+        let p: PageSize = serde_json::from_str("\"2M\"").unwrap();
+        assert_eq!(p, PageSize::Size2M);
+        let m: Mapping = serde_json::from_str("\"direct-4K\"").unwrap();
+        assert_eq!(m, Mapping::Direct4K);
+    }
+}
