@@ -1,1 +1,162 @@
-fn main(){}
+//! kmbench guest kernel: boots via PVH, sets up CPU tables, drops to the run's CPL,
+//! builds its memory management and runs the planned benchmark suites, reporting
+//! records to the host. Boot order (one step per module):
+//!
+//! `arch::boot` (32-bit entry → long mode) → `kmain` at CPL0: GDT/TSS/IDT only →
+//! `run_main` at the run's CPL: log, plan, TSC, hello → `mm::init` → suites → exit.
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+#[path = "arch/x86_64/mod.rs"]
+pub mod arch;
+pub mod bench;
+pub mod console;
+pub mod fault;
+pub mod mm;
+pub mod report;
+pub mod timing;
+
+use alloc::string::{String, ToString};
+use arch::{cpuid, gdt, idt, privileged, pvh, tsc, usermode};
+use kmbench_protocol::{FaultInjection, GuestExit, GuestPlan, Hello, Record, CMDLINE_PLAN_KEY, PROTOCOL_VERSION};
+
+static mut ENTRY_TSC: u64 = 0;
+
+/// The requested CPL, peeked from the command line without parsing JSON: the plan
+/// starts with `{"cpl":N` (serde writes fields in order). Ring 0 may be emulated, so
+/// this does as little as possible.
+fn peek_cpl(start_info: u64) -> u8 {
+    // SAFETY: start_info was validated by the loader contract (PVH); the command line
+    // lies in identity-mapped low memory. Only a few bytes are read.
+    unsafe {
+        let info = start_info as *const u64;
+        let cmdline = *info.add(3) as *const u8; // hvm_start_info.cmdline_paddr
+        if cmdline.is_null() {
+            return 0;
+        }
+        let pat = b"kmbench={\"cpl\":";
+        for (i, &c) in pat.iter().enumerate() {
+            if *cmdline.add(i) != c {
+                return 0;
+            }
+        }
+        if *cmdline.add(pat.len()) == b'3' { 3 } else { 0 }
+    }
+}
+
+/// Rust entry from `arch::boot`, at CPL0 with the boot page tables.
+#[no_mangle]
+pub extern "C" fn kmain(start_info: u64) -> ! {
+    // SAFETY: single-threaded boot; written once here, read later.
+    unsafe { ENTRY_TSC = tsc::rdtsc() };
+    gdt::init();
+    idt::init();
+    let cpl = peek_cpl(start_info);
+    privileged::set_run_cpl(cpl);
+    if cpl == 3 {
+        let (_, top) = arch::boot::boot_stack();
+        // SAFETY: the boot page tables map everything user-accessible; run_main never returns.
+        unsafe { usermode::enter(run_main, top, start_info) }
+    }
+    run_main(start_info)
+}
+
+fn guest_hypervisor() -> &'static str {
+    if privileged::current_cpl() == 3 && privileged::current_cs() == 0x33 {
+        return "pvm";
+    }
+    match cpuid::hypervisor_signature() {
+        Some(sig) if &sig == b"KVMKVMKVM\0\0\0" => "kvm",
+        Some(sig) if &sig == b"TCGTCGTCGTCG" => "tcg",
+        Some(_) => "other",
+        None => "none",
+    }
+}
+
+fn parse_plan(boot: &pvh::BootInfo) -> GuestPlan {
+    let cmdline = boot.cmdline();
+    let Some(pos) = cmdline.find(CMDLINE_PLAN_KEY) else {
+        log::warn!("no kmbench= plan on the command line; running the basic suites");
+        let mut plan = GuestPlan::new(privileged::run_cpl());
+        plan.suites.timer = Some(Default::default());
+        plan.suites.gate = Some(Default::default());
+        plan.suites.alu = Some(Default::default());
+        return plan;
+    };
+    let json = &cmdline[pos + CMDLINE_PLAN_KEY.len()..];
+    match serde_json::from_str::<GuestPlan>(json) {
+        Ok(p) => p,
+        Err(e) => fault::die(GuestExit::ConfigError, format_args!("cannot parse the run plan on the command line: {e}"), Default::default()),
+    }
+}
+
+/// The rest of the boot and the run, at the run's CPL.
+extern "C" fn run_main(start_info: u64) -> ! {
+    console::init();
+    log::info!("kmbench kernel {} at CPL{}", env!("CARGO_PKG_VERSION"), privileged::current_cpl());
+    let boot = match pvh::BootInfo::parse(start_info) {
+        Ok(b) => b,
+        Err(e) => fault::die(GuestExit::ConfigError, format_args!("bad PVH start info: {e:?}"), Default::default()),
+    };
+    let plan = parse_plan(&boot);
+    let (tsc_hz, tsc_source) = tsc::frequency();
+    timing::set_tsc_hz(tsc_hz);
+    log::info!("TSC {} Hz ({}), invariant: {}", tsc_hz, tsc_source, cpuid::invariant_tsc());
+    let hello = Hello {
+        protocol: PROTOCOL_VERSION,
+        kernel: env!("CARGO_PKG_VERSION").to_string(),
+        cpl: privileged::current_cpl(),
+        guest_hypervisor: guest_hypervisor().to_string(),
+        cpu_vendor: String::from(cpuid::bytes_to_str(&cpuid::vendor())),
+        cpu_brand: String::from(cpuid::bytes_to_str(&cpuid::brand())),
+        tsc_hz,
+        tsc_source: tsc_source.to_string(),
+        invariant_tsc: cpuid::invariant_tsc(),
+        mem_bytes: boot.total_ram(),
+        features: cpuid::features(),
+        // SAFETY: written once in kmain before this function runs.
+        tsc_at_entry: unsafe { ENTRY_TSC },
+        tsc_at_hello: tsc::rdtsc(),
+    };
+    report::emit(&Record::Hello(hello));
+    run_plan(&plan)
+}
+
+fn inject_fault(kind: FaultInjection) {
+    log::warn!("injecting fault: {kind:?}");
+    match kind {
+        FaultInjection::Panic => panic!("injected panic (fault = \"panic\")"),
+        FaultInjection::PageFault => {
+            // SAFETY: deliberately reads an unmapped address to raise #PF.
+            unsafe { core::ptr::read_volatile(0x0000_7fff_dead_0000 as *const u64) };
+        }
+        FaultInjection::InvalidOpcode => {
+            // SAFETY: deliberately raises #UD.
+            unsafe { core::arch::asm!("ud2") };
+        }
+        FaultInjection::Hang => loop {
+            core::hint::spin_loop();
+        },
+        FaultInjection::HangAfterRecord => {
+            bench::basic::timer(&kmbench_protocol::TimerSuite { samples: 100 });
+            loop {
+                core::hint::spin_loop();
+            }
+        }
+        other => mm::inject_fault(other),
+    }
+}
+
+fn run_plan(plan: &GuestPlan) -> ! {
+    if let Some(kind) = plan.fault {
+        inject_fault(kind);
+    }
+    bench::run_all(plan);
+    let failed = report::selftests_failed();
+    let exit = if failed == 0 { GuestExit::Success } else { GuestExit::Failure };
+    report::emit(&Record::End(kmbench_protocol::EndRecord { exit, benchmarks: report::benchmarks_emitted(), selftests_failed: failed }));
+    log::info!("done: {} benchmarks, {} self-test failures", report::benchmarks_emitted(), failed);
+    arch::exit(exit)
+}

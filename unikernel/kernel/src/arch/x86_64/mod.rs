@@ -1,0 +1,20 @@
+//! Everything instruction-level about x86_64: boot, descriptor tables, exceptions, the
+//! CPL3→CPL0 gate, port I/O, CPUID and the TSC. Nothing outside `arch` writes assembly.
+pub mod boot;
+pub mod cpuid;
+pub mod gdt;
+pub mod idt;
+pub mod port;
+pub mod privileged;
+pub mod pvh;
+pub mod tsc;
+pub mod usermode;
+
+/// End the VM through `isa-debug-exit` (QEMU) or the VMM's exit port.
+pub fn exit(code: kmbench_protocol::GuestExit) -> ! {
+    port::outl(kmbench_protocol::ports::EXIT, code.code() as u32);
+    // If no exit device exists, stop here.
+    loop {
+        core::hint::spin_loop();
+    }
+}

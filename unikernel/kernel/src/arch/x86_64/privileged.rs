@@ -1,0 +1,132 @@
+//! Privileged operations, callable from the run's CPL.
+//!
+//! At CPL0 these are the plain instructions. At CPL3 they go through the `int3` gate
+//! (see `idt`): one round trip per call, so callers batch (one `invlpg_batch` for many
+//! pages, one CR3 reload for a full flush). The gate's cost is itself a benchmark.
+use super::idt::gate_op;
+use core::arch::asm;
+use core::sync::atomic::{AtomicU8, Ordering};
+
+static RUN_CPL: AtomicU8 = AtomicU8::new(0);
+
+/// Record the privilege level the run executes at (set once before leaving ring 0).
+pub fn set_run_cpl(cpl: u8) {
+    RUN_CPL.store(cpl, Ordering::Relaxed);
+}
+
+#[inline(always)]
+pub fn run_cpl() -> u8 {
+    RUN_CPL.load(Ordering::Relaxed)
+}
+
+/// The current privilege level, read from CS.
+pub fn current_cpl() -> u8 {
+    let cs: u16;
+    // SAFETY: reading CS has no side effects.
+    unsafe { asm!("mov {0:x}, cs", out(reg) cs, options(nomem, nostack, preserves_flags)) };
+    (cs & 3) as u8
+}
+
+/// Raw CS value (0x33 at CPL3 under kvm_pvm, whatever the kernel loaded).
+pub fn current_cs() -> u16 {
+    let cs: u16;
+    // SAFETY: reading CS has no side effects.
+    unsafe { asm!("mov {0:x}, cs", out(reg) cs, options(nomem, nostack, preserves_flags)) };
+    cs
+}
+
+/// One trip through the gate.
+#[inline(always)]
+pub fn gate(op: u64, a: u64, b: u64) -> u64 {
+    let ret: u64;
+    // SAFETY: `int3` enters `gate_entry` (DPL 3), which performs `op` and returns with
+    // iretq; it may clobber rax (result), rcx, rdx, rdi, rsi — all declared here. The
+    // operations themselves are the kernel's own TLB/CR3/MSR management.
+    unsafe {
+        asm!("int3", inout("rax") op => ret, inout("rdi") a => _, inout("rsi") b => _,
+             out("rdx") _, out("rcx") _);
+    }
+    ret
+}
+
+pub fn invlpg(addr: u64) {
+    if run_cpl() == 0 {
+        // SAFETY: at CPL0; invalidating a TLB entry is always safe.
+        unsafe { asm!("invlpg [{0}]", in(reg) addr, options(nostack, preserves_flags)) };
+    } else {
+        gate(gate_op::INVLPG, addr, 0);
+    }
+}
+
+/// Invalidate many pages with one gate call (or a loop at CPL0).
+pub fn invlpg_batch(addrs: &[u64]) {
+    if addrs.is_empty() {
+        return;
+    }
+    if run_cpl() == 0 {
+        for &a in addrs {
+            // SAFETY: at CPL0; invalidating a TLB entry is always safe.
+            unsafe { asm!("invlpg [{0}]", in(reg) a, options(nostack, preserves_flags)) };
+        }
+    } else {
+        gate(gate_op::INVLPG_BATCH, addrs.as_ptr() as u64, addrs.len() as u64);
+    }
+}
+
+/// Flush all non-global TLB entries (CR3 reload).
+pub fn flush_tlb_all() {
+    if run_cpl() == 0 {
+        // SAFETY: at CPL0; reloading CR3 with its own value only flushes the TLB.
+        unsafe { asm!("mov {0}, cr3", "mov cr3, {0}", out(reg) _, options(nostack, preserves_flags)) };
+    } else {
+        gate(gate_op::FLUSH_ALL, 0, 0);
+    }
+}
+
+pub fn read_cr3() -> u64 {
+    if run_cpl() == 0 {
+        let v: u64;
+        // SAFETY: reading CR3 at CPL0 has no side effects.
+        unsafe { asm!("mov {0}, cr3", out(reg) v, options(nomem, nostack, preserves_flags)) };
+        v
+    } else {
+        gate(gate_op::READ_CR3, 0, 0)
+    }
+}
+
+/// Switch address spaces.
+///
+/// # Safety
+/// `pml4` must be the physical address of a PML4 that maps the running code, its stack
+/// and everything the caller touches next.
+pub unsafe fn write_cr3(pml4: u64) {
+    if run_cpl() == 0 {
+        // SAFETY: the caller guarantees the new tables map everything in use.
+        unsafe { asm!("mov cr3, {0}", in(reg) pml4, options(nostack, preserves_flags)) };
+    } else {
+        gate(gate_op::WRITE_CR3, pml4, 0);
+    }
+}
+
+/// INVPCID (only when CPUID reports it): `kind` 0..=3 as in the SDM.
+pub fn invpcid(kind: u64, pcid: u64, addr: u64) {
+    let desc: [u64; 2] = [pcid, addr];
+    if run_cpl() == 0 {
+        // SAFETY: at CPL0 with INVPCID supported (checked by the caller); the descriptor is
+        // a valid 16-byte memory operand.
+        unsafe { asm!("invpcid {0}, [{1}]", in(reg) kind, in(reg) desc.as_ptr(), options(nostack, preserves_flags)) };
+    } else {
+        gate(gate_op::INVPCID, kind, desc.as_ptr() as u64);
+    }
+}
+
+pub fn read_cr4() -> u64 {
+    if run_cpl() == 0 {
+        let v: u64;
+        // SAFETY: reading CR4 at CPL0 has no side effects.
+        unsafe { asm!("mov {0}, cr4", out(reg) v, options(nomem, nostack, preserves_flags)) };
+        v
+    } else {
+        gate(gate_op::READ_CR4, 0, 0)
+    }
+}

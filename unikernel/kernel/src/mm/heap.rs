@@ -1,0 +1,39 @@
+//! The Rust heap (`alloc`): a talc allocator that starts on a static arena and grows in
+//! 2 MiB (order-9) blocks from the buddy page allocator once `mm` is up.
+use core::alloc::Layout;
+use talc::base::binning::Binning;
+use talc::base::Talc;
+use talc::source::Source;
+use talc::TalcLock;
+
+const INITIAL_HEAP: usize = 4 << 20;
+static mut INITIAL_ARENA: [u8; INITIAL_HEAP] = [0; INITIAL_HEAP];
+
+#[derive(Debug)]
+pub struct KernelHeapSource {
+    initial_claimed: bool,
+}
+
+// SAFETY: acquire() never touches the TalcLock that owns it: it claims the static arena
+// once, then asks the page allocator (which does not use the Rust heap) for fresh blocks.
+unsafe impl Source for KernelHeapSource {
+    fn acquire<B: Binning>(talc: &mut Talc<Self, B>, layout: Layout) -> Result<(), ()> {
+        if !talc.source.initial_claimed {
+            talc.source.initial_claimed = true;
+            // SAFETY: the arena is a static used by nothing else, claimed exactly once.
+            return unsafe { talc.claim(core::ptr::addr_of_mut!(INITIAL_ARENA).cast(), INITIAL_HEAP) }.map(|_| ()).ok_or(());
+        }
+        let need = layout.size() + layout.align() + 4096;
+        let mut order = 9u8;
+        while (4096usize << order) < need {
+            order += 1;
+        }
+        let block = super::alloc_heap_block(order).ok_or(())?;
+        // SAFETY: the block was just allocated from the buddy for the heap and is never freed.
+        unsafe { talc.claim(block, 4096usize << order) }.map(|_| ()).ok_or(())
+    }
+}
+
+#[global_allocator]
+static HEAP: TalcLock<spinning_top::RawSpinlock, KernelHeapSource> =
+    TalcLock::new(KernelHeapSource { initial_claimed: false });
