@@ -19,6 +19,8 @@ enum Command {
     Export(kmbench::export::Args),
     /// Re-print a run's tables and write its SVG plots; `kmbench report --list` lists runs.
     Report(kmbench::report::Args),
+    /// List the runs stored under results/ (same as `kmbench report --list`).
+    List(kmbench::report::ListArgs),
 }
 
 fn main() -> ExitCode {
@@ -28,6 +30,7 @@ fn main() -> ExitCode {
         Command::Compare(a) => kmbench::compare::main(a),
         Command::Export(a) => kmbench::export::main(a),
         Command::Report(a) => kmbench::report::main(a),
+        Command::List(a) => kmbench::report::list::main(a),
     };
     match result {
         Ok(code) => code,

@@ -121,7 +121,42 @@ extern "C" fn run_main(start_info: u64) -> ! {
         tsc_at_hello: tsc::rdtsc(),
     };
     report::emit(&Record::Hello(hello));
-    run_plan(&plan)
+    let mm_report = mm::init(&plan, &boot);
+    report_mm(&mm_report, &plan);
+    let plan = alloc::boxed::Box::leak(alloc::boxed::Box::new(plan));
+    // SAFETY: the run stack was just mapped (with its guard) and is user-accessible when
+    // the run is at CPL3; nothing on the boot stack is used after the switch.
+    unsafe { usermode::switch_stack(run_on_guarded_stack, mm_report.run_stack_top, plan as *const GuestPlan as u64) }
+}
+
+extern "C" fn run_on_guarded_stack(plan: u64) -> ! {
+    // SAFETY: `plan` is the leaked Box passed by run_main; it lives forever.
+    let plan = unsafe { &*(plan as *const GuestPlan) };
+    run_plan(plan)
+}
+
+fn report_mm(r: &mm::InitReport, plan: &GuestPlan) {
+    use serde_json::json;
+    let free = mm::mm().pages.buddy.nr_free_pages();
+    log::info!(
+        "mm: direct map {} leaves (4K {}, 2M {}, 1G {}), {} table pages; {} MiB free",
+        plan.direct_map_page.label(), r.direct_map_leaves[0], r.direct_map_leaves[1], r.direct_map_leaves[2],
+        r.direct_map_table_pages, free * 4096 >> 20
+    );
+    report::info("mm/direct_map", json!({
+        "leaf": plan.direct_map_page.label(),
+        "leaves_4k": r.direct_map_leaves[0], "leaves_2m": r.direct_map_leaves[1], "leaves_1g": r.direct_map_leaves[2],
+        "table_pages": r.direct_map_table_pages, "table_bytes": r.direct_map_table_pages * 4096,
+    }));
+    report::info("mm/boot", json!({
+        "free_pages_after_boot": r.free_pages_after_boot,
+        "free_bytes_after_boot": r.free_pages_after_boot * 4096,
+        "bootmem_used_bytes": r.bootmem_used,
+        "mem_map_bytes": r.mem_map_bytes,
+        "heap_pool_bytes": r.heap_pool_bytes,
+        "image_table_pages": r.image_table_pages,
+        "buddyinfo": mm::mm().pages.buddy.free_counts().to_vec(),
+    }));
 }
 
 fn inject_fault(kind: FaultInjection) {

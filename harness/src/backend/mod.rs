@@ -1,0 +1,92 @@
+//! VM backends: something that boots the kernel with a plan and streams its records.
+//!
+//! [`qemu::Qemu`] drives `qemu-system-x86_64`; an embedded KVM VMM can implement
+//! [`Backend`] the same way: launch, call `on_event` for every record as it arrives,
+//! enforce the timeout, watch the interrupt flag, and say how the guest ended.
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use kmbench_protocol::{GuestExit, Record};
+
+use crate::config::{HostBacking, Machine};
+use crate::error::Result;
+
+pub mod qemu;
+
+/// The accelerator actually used (after resolving "auto").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccelKind {
+    Kvm,
+    Tcg,
+}
+
+impl AccelKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            AccelKind::Kvm => "kvm",
+            AccelKind::Tcg => "tcg",
+        }
+    }
+}
+
+/// Everything a backend needs for one boot.
+#[derive(Clone, Debug)]
+pub struct LaunchSpec {
+    pub kernel: PathBuf,
+    /// Full kernel command line (`kmbench=<GuestPlan JSON>`).
+    pub cmdline: String,
+    pub memory_mib: u64,
+    pub machine: Machine,
+    pub accel: AccelKind,
+    /// QEMU `-cpu` value.
+    pub cpu_model: String,
+    pub host_backing: HostBacking,
+    /// Where the guest's human-readable log (COM1) goes.
+    pub log_path: PathBuf,
+    pub timeout: Duration,
+    /// Echo the guest log live on stderr.
+    pub verbose: bool,
+    /// Set by the SIGINT handler: stop the guest and return [`BootEnd::Interrupted`].
+    pub interrupt: &'static AtomicBool,
+}
+
+/// Something the backend observed while the guest ran.
+#[derive(Debug)]
+pub enum Event {
+    /// The VM process/thread was started (boot time counts from here).
+    Launched,
+    /// A decoded record from the results channel.
+    Record(Record),
+    /// A line carried the record prefix but did not decode.
+    BadRecord { line: String, error: String },
+}
+
+/// How one boot ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum BootEnd {
+    /// The guest wrote an exit code to the exit port (`raw` = process status for QEMU).
+    Exited { exit: GuestExit, raw: i32 },
+    /// The VM never ran the guest (bad option, missing huge pages, …).
+    LaunchFailed { message: String },
+    /// The VM ended some other way (crash, signal, unknown status).
+    Unexpected { code: Option<i32>, signal: Option<i32>, message: String },
+    Timeout,
+    Interrupted,
+}
+
+#[derive(Clone, Debug)]
+pub struct BootReport {
+    pub end: BootEnd,
+    /// What the VM printed on its own stderr.
+    pub stderr: String,
+}
+
+pub trait Backend {
+    /// "qemu" or "kvm".
+    fn name(&self) -> &'static str;
+    /// The command line (or a description) that [`Backend::boot`] will run, for the record.
+    fn describe(&self, spec: &LaunchSpec) -> Vec<String>;
+    /// Boot once; call `on_event` for each event as it happens; return how it ended.
+    fn boot(&mut self, spec: &LaunchSpec, on_event: &mut dyn FnMut(Event)) -> Result<BootReport>;
+}

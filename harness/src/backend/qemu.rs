@@ -1,0 +1,407 @@
+//! The QEMU backend: `qemu-system-x86_64` built with xshell's `cmd!`, spawned as a
+//! `std::process::Command` in its own process group, records streamed from stdout.
+//!
+//! Channels: COM1 (0x3f8) → `-serial chardev:log` → the guest log file; debugcon (0xe9) →
+//! `-chardev stdio` → our stdout pipe (records); `isa-debug-exit` (0xf4) → exit status.
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use kmbench_protocol::{decode_record, ports, GuestExit};
+use xshell::{cmd, Shell};
+
+use super::{Backend, BootEnd, BootReport, Event, LaunchSpec};
+use crate::config::{HostBacking, Machine};
+use crate::error::{HarnessError, Result};
+
+pub struct Qemu {
+    pub binary: PathBuf,
+    sh: Shell,
+}
+
+impl Qemu {
+    pub fn new(binary: PathBuf) -> Result<Qemu> {
+        let sh = Shell::new().map_err(|e| HarnessError::Other(format!("cannot create shell: {e}")))?;
+        Ok(Qemu { binary, sh })
+    }
+
+    /// `-M` value.
+    fn machine_arg(spec: &LaunchSpec) -> String {
+        let mut m = match spec.machine {
+            Machine::Microvm => "microvm,x-option-roms=off,rtc=off".to_string(),
+            Machine::Q35 => "q35".to_string(),
+        };
+        if spec.host_backing != HostBacking::Default {
+            m.push_str(",memory-backend=mem");
+        }
+        m
+    }
+
+    /// `-object` for the host backing, if any.
+    fn backing_args(spec: &LaunchSpec) -> Vec<String> {
+        let size = format!("size={}M", spec.memory_mib);
+        let obj = match spec.host_backing {
+            HostBacking::Default => return vec![],
+            // A shared-memory file: shmem THP is off by default, so 4 KiB host pages.
+            HostBacking::Small => format!("memory-backend-file,id=mem,{size},mem-path=/dev/shm,share=on,prealloc=off"),
+            // Anonymous RAM: QEMU madvises it MADV_HUGEPAGE.
+            HostBacking::Thp => format!("memory-backend-ram,id=mem,{size}"),
+            HostBacking::Hugetlbfs => {
+                format!("memory-backend-memfd,id=mem,{size},hugetlb=on,hugetlbsize=2M,prealloc=on")
+            }
+        };
+        vec!["-object".into(), obj]
+    }
+
+    fn command(&self, spec: &LaunchSpec) -> xshell::Cmd<'_> {
+        let qemu = &self.binary;
+        let machine = Self::machine_arg(spec);
+        let accel = spec.accel.label();
+        let cpu = &spec.cpu_model;
+        let mem = spec.memory_mib.to_string();
+        let kernel = &spec.kernel;
+        let cmdline = &spec.cmdline;
+        let backing = Self::backing_args(spec);
+        let exit_dev = format!("isa-debug-exit,iobase={:#x},iosize=0x04", ports::EXIT);
+        let log = format!("file,id=log,path={}", spec.log_path.display());
+        let debugcon = format!("isa-debugcon,iobase={:#x},chardev=res", ports::RESULTS);
+        cmd!(
+            self.sh,
+            "{qemu} -M {machine} -accel {accel} -cpu {cpu} -m {mem} -smp 1 {backing...}
+             -nodefaults -no-user-config -display none -no-reboot
+             -kernel {kernel} -append {cmdline}
+             -device {exit_dev}
+             -chardev {log} -serial chardev:log
+             -chardev stdio,id=res -device {debugcon}"
+        )
+        .quiet()
+    }
+}
+
+impl Backend for Qemu {
+    fn name(&self) -> &'static str {
+        "qemu"
+    }
+
+    fn describe(&self, spec: &LaunchSpec) -> Vec<String> {
+        let c: Command = self.command(spec).into();
+        std::iter::once(c.get_program()).chain(c.get_args()).map(|a| a.to_string_lossy().into_owned()).collect()
+    }
+
+    fn boot(&mut self, spec: &LaunchSpec, on_event: &mut dyn FnMut(Event)) -> Result<BootReport> {
+        std::fs::File::create(&spec.log_path)
+            .map_err(|e| HarnessError::io(format!("creating {}", spec.log_path.display()), e))?;
+        let mut command: Command = self.command(spec).into();
+        // Own process group: a terminal Ctrl-C reaches only us; we stop QEMU ourselves.
+        command.process_group(0).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = command.spawn().map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                HarnessError::QemuNotFound
+            } else {
+                HarnessError::io(format!("spawning {}", self.binary.display()), e)
+            }
+        })?;
+        let started = Instant::now();
+        on_event(Event::Launched);
+
+        // stdout → lines over a channel.
+        let (tx, rx) = mpsc::channel::<String>();
+        let stdout = child.stdout.take().expect("piped stdout");
+        let out_thread = thread::spawn(move || {
+            let mut r = BufReader::new(stdout);
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                match r.read_until(b'\n', &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        if tx.send(String::from_utf8_lossy(&buf).into_owned()).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        // stderr → collected (and echoed when verbose).
+        let stderr_buf = Arc::new(Mutex::new(String::new()));
+        let err_thread = {
+            let stderr = child.stderr.take().expect("piped stderr");
+            let buf = stderr_buf.clone();
+            let verbose = spec.verbose;
+            thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(|l| l.ok()) {
+                    if verbose {
+                        eprintln!("[qemu] {line}");
+                    }
+                    let mut b = buf.lock().unwrap();
+                    b.push_str(&line);
+                    b.push('\n');
+                }
+            })
+        };
+        // Guest log tail when verbose.
+        let tail_stop = Arc::new(AtomicBool::new(false));
+        let tail_thread = spec.verbose.then(|| {
+            let stop = tail_stop.clone();
+            let path = spec.log_path.clone();
+            thread::spawn(move || tail_log(&path, &stop))
+        });
+
+        enum Stop {
+            Exited(Option<i32>, Option<i32>),
+            Timeout,
+            Interrupted,
+        }
+        let mut records = 0usize;
+        let mut stdout_open = true;
+        let stop = loop {
+            if spec.interrupt.load(Ordering::SeqCst) {
+                kill(&mut child);
+                break Stop::Interrupted;
+            }
+            let now = Instant::now();
+            let deadline = started + spec.timeout;
+            if now >= deadline {
+                kill(&mut child);
+                break Stop::Timeout;
+            }
+            let wait = (deadline - now).min(Duration::from_millis(50));
+            if stdout_open {
+                match rx.recv_timeout(wait) {
+                    Ok(line) => {
+                        match decode_record(&line) {
+                            Some(Ok(r)) => {
+                                records += 1;
+                                on_event(Event::Record(r));
+                            }
+                            Some(Err(e)) => on_event(Event::BadRecord {
+                                line: line.trim_end().to_string(),
+                                error: e.to_string(),
+                            }),
+                            None => {}
+                        }
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => stdout_open = false,
+                }
+            }
+            match child.try_wait() {
+                Ok(Some(status)) => break Stop::Exited(status.code(), status.signal()),
+                Ok(None) => thread::sleep(wait.min(Duration::from_millis(10))),
+                Err(e) => {
+                    kill(&mut child);
+                    return Err(HarnessError::io("waiting for QEMU", e));
+                }
+            }
+        };
+        let _ = out_thread.join();
+        let _ = err_thread.join();
+        tail_stop.store(true, Ordering::SeqCst);
+        if let Some(t) = tail_thread {
+            let _ = t.join();
+        }
+        let stderr = stderr_buf.lock().unwrap().clone();
+        let end = match stop {
+            Stop::Exited(code, signal) => classify(code, signal, records, &stderr),
+            Stop::Timeout => BootEnd::Timeout,
+            Stop::Interrupted => BootEnd::Interrupted,
+        };
+        Ok(BootReport { end, stderr })
+    }
+}
+
+fn kill(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn first_error_line(stderr: &str) -> String {
+    stderr
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .map(|l| l.trim_start_matches("qemu-system-x86_64: ").to_string())
+        .unwrap_or_default()
+}
+
+/// Map a QEMU process status to how the boot ended.
+pub fn classify(code: Option<i32>, signal: Option<i32>, records: usize, stderr: &str) -> BootEnd {
+    if let Some(c) = code {
+        if let Some(exit) = GuestExit::from_qemu_status(c) {
+            // QEMU's own startup errors also exit 1 (= guest code 0): no record means no guest.
+            if !(records == 0 && c == 1 && !stderr.trim().is_empty()) {
+                return BootEnd::Exited { exit, raw: c };
+            }
+            return BootEnd::LaunchFailed { message: first_error_line(stderr) };
+        }
+        if records == 0 && !stderr.trim().is_empty() {
+            return BootEnd::LaunchFailed { message: first_error_line(stderr) };
+        }
+        let detail = first_error_line(stderr);
+        return BootEnd::Unexpected {
+            code: Some(c),
+            signal: None,
+            message: if detail.is_empty() {
+                format!("QEMU exited with status {c}, which is not a guest exit code")
+            } else {
+                format!("QEMU exited with status {c}: {detail}")
+            },
+        };
+    }
+    let detail = first_error_line(stderr);
+    let sig = signal.unwrap_or(0);
+    if records == 0 && !detail.is_empty() {
+        return BootEnd::LaunchFailed { message: detail };
+    }
+    BootEnd::Unexpected {
+        code: None,
+        signal,
+        message: if detail.is_empty() {
+            format!("QEMU killed by signal {sig}")
+        } else {
+            format!("QEMU killed by signal {sig}: {detail}")
+        },
+    }
+}
+
+/// Follow a growing log file, echoing it on stderr, until `stop` (then drain).
+fn tail_log(path: &Path, stop: &AtomicBool) {
+    let Ok(mut f) = std::fs::File::open(path) else { return };
+    let mut pos = 0u64;
+    let mut buf = Vec::new();
+    loop {
+        let stopping = stop.load(Ordering::SeqCst);
+        buf.clear();
+        if f.seek(SeekFrom::Start(pos)).is_ok() {
+            if let Ok(n) = f.read_to_end(&mut buf) {
+                pos += n as u64;
+                if n > 0 {
+                    let mut e = std::io::stderr().lock();
+                    let _ = e.write_all(&buf);
+                    let _ = e.flush();
+                }
+            }
+        }
+        if stopping {
+            break;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// CPU model probing under KVM.
+
+/// Models tried in order under KVM. `host` aborts on some hosts ("failed to set MSR 0x10a").
+pub const KVM_CPU_CANDIDATES: [&str; 4] = ["host", "host,-arch-capabilities", "max", "max,-arch-capabilities"];
+
+/// Find a `-cpu` model KVM accepts, cached in `cache_file` keyed by QEMU version, host
+/// kernel and host CPU. Returns (model, came_from_cache).
+pub fn probe_cpu_model(
+    qemu: &Path,
+    machine: Machine,
+    cache_file: &Path,
+    key: &str,
+    quiet: bool,
+) -> Result<(String, bool)> {
+    let mut cache: BTreeMap<String, String> = std::fs::read_to_string(cache_file)
+        .ok()
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or_default();
+    if let Some(m) = cache.get(key) {
+        return Ok((m.clone(), true));
+    }
+    let mut last = String::new();
+    for cpu in KVM_CPU_CANDIDATES {
+        match try_cpu(qemu, machine, cpu) {
+            Ok(()) => {
+                cache.insert(key.to_string(), cpu.to_string());
+                if let Some(dir) = cache_file.parent() {
+                    let _ = std::fs::create_dir_all(dir);
+                }
+                let _ = std::fs::write(cache_file, serde_json::to_string_pretty(&cache).unwrap_or_default());
+                return Ok((cpu.to_string(), false));
+            }
+            Err(e) => {
+                if !quiet {
+                    eprintln!("kmbench: -cpu {cpu} does not start under KVM ({e}); trying the next model");
+                }
+                last = e;
+            }
+        }
+    }
+    Err(HarnessError::NoCpuModel { tried: KVM_CPU_CANDIDATES.join(", "), last })
+}
+
+/// Drop a cached model (after QEMU refused to start with it).
+pub fn forget_cpu_model(cache_file: &Path, key: &str) {
+    let Ok(text) = std::fs::read_to_string(cache_file) else { return };
+    let Ok(mut cache) = serde_json::from_str::<BTreeMap<String, String>>(&text) else { return };
+    if cache.remove(key).is_some() {
+        let _ = std::fs::write(cache_file, serde_json::to_string_pretty(&cache).unwrap_or_default());
+    }
+}
+
+/// Start QEMU paused (`-S`) with `-cpu cpu`: a model KVM rejects aborts within milliseconds.
+fn try_cpu(qemu: &Path, machine: Machine, cpu: &str) -> std::result::Result<(), String> {
+    let sh = Shell::new().map_err(|e| e.to_string())?;
+    let m = machine.label();
+    let mut c: Command =
+        cmd!(sh, "{qemu} -M {m} -accel kvm -cpu {cpu} -m 64 -nodefaults -no-user-config -display none -S").quiet().into();
+    c.process_group(0).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut child = c.spawn().map_err(|e| e.to_string())?;
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_millis(700) {
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut err = String::new();
+            if let Some(mut s) = child.stderr.take() {
+                let _ = s.read_to_string(&mut err);
+            }
+            let line = first_error_line(&err);
+            return Err(if line.is_empty() { format!("exited: {status}") } else { line });
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    kill(&mut child);
+    Ok(())
+}
+
+/// Everything that keys the CPU probe cache.
+pub fn probe_key(qemu_version: &str, host_kernel: &str, host_cpu: &str, machine: Machine) -> String {
+    format!("{qemu_version} | {host_kernel} | {host_cpu} | {}", machine.label())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_status_mapping() {
+        assert_eq!(classify(Some(1), None, 3, ""), BootEnd::Exited { exit: GuestExit::Success, raw: 1 });
+        assert_eq!(classify(Some(5), None, 3, ""), BootEnd::Exited { exit: GuestExit::Panic, raw: 5 });
+        assert_eq!(classify(Some(7), None, 1, ""), BootEnd::Exited { exit: GuestExit::Exception, raw: 7 });
+        // QEMU startup failure: status 1, no records, an error on stderr.
+        match classify(Some(1), None, 0, "qemu-system-x86_64: -object memory-backend-memfd: failed\n") {
+            BootEnd::LaunchFailed { message } => assert!(message.starts_with("-object")),
+            other => panic!("{other:?}"),
+        }
+        // Abort (SIGABRT) before any record: launch failure with QEMU's message.
+        match classify(None, Some(6), 0, "qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69\n") {
+            BootEnd::LaunchFailed { message } => assert!(message.contains("MSR 0x10a")),
+            other => panic!("{other:?}"),
+        }
+        // Even status: not a debug-exit code.
+        assert!(matches!(classify(Some(0), None, 2, ""), BootEnd::Unexpected { code: Some(0), .. }));
+        assert!(matches!(classify(None, Some(9), 2, ""), BootEnd::Unexpected { signal: Some(9), .. }));
+        // Odd status with an unknown guest code.
+        assert!(matches!(classify(Some(41), None, 2, ""), BootEnd::Unexpected { .. }));
+    }
+}

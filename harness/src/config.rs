@@ -1,0 +1,406 @@
+//! Run configs (`configs/*.toml`): validated with serde, unknown keys rejected everywhere.
+//!
+//! ```toml
+//! [run]            # harness side
+//! accel = "auto"          # auto | kvm | tcg        (--accel overrides)
+//! machine = "microvm"     # microvm | q35
+//! memory_mib = 2048
+//! timeout_s = 120         # per boot                (--timeout overrides)
+//! host_backing = "default"  # default | 4K | thp | hugetlbfs
+//! boots = 1               # fresh guests to pool    (--boots overrides)
+//! [guest]          # becomes protocol::GuestPlan
+//! cpl = "auto"            # auto | 0 | 3            (--cpl overrides)
+//! direct_map_page = "2M"  # 4K | 2M | 1G
+//! mm_debug = false
+//! flush_mode = "lazy"     # per-page | full | lazy
+//! seed = 1
+//! selftest = false
+//! fault = "panic"         # optional: see protocol::FaultInjection
+//! [suites.timer]   # protocol::Suites; an absent suite does not run
+//! samples = 10000
+//! ```
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use kmbench_protocol::{FaultInjection, FlushMode, GuestPlan, PageSize, Suites};
+use serde::{Deserialize, Deserializer, Serialize};
+use sha2::{Digest, Sha256};
+
+/// A config that failed to load: names the file, the key and what was expected.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.file.display(), self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    /// KVM when /dev/kvm opens read-write, else TCG (with a warning).
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Machine {
+    Microvm,
+    Q35,
+}
+
+impl Machine {
+    pub fn label(self) -> &'static str {
+        match self {
+            Machine::Microvm => "microvm",
+            Machine::Q35 => "q35",
+        }
+    }
+}
+
+/// Where QEMU gets guest RAM from on the host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HostBacking {
+    /// QEMU's default (anonymous memory, THP-eligible).
+    #[serde(rename = "default")]
+    Default,
+    /// Shared memory file in /dev/shm: 4 KiB host pages (shmem THP is normally off).
+    #[serde(rename = "4K")]
+    Small,
+    /// Anonymous memory that QEMU madvises MADV_HUGEPAGE.
+    #[serde(rename = "thp")]
+    Thp,
+    /// memfd on hugetlbfs, 2 MiB pages, preallocated (needs reserved huge pages).
+    #[serde(rename = "hugetlbfs")]
+    Hugetlbfs,
+}
+
+impl HostBacking {
+    pub fn label(self) -> &'static str {
+        match self {
+            HostBacking::Default => "default",
+            HostBacking::Small => "4K",
+            HostBacking::Thp => "thp",
+            HostBacking::Hugetlbfs => "hugetlbfs",
+        }
+    }
+}
+
+/// `cpl = "auto" | "0" | "3" | 0 | 3`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum CplSetting {
+    #[default]
+    Auto,
+    Fixed(u8),
+}
+
+impl CplSetting {
+    pub fn parse(s: &str) -> Result<CplSetting, String> {
+        match s.trim() {
+            "auto" => Ok(CplSetting::Auto),
+            "0" => Ok(CplSetting::Fixed(0)),
+            "3" => Ok(CplSetting::Fixed(3)),
+            other => Err(format!("invalid cpl `{other}`, expected \"auto\", 0 or 3")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for CplSetting {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = CplSetting;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("\"auto\", 0 or 3")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<CplSetting, E> {
+                CplSetting::parse(v).map_err(E::custom)
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<CplSetting, E> {
+                match v {
+                    0 | 3 => Ok(CplSetting::Fixed(v as u8)),
+                    _ => Err(E::custom(format!("invalid cpl {v}, expected \"auto\", 0 or 3"))),
+                }
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<CplSetting, E> {
+                self.visit_i64(v as i64)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Serialize for CplSetting {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            CplSetting::Auto => s.serialize_str("auto"),
+            CplSetting::Fixed(n) => s.serialize_u8(*n),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunSection {
+    pub accel: Accel,
+    pub machine: Machine,
+    pub memory_mib: u64,
+    pub timeout_s: u64,
+    pub host_backing: HostBacking,
+    pub boots: u32,
+}
+
+impl Default for RunSection {
+    fn default() -> Self {
+        RunSection {
+            accel: Accel::Auto,
+            machine: Machine::Microvm,
+            memory_mib: 2048,
+            timeout_s: 120,
+            host_backing: HostBacking::Default,
+            boots: 1,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GuestSection {
+    pub cpl: CplSetting,
+    pub direct_map_page: PageSize,
+    pub mm_debug: bool,
+    pub flush_mode: FlushMode,
+    pub seed: u64,
+    pub selftest: bool,
+    pub fault: Option<FaultInjection>,
+}
+
+impl Default for GuestSection {
+    fn default() -> Self {
+        let p = GuestPlan::new(0);
+        GuestSection {
+            cpl: CplSetting::Auto,
+            direct_map_page: p.direct_map_page,
+            mm_debug: p.mm_debug,
+            flush_mode: p.flush_mode,
+            seed: p.seed,
+            selftest: p.selftest,
+            fault: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub run: RunSection,
+    pub guest: GuestSection,
+    pub suites: Suites,
+}
+
+impl Config {
+    /// The guest plan for a resolved privilege level.
+    pub fn plan(&self, cpl: u8) -> GuestPlan {
+        let mut p = GuestPlan::new(cpl);
+        p.direct_map_page = self.guest.direct_map_page;
+        p.mm_debug = self.guest.mm_debug;
+        p.flush_mode = self.guest.flush_mode;
+        p.seed = self.guest.seed;
+        p.selftest = self.guest.selftest;
+        p.fault = self.guest.fault;
+        p.suites = self.suites.clone();
+        p
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.run.memory_mib < 64 {
+            return Err(format!("[run] memory_mib = {} is too small, expected at least 64", self.run.memory_mib));
+        }
+        if self.run.timeout_s == 0 {
+            return Err("[run] timeout_s must be at least 1".into());
+        }
+        if self.run.boots == 0 {
+            return Err("[run] boots must be at least 1".into());
+        }
+        if self.run.host_backing == HostBacking::Hugetlbfs && !self.run.memory_mib.is_multiple_of(2) {
+            return Err("[run] memory_mib must be a multiple of 2 with host_backing = \"hugetlbfs\"".into());
+        }
+        Ok(())
+    }
+}
+
+/// A config plus where it came from.
+#[derive(Clone, Debug)]
+pub struct LoadedConfig {
+    pub path: PathBuf,
+    pub config: Config,
+    /// SHA-256 of the file bytes, hex.
+    pub hash: String,
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let d = Sha256::digest(bytes);
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Read and validate a config file.
+pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
+    let bytes = std::fs::read(path).map_err(|e| ConfigError {
+        file: path.to_path_buf(),
+        message: if e.kind() == std::io::ErrorKind::NotFound {
+            "config file not found".to_string()
+        } else {
+            format!("cannot read config: {e}")
+        },
+    })?;
+    let text = String::from_utf8(bytes.clone())
+        .map_err(|_| ConfigError { file: path.to_path_buf(), message: "config is not valid UTF-8".into() })?;
+    let config = parse(&text).map_err(|message| ConfigError { file: path.to_path_buf(), message })?;
+    Ok(LoadedConfig { path: path.to_path_buf(), config, hash: sha256_hex(&bytes) })
+}
+
+/// Parse config text; the error names the key, the table and the line.
+pub fn parse(text: &str) -> Result<Config, String> {
+    let config: Config = toml::from_str(text).map_err(|e| describe_toml_error(text, &e))?;
+    config.validate()?;
+    Ok(config)
+}
+
+fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
+    let mut msg = e.message().trim().to_string();
+    let Some(span) = e.span() else { return msg };
+    let start = span.start.min(text.len());
+    let line_no = text[..start].matches('\n').count() + 1;
+    let col = start - text[..start].rfind('\n').map_or(0, |i| i + 1) + 1;
+    // The innermost table header above the error.
+    let table = text[..start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('[') && !l.starts_with("[[") && l.contains(']'))
+        .map(|l| l[..=l.find(']').unwrap()].to_string());
+    if let Some(table) = table {
+        if msg.starts_with("unknown field") {
+            if let Some(i) = msg.find(", expected") {
+                msg.insert_str(i, &format!(" in {table}"));
+            } else {
+                msg.push_str(&format!(" in {table}"));
+            }
+        } else {
+            msg.push_str(&format!(" (in {table})"));
+        }
+    }
+    format!("{msg} (line {line_no}, column {col})")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_config_parses() {
+        let c = parse(
+            r#"
+[run]
+accel = "tcg"
+machine = "q35"
+memory_mib = 512
+timeout_s = 10
+host_backing = "hugetlbfs"
+boots = 3
+[guest]
+cpl = "3"
+direct_map_page = "4K"
+mm_debug = true
+flush_mode = "per-page"
+seed = 7
+selftest = true
+fault = "page_fault"
+[suites.timer]
+samples = 5
+[suites.gate]
+[suites.alu]
+iterations = 10
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.run.accel, Accel::Tcg);
+        assert_eq!(c.run.machine, Machine::Q35);
+        assert_eq!(c.run.host_backing, HostBacking::Hugetlbfs);
+        assert_eq!(c.run.boots, 3);
+        assert_eq!(c.guest.cpl, CplSetting::Fixed(3));
+        assert_eq!(c.guest.fault, Some(FaultInjection::PageFault));
+        assert_eq!(c.suites.timer.as_ref().unwrap().samples, 5);
+        assert_eq!(c.suites.gate.as_ref().unwrap().samples, 2000);
+        assert_eq!(c.suites.alu.as_ref().unwrap().iterations, 10);
+        assert!(c.suites.kmalloc.is_none());
+        let plan = c.plan(3);
+        assert_eq!(plan.cpl, 3);
+        assert_eq!(plan.direct_map_page, PageSize::Size4K);
+        assert_eq!(plan.flush_mode, FlushMode::PerPage);
+        assert!(plan.selftest && plan.mm_debug);
+    }
+
+    #[test]
+    fn empty_config_uses_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.run.memory_mib, 2048);
+        assert_eq!(c.guest.cpl, CplSetting::Auto);
+    }
+
+    #[test]
+    fn cpl_accepts_strings_and_integers() {
+        assert_eq!(parse("[guest]\ncpl = 0").unwrap().guest.cpl, CplSetting::Fixed(0));
+        assert_eq!(parse("[guest]\ncpl = \"auto\"").unwrap().guest.cpl, CplSetting::Auto);
+        let e = parse("[guest]\ncpl = 2").unwrap_err();
+        assert!(e.contains("cpl"), "{e}");
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_table() {
+        let e = parse("[suites.timer]\nsampels = 5\n").unwrap_err();
+        assert!(e.contains("unknown field `sampels`"), "{e}");
+        assert!(e.contains("[suites.timer]"), "{e}");
+        assert!(e.contains("expected `samples`"), "{e}");
+        assert!(e.contains("line 2"), "{e}");
+        let e = parse("[run]\naccel = \"kvm\"\nmemroy_mib = 1\n").unwrap_err();
+        assert!(e.contains("`memroy_mib`") && e.contains("[run]"), "{e}");
+        let e = parse("[sutes.timer]\n").unwrap_err();
+        assert!(e.contains("`sutes`"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_explained() {
+        let e = parse("[run]\naccel = \"xen\"\n").unwrap_err();
+        assert!(e.contains("xen") && e.contains("[run]"), "{e}");
+        let e = parse("[run]\nboots = 0\n").unwrap_err();
+        assert!(e.contains("boots"), "{e}");
+    }
+
+    #[test]
+    fn error_display_names_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.toml");
+        std::fs::write(&p, "[guest]\nbogus = 1\n").unwrap();
+        let e = load(&p).unwrap_err();
+        let s = e.to_string();
+        assert!(s.starts_with(&format!("{}: ", p.display())), "{s}");
+        assert!(s.contains("`bogus`"), "{s}");
+        let e = load(&dir.path().join("missing.toml")).unwrap_err();
+        assert!(e.to_string().contains("not found"), "{e}");
+    }
+
+    #[test]
+    fn hash_is_of_bytes() {
+        assert_eq!(sha256_hex(b""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    }
+}

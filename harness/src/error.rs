@@ -1,0 +1,69 @@
+//! Typed errors of the `kmbench run` path. Every variant renders as one line a user can act on.
+use std::path::PathBuf;
+
+use crate::config::ConfigError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("qemu-system-x86_64 not found: install it (Debian/Ubuntu: apt-get install qemu-system-x86)")]
+    QemuNotFound,
+
+    #[error("target x86_64-unknown-none is not installed and rustup is not available: run `rustup target add x86_64-unknown-none`")]
+    NoRustup,
+
+    #[error("`{command}` failed ({status})")]
+    BuildFailed { command: String, status: String },
+
+    #[error("kernel ELF not found at {}: build it with `cargo build --release -p kmbench-kernel --target x86_64-unknown-none` or drop --no-build", .0.display())]
+    KernelMissing(PathBuf),
+
+    #[error("KMBENCH_KERNEL={} does not exist", .0.display())]
+    KernelOverrideMissing(PathBuf),
+
+    #[error("--accel kvm requested but /dev/kvm cannot be opened read-write ({0}); use --accel tcg or fix /dev/kvm permissions")]
+    KvmUnavailable(String),
+
+    #[error("hugetlbfs backing needs {need} free 2 MiB huge pages, host has {have}; reserve them as root: echo {need} > /proc/sys/vm/nr_hugepages")]
+    HugePages { need: u64, have: u64 },
+
+    #[error("no working QEMU CPU model under KVM (tried {tried}): last error: {last}")]
+    NoCpuModel { tried: String, last: String },
+
+    #[error("QEMU failed to start: {0}")]
+    Launch(String),
+
+    #[error("cannot find the kmbench workspace root (a Cargo.toml with [workspace]) above {}", .0.display())]
+    NoWorkspace(PathBuf),
+
+    #[error("{0}")]
+    Other(String),
+}
+
+impl HarnessError {
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> HarnessError {
+        HarnessError::Io { context: context.into(), source }
+    }
+}
+
+/// Attach a context string to an `io::Result`.
+pub trait IoContext<T> {
+    fn ctx(self, context: impl FnOnce() -> String) -> Result<T, HarnessError>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn ctx(self, context: impl FnOnce() -> String) -> Result<T, HarnessError> {
+        self.map_err(|e| HarnessError::io(context(), e))
+    }
+}
+
+pub type Result<T, E = HarnessError> = std::result::Result<T, E>;

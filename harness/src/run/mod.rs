@@ -1,0 +1,790 @@
+//! `kmbench run [CONFIG]`: build the kernel, boot it (N times), collect records, write results.
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use kmbench_protocol::{
+    BenchRecord, EndRecord, FaultRecord, GuestExit, Hello, Record, SelftestRecord, CMDLINE_PLAN_KEY, RESULTS_SCHEMA,
+};
+
+use crate::backend::qemu::{self, Qemu};
+use crate::backend::{AccelKind, Backend, BootEnd, Event, LaunchSpec};
+use crate::build;
+use crate::config::{self, Accel, CplSetting, HostBacking};
+use crate::error::{HarnessError, IoContext, Result};
+use crate::host::{self, Hypervisor};
+use crate::results::{Env, ExitInfo, RunResults};
+use crate::table;
+
+pub mod pool;
+
+/// Process exit statuses of `kmbench run`.
+pub mod status {
+    pub const SUCCESS: u8 = 0;
+    /// The guest reported a benchmark or self-test failure.
+    pub const FAILURE: u8 = 1;
+    /// Harness or config error (nothing ran, or QEMU could not start).
+    pub const HARNESS: u8 = 2;
+    /// The guest did not finish within the timeout.
+    pub const TIMEOUT: u8 = 3;
+    pub const PANIC: u8 = 4;
+    pub const EXCEPTION: u8 = 5;
+    pub const MM_MISUSE: u8 = 6;
+    pub const STACK_OVERFLOW: u8 = 7;
+    /// The guest rejected the plan (e.g. 1G pages without CPU support).
+    pub const GUEST_CONFIG: u8 = 8;
+    /// QEMU ended some other way (crash, unknown exit code, no end record).
+    pub const UNEXPECTED: u8 = 9;
+    /// Ctrl-C / SIGTERM.
+    pub const INTERRUPTED: u8 = 130;
+}
+
+const AFTER_HELP: &str = "\
+Exit status:
+  0    success
+  1    the guest reported a benchmark or self-test failure
+  2    harness or config error (bad config, missing QEMU, build failure, QEMU did not start)
+  3    guest timed out (results kept with complete=false)
+  4    guest kernel panic
+  5    guest CPU exception (vector, RIP, CR2 in results.json `faults`)
+  6    guest memory misuse detected
+  7    guest stack overflow
+  8    the guest rejected the configuration
+  9    QEMU ended unexpectedly
+  130  interrupted (Ctrl-C); results kept with complete=false
+
+With --boots N, each benchmark keeps one median per boot (`boot_medians`); the reported
+median is the median of boot medians, min = min of mins, max = max of maxes,
+p99 = median of p99s, mean = mean of means, samples = sum.
+
+Environment: KMBENCH_KERNEL=<elf> boots that kernel (no build); KMBENCH_QEMU=<path>
+uses another QEMU binary.";
+
+#[derive(clap::Args, Debug, Clone, Default)]
+#[command(after_help = AFTER_HELP)]
+pub struct Args {
+    /// Config file [default: configs/default.toml in the workspace root].
+    pub config: Option<PathBuf>,
+    /// Accelerator: auto = KVM when /dev/kvm opens read-write, else TCG (emulated: not hardware numbers).
+    #[arg(long, value_enum)]
+    pub accel: Option<Accel>,
+    /// Run directory [default: results/<run-id>/ in the workspace root].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Show the guest log (and QEMU's stderr) live.
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Print only errors and the results path.
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Kill a guest that runs longer than SECS per boot (overrides [run] timeout_s).
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
+    /// Privilege level of the measured code: auto (3 on pvm, 0 on hardware KVM and TCG), 0 or 3.
+    #[arg(long, value_parser = CplSetting::parse, value_name = "auto|0|3")]
+    pub cpl: Option<CplSetting>,
+    /// Boot N fresh guests and pool their statistics (overrides [run] boots).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub boots: Option<u32>,
+    /// Do not build the kernel; boot the existing ELF.
+    #[arg(long)]
+    pub no_build: bool,
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub results: RunResults,
+    pub dir: PathBuf,
+    /// Process exit status (see [`status`]).
+    pub status: u8,
+    /// One line saying why the run failed (None on success).
+    pub reason: Option<String>,
+}
+
+pub fn main(args: Args) -> std::result::Result<ExitCode, Box<dyn std::error::Error>> {
+    let outcome = execute(&args)?;
+    if let Some(reason) = &outcome.reason {
+        eprintln!("kmbench: {reason}");
+    }
+    Ok(ExitCode::from(outcome.status))
+}
+
+// ---------------------------------------------------------------------------------------
+// Interrupts.
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+struct SignalGuard;
+
+impl SignalGuard {
+    fn install() -> SignalGuard {
+        INTERRUPTED.store(false, Ordering::SeqCst);
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe {
+            libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+            libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+        }
+        SignalGuard
+    }
+}
+
+impl Drop for SignalGuard {
+    fn drop(&mut self) {
+        // SAFETY: restoring the default disposition.
+        unsafe {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            libc::signal(libc::SIGTERM, libc::SIG_DFL);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// One boot's records.
+
+#[derive(Debug, Default, Clone)]
+pub struct BootData {
+    pub hello: Option<Hello>,
+    pub benches: Vec<BenchRecord>,
+    pub selftests: Vec<SelftestRecord>,
+    pub info: BTreeMap<String, serde_json::Value>,
+    pub faults: Vec<FaultRecord>,
+    pub end: Option<EndRecord>,
+    pub bad_records: Vec<String>,
+    pub boot_ms: Option<f64>,
+    pub records: usize,
+}
+
+impl BootData {
+    pub fn push(&mut self, r: Record) {
+        self.records += 1;
+        match r {
+            Record::Hello(h) => self.hello = Some(h),
+            Record::Bench(b) => self.benches.push(b),
+            Record::Selftest(s) => self.selftests.push(s),
+            Record::Info(i) => {
+                self.info.insert(i.key, i.value);
+            }
+            Record::Fault(f) => self.faults.push(f),
+            Record::End(e) => self.end = Some(e),
+        }
+    }
+}
+
+/// How a boot is judged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    pub ok: bool,
+    /// Process exit status of `kmbench run`.
+    pub status: u8,
+    pub info: ExitInfoParts,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExitInfoParts {
+    pub status: String,
+    pub code: Option<i32>,
+    pub message: String,
+}
+
+fn guest_exit_status(e: GuestExit) -> u8 {
+    match e {
+        GuestExit::Success => status::SUCCESS,
+        GuestExit::Failure => status::FAILURE,
+        GuestExit::Panic => status::PANIC,
+        GuestExit::Exception => status::EXCEPTION,
+        GuestExit::MmMisuse => status::MM_MISUSE,
+        GuestExit::StackOverflow => status::STACK_OVERFLOW,
+        GuestExit::ConfigError => status::GUEST_CONFIG,
+    }
+}
+
+fn guest_exit_name(e: GuestExit) -> String {
+    serde_json::to_value(e).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_else(|| format!("{e:?}"))
+}
+
+fn describe_fault(f: &FaultRecord) -> String {
+    let mut s = f.message.clone();
+    let mut parts = Vec::new();
+    if let Some(v) = f.vector {
+        parts.push(format!("vector {v}"));
+    }
+    if let Some(e) = f.error_code {
+        parts.push(format!("error code {e:#x}"));
+    }
+    if let Some(r) = f.rip {
+        parts.push(format!("RIP {r:#x}"));
+    }
+    if let Some(c) = f.cr2 {
+        parts.push(format!("CR2 {c:#x}"));
+    }
+    if let Some(c) = f.cpl {
+        parts.push(format!("CPL {c}"));
+    }
+    if !parts.is_empty() {
+        s.push_str(&format!(" ({})", parts.join(", ")));
+    }
+    s
+}
+
+/// Judge one boot from how it ended and what it sent.
+pub fn verdict(end: &BootEnd, data: &BootData, timeout_s: u64) -> Verdict {
+    let mk = |ok, st, status: &str, code, message: String| Verdict {
+        ok,
+        status: st,
+        info: ExitInfoParts { status: status.to_string(), code, message },
+    };
+    match end {
+        BootEnd::Exited { exit: GuestExit::Success, raw } => {
+            if data.end.is_none() {
+                return mk(false, status::UNEXPECTED, "unknown", Some(*raw), "guest exited without its end record".into());
+            }
+            let failed: Vec<&str> = data.selftests.iter().filter(|s| !s.passed).map(|s| s.name.as_str()).collect();
+            if !failed.is_empty() {
+                return mk(
+                    false,
+                    status::FAILURE,
+                    "failure",
+                    Some(*raw),
+                    format!("{} self-test(s) failed: {}", failed.len(), failed.join(", ")),
+                );
+            }
+            mk(true, status::SUCCESS, "success", Some(*raw), "success".into())
+        }
+        BootEnd::Exited { exit, raw } => {
+            let message = match data.faults.last() {
+                Some(f) if f.message.to_lowercase().starts_with(&exit.describe().to_lowercase()) => {
+                    format!("guest {}", f.message)
+                }
+                Some(f) => format!("guest {}: {}", exit.describe(), f.message),
+                None => format!("guest {} (exit code {})", exit.describe(), exit.code()),
+            };
+            mk(false, guest_exit_status(*exit), &guest_exit_name(*exit), Some(*raw), message)
+        }
+        BootEnd::LaunchFailed { message } => {
+            mk(false, status::HARNESS, "launch_error", None, format!("QEMU failed to start: {message}"))
+        }
+        BootEnd::Unexpected { code, message, .. } => {
+            let message = match data.faults.last() {
+                Some(f) => format!("{message}; last fault: {}", describe_fault(f)),
+                None => message.clone(),
+            };
+            mk(false, status::UNEXPECTED, "unknown", *code, message)
+        }
+        BootEnd::Timeout => mk(false, status::TIMEOUT, "timeout", None, format!("guest timed out after {timeout_s}s")),
+        BootEnd::Interrupted => mk(false, status::INTERRUPTED, "interrupted", None, "interrupted".into()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Results assembly and writing.
+
+/// Combine the boots into `results.json` content.
+pub fn assemble(mut base: RunResults, boots: &[BootData], verdict: Option<&Verdict>, planned_boots: u32) -> RunResults {
+    if let Some(h) = boots.iter().find_map(|b| b.hello.clone()) {
+        base.env.tsc_hz = h.tsc_hz;
+        base.env.tsc_source = h.tsc_source.clone();
+        base.env.guest = Some(h);
+    }
+    base.env.boot_ms = boots.first().and_then(|b| b.boot_ms).unwrap_or(0.0);
+    if boots.len() > 1 {
+        base.env.extra.insert(
+            "boot_ms_per_boot".into(),
+            serde_json::json!(boots.iter().map(|b| b.boot_ms).collect::<Vec<_>>()),
+        );
+    }
+    let bench_sets: Vec<Vec<BenchRecord>> = boots.iter().map(|b| b.benches.clone()).collect();
+    base.benchmarks = pool::pool_boots(&bench_sets);
+    base.selftests.clear();
+    for b in boots {
+        for s in &b.selftests {
+            if !base.selftests.contains(s) {
+                base.selftests.push(s.clone());
+            }
+        }
+    }
+    base.info.clear();
+    for b in boots {
+        for (k, v) in &b.info {
+            base.info.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    base.faults = boots.iter().flat_map(|b| b.faults.clone()).collect();
+    let bad: Vec<String> = boots.iter().flat_map(|b| b.bad_records.clone()).collect();
+    if !bad.is_empty() {
+        base.env.extra.insert("bad_records".into(), serde_json::json!(bad));
+    }
+    match verdict {
+        Some(v) => {
+            // Complete = every planned boot finished reporting (sent its end record).
+            base.complete = boots.len() as u32 == planned_boots && boots.iter().all(|b| b.end.is_some());
+            base.exit = Some(ExitInfo { status: v.info.status.clone(), code: v.info.code, message: v.info.message.clone() });
+        }
+        None => {
+            base.complete = false;
+            base.exit = None;
+        }
+    }
+    base
+}
+
+/// Write `path` atomically: a temporary file in the same directory, then rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("out")));
+    {
+        let mut f = std::fs::File::create(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
+        f.write_all(bytes).ctx(|| format!("writing {}", tmp.display()))?;
+        f.sync_all().ctx(|| format!("syncing {}", tmp.display()))?;
+    }
+    std::fs::rename(&tmp, path).ctx(|| format!("renaming {} to {}", tmp.display(), path.display()))
+}
+
+pub fn write_results(dir: &Path, results: &RunResults) -> Result<PathBuf> {
+    let path = dir.join("results.json");
+    let mut json = serde_json::to_vec_pretty(results).map_err(|e| HarnessError::Other(format!("serialising results: {e}")))?;
+    json.push(b'\n');
+    write_atomic(&path, &json)?;
+    Ok(path)
+}
+
+// ---------------------------------------------------------------------------------------
+// Time and ids.
+
+/// (year, month, day, hour, minute, second) in UTC.
+fn utc_parts(t: SystemTime) -> (i64, u32, u32, u32, u32, u32) {
+    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d, (rem / 3600) as u32, (rem % 3600 / 60) as u32, (rem % 60) as u32)
+}
+
+pub fn rfc3339(t: SystemTime) -> String {
+    let (y, mo, d, h, mi, s) = utc_parts(t);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+}
+
+pub fn run_id(t: SystemTime, config: &Path) -> String {
+    let (y, mo, d, h, mi, s) = utc_parts(t);
+    let stem: String = config
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("run")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect();
+    format!("{y:04}{mo:02}{d:02}-{h:02}{mi:02}{s:02}-{stem}")
+}
+
+// ---------------------------------------------------------------------------------------
+// The run.
+
+fn note(quiet: bool, msg: impl AsRef<str>) {
+    if !quiet {
+        eprintln!("kmbench: {}", msg.as_ref());
+    }
+}
+
+/// Check that hugetlbfs backing can be satisfied before QEMU tries (and aborts).
+fn check_huge_pages(memory_mib: u64) -> Result<()> {
+    let need = memory_mib.div_ceil(2);
+    let sys = Path::new("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages");
+    let have = match std::fs::read_to_string(sys) {
+        Ok(s) => s.trim().parse().unwrap_or(0),
+        Err(_) => {
+            let (free, size_kb) = host::huge_pages_free();
+            if size_kb == 2048 {
+                free
+            } else {
+                0
+            }
+        }
+    };
+    if have < need {
+        return Err(HarnessError::HugePages { need, have });
+    }
+    Ok(())
+}
+
+/// Run a config end to end. Harness errors (nothing could run) are `Err`; guest failures,
+/// timeouts and interrupts are an `Ok` outcome with a non-zero status and results written.
+pub fn execute(args: &Args) -> Result<RunOutcome> {
+    let quiet = args.quiet;
+    let root = build::workspace_root()?;
+    let config_path = args.config.clone().unwrap_or_else(|| root.join("configs/default.toml"));
+    let loaded = config::load(&config_path)?;
+    let cfg = &loaded.config;
+
+    // Accelerator and hypervisor kind.
+    let accel = match args.accel.unwrap_or(cfg.run.accel) {
+        Accel::Auto => match host::kvm_usable() {
+            Ok(()) => AccelKind::Kvm,
+            Err(e) => {
+                note(quiet, format!("warning: /dev/kvm unusable ({e}); falling back to TCG: TCG numbers are emulation, not hardware numbers"));
+                AccelKind::Tcg
+            }
+        },
+        Accel::Kvm => {
+            host::kvm_usable().map_err(HarnessError::KvmUnavailable)?;
+            AccelKind::Kvm
+        }
+        Accel::Tcg => AccelKind::Tcg,
+    };
+    let cpuinfo = host::cpuinfo();
+    let hv = match accel {
+        AccelKind::Tcg => Hypervisor::Tcg,
+        AccelKind::Kvm => host::detect_kvm_kind(Path::new("/sys/module"), &cpuinfo),
+    };
+    let (cpl_setting, cpl_from) = match args.cpl {
+        Some(c) => (c, "cli"),
+        None => (cfg.guest.cpl, "config"),
+    };
+    let (cpl, cpl_source) = host::resolve_cpl(cpl_setting, cpl_from, hv);
+    if hv == Hypervisor::Pvm && cpl == 0 {
+        note(quiet, "warning: CPL0 under kvm_pvm is emulated (~1000x slower); measured code should run at CPL3");
+    }
+
+    let qemu_bin = host::find_qemu().ok_or(HarnessError::QemuNotFound)?;
+    let qemu_version = host::qemu_version(&qemu_bin);
+    let host_cpu = host::cpu_model_name(&cpuinfo);
+    let host_kernel = host::host_kernel();
+
+    let backing = cfg.run.host_backing;
+    if backing == HostBacking::Hugetlbfs {
+        check_huge_pages(cfg.run.memory_mib)?;
+    }
+    let thp = host::thp_mode("enabled");
+    if backing == HostBacking::Thp && thp == "never" {
+        note(quiet, "warning: host_backing = \"thp\" but host THP is disabled (transparent_hugepage/enabled = never)");
+    }
+
+    let kernel = build::kernel(&root, args.no_build, quiet, args.verbose)?;
+
+    let probe_cache = build::kernel_path(&root)
+        .ancestors()
+        .nth(3)
+        .map(|t| t.join("kmbench-cpu-probe.json"))
+        .unwrap_or_else(|| root.join("target/kmbench-cpu-probe.json"));
+    let probe_key = qemu::probe_key(&qemu_version, &host_kernel, &host_cpu, cfg.run.machine);
+    let cpu_model = match accel {
+        AccelKind::Tcg => "max".to_string(),
+        AccelKind::Kvm => qemu::probe_cpu_model(&qemu_bin, cfg.run.machine, &probe_cache, &probe_key, quiet)?.0,
+    };
+
+    let timeout_s = args.timeout.unwrap_or(cfg.run.timeout_s).max(1);
+    let boots = args.boots.unwrap_or(cfg.run.boots).max(1);
+    let started = SystemTime::now();
+    let mut id = run_id(started, &config_path);
+    let dir = match &args.out {
+        Some(d) => d.clone(),
+        None => {
+            let base = root.join("results");
+            let mut dir = base.join(&id);
+            let mut n = 2;
+            while dir.exists() {
+                id = format!("{}-{n}", run_id(started, &config_path));
+                dir = base.join(&id);
+                n += 1;
+            }
+            dir
+        }
+    };
+    std::fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
+
+    let plan = cfg.plan(cpl);
+    let plan_json = serde_json::to_string(&plan).map_err(|e| HarnessError::Other(format!("serialising plan: {e}")))?;
+    let cmdline = format!("{CMDLINE_PLAN_KEY}{plan_json}");
+
+    let mut backend = Qemu::new(qemu_bin.clone())?;
+    let config_file = config_path
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.strip_prefix(&root).ok().map(Path::to_path_buf))
+        .unwrap_or_else(|| config_path.clone());
+
+    let mut env = Env {
+        accel: accel.label().into(),
+        hypervisor: hv.label().into(),
+        backend: backend.name().into(),
+        cpl,
+        cpl_source,
+        cpu_model: cpu_model.clone(),
+        machine: cfg.run.machine.label().into(),
+        host_cpu,
+        host_kernel,
+        qemu_version,
+        guest_memory_mib: cfg.run.memory_mib,
+        kmbench_commit: host::git_commit(&root),
+        config_file: config_file.display().to_string(),
+        config_hash: loaded.hash.clone(),
+        direct_map_page: cfg.guest.direct_map_page.label().into(),
+        host_backing: backing.label().into(),
+        mm_debug: cfg.guest.mm_debug,
+        flush_mode: cfg.guest.flush_mode.label().into(),
+        boots,
+        ..Env::default()
+    };
+    env.extra.insert("host_thp".into(), serde_json::json!(thp));
+    env.extra.insert("host_shmem_thp".into(), serde_json::json!(host::thp_mode("shmem_enabled")));
+    env.extra.insert("timeout_s".into(), serde_json::json!(timeout_s));
+    env.extra.insert("kernel".into(), serde_json::json!(kernel.display().to_string()));
+    env.extra.insert("plan".into(), serde_json::to_value(&plan).unwrap_or_default());
+
+    let base = RunResults {
+        schema: RESULTS_SCHEMA.into(),
+        complete: false,
+        run_id: id.clone(),
+        started_at: rfc3339(started),
+        env,
+        exit: None,
+        benchmarks: vec![],
+        selftests: vec![],
+        info: BTreeMap::new(),
+        faults: vec![],
+    };
+
+    let _signals = SignalGuard::install();
+    let records_path = dir.join("records.jsonl");
+    let mut records_file = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(&records_path)
+        .ctx(|| format!("opening {}", records_path.display()))?;
+
+    note(
+        quiet,
+        format!(
+            "run {id}: {} accel={} hypervisor={} cpl={} cpu={} boots={boots} → {}",
+            config_file.display(),
+            accel.label(),
+            hv.label(),
+            cpl,
+            cpu_model,
+            dir.display()
+        ),
+    );
+
+    let progress = if quiet || args.verbose {
+        indicatif::ProgressBar::hidden()
+    } else {
+        let p = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+        p.set_style(indicatif::ProgressStyle::with_template("{spinner} {elapsed} {msg}").unwrap());
+        p.enable_steady_tick(Duration::from_millis(120));
+        p
+    };
+
+    let mut all: Vec<BootData> = Vec::new();
+    let mut last_verdict: Option<Verdict> = None;
+    let mut command_line = Vec::new();
+    let mut qemu_stderr = String::new();
+    for boot in 1..=boots {
+        let log_path = if boots == 1 { dir.join("guest.log") } else { dir.join(format!("guest-{boot}.log")) };
+        let spec = LaunchSpec {
+            kernel: kernel.clone(),
+            cmdline: cmdline.clone(),
+            memory_mib: cfg.run.memory_mib,
+            machine: cfg.run.machine,
+            accel,
+            cpu_model: cpu_model.clone(),
+            host_backing: backing,
+            log_path: log_path.clone(),
+            timeout: Duration::from_secs(timeout_s),
+            verbose: args.verbose,
+            interrupt: &INTERRUPTED,
+        };
+        if boot == 1 {
+            command_line = backend.describe(&spec);
+        }
+        let mut data = BootData::default();
+        let mut write_err: Option<std::io::Error> = None;
+        let mut launched = Instant::now();
+        let report = {
+            let data = &mut data;
+            let records_file = &mut records_file;
+            let write_err = &mut write_err;
+            let launched = &mut launched;
+            let progress = &progress;
+            backend.boot(&spec, &mut |ev| match ev {
+                Event::Launched => *launched = Instant::now(),
+                Event::Record(r) => {
+                    if data.boot_ms.is_none() {
+                        data.boot_ms = Some(launched.elapsed().as_secs_f64() * 1e3);
+                    }
+                    let line = serde_json::json!({
+                        "boot": boot,
+                        "ms": (launched.elapsed().as_secs_f64() * 1e3 * 1000.0).round() / 1000.0,
+                        "record": &r,
+                    });
+                    if write_err.is_none() {
+                        let res = writeln!(records_file, "{line}").and_then(|_| records_file.flush());
+                        if let Err(e) = res {
+                            *write_err = Some(e);
+                        }
+                    }
+                    if let Record::Bench(b) = &r {
+                        progress.set_message(format!("boot {boot}/{boots}: {}", b.name));
+                    }
+                    data.push(r);
+                }
+                Event::BadRecord { line, error } => data.bad_records.push(format!("{error}: {line}")),
+            })?
+        };
+        if let Some(e) = write_err {
+            note(quiet, format!("warning: could not write {}: {e}", records_path.display()));
+        }
+        let v = verdict(&report.end, &data, timeout_s);
+        if accel == AccelKind::Kvm && matches!(report.end, BootEnd::LaunchFailed { .. }) {
+            // A stale probe result must not stick: the next run probes again.
+            qemu::forget_cpu_model(&probe_cache, &probe_key);
+        }
+        if !v.ok && !quiet && !args.verbose {
+            progress.suspend(|| print_log_tail(&log_path, 15));
+        }
+        all.push(data);
+        let stop = !v.ok;
+        last_verdict = Some(v);
+        if !report.stderr.trim().is_empty() {
+            qemu_stderr.push_str(&report.stderr);
+        }
+        // Keep results.json current after every boot.
+        let partial = assemble(base.clone(), &all, last_verdict.as_ref(), boots);
+        write_results(&dir, &with_qemu(partial, &command_line, &qemu_stderr))?;
+        if stop {
+            break;
+        }
+    }
+    progress.finish_and_clear();
+
+    let verdict = last_verdict.expect("at least one boot");
+    let results = with_qemu(assemble(base, &all, Some(&verdict), boots), &command_line, &qemu_stderr);
+    let path = write_results(&dir, &results)?;
+
+    if !quiet {
+        let mut out = std::io::stdout().lock();
+        let _ = table::print(&results, &mut out);
+    }
+    println!("results: {}", path.display());
+
+    let reason = (!verdict.ok).then(|| {
+        if results.benchmarks.is_empty() {
+            verdict.info.message.clone()
+        } else {
+            format!("{} (partial results kept)", verdict.info.message)
+        }
+    });
+    Ok(RunOutcome { results, dir, status: verdict.status, reason })
+}
+
+fn with_qemu(mut r: RunResults, command: &[String], stderr: &str) -> RunResults {
+    r.env.extra.insert("qemu_command".into(), serde_json::json!(command));
+    if !stderr.trim().is_empty() {
+        r.env.extra.insert("qemu_stderr".into(), serde_json::json!(stderr));
+    }
+    r
+}
+
+fn print_log_tail(path: &Path, lines: usize) {
+    let Ok(text) = std::fs::read_to_string(path) else { return };
+    let all: Vec<&str> = text.lines().collect();
+    if all.is_empty() {
+        return;
+    }
+    let from = all.len().saturating_sub(lines);
+    eprintln!("kmbench: last lines of {}:", path.display());
+    for l in &all[from..] {
+        eprintln!("  | {l}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdict_mapping() {
+        let mut d = BootData::default();
+        // Clean exit without End record is not success.
+        let v = verdict(&BootEnd::Exited { exit: GuestExit::Success, raw: 1 }, &d, 5);
+        assert!(!v.ok);
+        assert_eq!(v.status, status::UNEXPECTED);
+        d.end = Some(EndRecord { exit: GuestExit::Success, benchmarks: 0, selftests_failed: 0 });
+        let v = verdict(&BootEnd::Exited { exit: GuestExit::Success, raw: 1 }, &d, 5);
+        assert!(v.ok);
+        assert_eq!(v.status, status::SUCCESS);
+        d.selftests.push(SelftestRecord { name: "buddy/merge".into(), passed: false, detail: "x".into() });
+        let v = verdict(&BootEnd::Exited { exit: GuestExit::Success, raw: 1 }, &d, 5);
+        assert_eq!(v.status, status::FAILURE);
+        assert!(v.info.message.contains("buddy/merge"));
+
+        let mut d = BootData::default();
+        d.faults.push(FaultRecord {
+            exit: GuestExit::Exception,
+            message: "page fault".into(),
+            vector: Some(14),
+            error_code: Some(2),
+            rip: Some(0x1234),
+            cr2: Some(0xdead000),
+            cpl: Some(0),
+        });
+        let v = verdict(&BootEnd::Exited { exit: GuestExit::Exception, raw: 7 }, &d, 5);
+        assert_eq!(v.status, status::EXCEPTION);
+        assert_eq!(v.info.status, "exception");
+        assert_eq!(v.info.code, Some(7));
+        assert_eq!(v.info.message, "guest CPU exception: page fault");
+        let v = verdict(&BootEnd::Exited { exit: GuestExit::Panic, raw: 5 }, &BootData::default(), 5);
+        assert_eq!((v.status, v.info.status.as_str()), (status::PANIC, "panic"));
+        let v = verdict(&BootEnd::Exited { exit: GuestExit::MmMisuse, raw: 9 }, &BootData::default(), 5);
+        assert_eq!((v.status, v.info.status.as_str()), (status::MM_MISUSE, "mm_misuse"));
+        let v = verdict(&BootEnd::Timeout, &BootData::default(), 7);
+        assert_eq!((v.status, v.info.message.as_str()), (status::TIMEOUT, "guest timed out after 7s"));
+        let v = verdict(&BootEnd::Interrupted, &BootData::default(), 7);
+        assert_eq!((v.status, v.info.status.as_str()), (status::INTERRUPTED, "interrupted"));
+        let v = verdict(&BootEnd::LaunchFailed { message: "bad".into() }, &BootData::default(), 7);
+        assert_eq!((v.status, v.info.status.as_str()), (status::HARNESS, "launch_error"));
+        // Every guest exit code maps to a distinct process status.
+        let mut seen: Vec<u8> = GuestExit::ALL.iter().map(|e| guest_exit_status(*e)).collect();
+        seen.extend([status::HARNESS, status::TIMEOUT, status::UNEXPECTED, status::INTERRUPTED]);
+        let n = seen.len();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), n);
+    }
+
+    #[test]
+    fn dates() {
+        let t = UNIX_EPOCH + Duration::from_secs(1_764_072_000); // 2025-11-25T12:00:00Z
+        assert_eq!(rfc3339(t), "2025-11-25T12:00:00Z");
+        assert_eq!(run_id(t, Path::new("configs/faults/page fault.toml")), "20251125-120000-page_fault");
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(&rfc3339(leap)[..10], "2000-02-29");
+    }
+
+    #[test]
+    fn atomic_write_replaces() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("results.json");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "two");
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+}

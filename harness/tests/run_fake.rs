@@ -1,0 +1,231 @@
+//! `kmbench run` against a fake QEMU (tests/fixtures/fake-qemu.sh via KMBENCH_QEMU): the
+//! harness's handling of records, exit codes, timeouts, interrupts and bad configs,
+//! independent of the real kernel and fast.
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use kmbench::results::RunResults;
+
+fn fake_qemu() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake-qemu.sh")
+}
+
+fn kmbench(out: &Path, config: &Path, extra: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kmbench"));
+    c.arg("run").arg(config).args(["--accel", "tcg", "--out"]).arg(out).args(extra);
+    c.env("KMBENCH_QEMU", fake_qemu());
+    // Any existing file will do: the fake QEMU never reads the kernel.
+    c.env("KMBENCH_KERNEL", fake_qemu());
+    c.env_remove("FAKE_QEMU_MODE");
+    c.stdin(Stdio::null());
+    c
+}
+
+fn write_config(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn results(dir: &Path) -> RunResults {
+    let text = std::fs::read_to_string(dir.join("results.json")).expect("results.json written");
+    serde_json::from_str(&text).expect("results.json parses")
+}
+
+fn run(cmd: &mut Command) -> (i32, String, String) {
+    let Output { status, stdout, stderr } = cmd.output().unwrap();
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+const TIMER: &str = "[suites.timer]\nsamples = 100\n";
+
+#[test]
+fn success_parses_records_and_writes_results() {
+    let t = tempfile::tempdir().unwrap();
+    let cfg = write_config(t.path(), "ok.toml", TIMER);
+    let out = t.path().join("run");
+    let (code, stdout, stderr) = run(&mut kmbench(&out, &cfg, &[]));
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let r = results(&out);
+    assert_eq!(r.schema, "kmbench.results/1");
+    assert!(r.complete);
+    assert_eq!(r.exit.as_ref().unwrap().status, "success");
+    assert_eq!(r.benchmarks.len(), 2);
+    assert_eq!(r.benchmarks[0].name, "timer/rdtsc");
+    assert_eq!(r.benchmarks[0].boot_medians, vec![25.0]);
+    assert_eq!(r.selftests.len(), 1);
+    assert_eq!(r.info["free_pages"], 1234);
+    assert_eq!(r.env.accel, "tcg");
+    assert_eq!(r.env.hypervisor, "tcg");
+    assert_eq!(r.env.cpl, 0);
+    assert_eq!(r.env.cpl_source, "auto");
+    assert_eq!(r.env.cpu_model, "max");
+    assert_eq!(r.env.tsc_hz, 2_000_000_000);
+    assert_eq!(r.env.qemu_version, "QEMU emulator version 7.2.99 (fake)");
+    assert_eq!(r.env.config_hash.len(), 64);
+    assert!(r.env.guest.is_some());
+    assert!(r.env.extra.contains_key("bad_records"), "the malformed record line is kept for inspection");
+    let records = std::fs::read_to_string(out.join("records.jsonl")).unwrap();
+    assert_eq!(records.lines().count(), 6);
+    assert!(std::fs::read_to_string(out.join("guest.log")).unwrap().contains("fake guest booting"));
+    assert!(stdout.contains("timer/rdtscp"), "summary table printed:\n{stdout}");
+}
+
+#[test]
+fn boots_are_pooled() {
+    let t = tempfile::tempdir().unwrap();
+    let cfg = write_config(t.path(), "ok.toml", TIMER);
+    let out = t.path().join("run");
+    let (code, _, stderr) = run(&mut kmbench(&out, &cfg, &["--boots", "3", "--quiet"]));
+    assert_eq!(code, 0, "{stderr}");
+    let r = results(&out);
+    assert_eq!(r.env.boots, 3);
+    assert_eq!(r.benchmarks[0].boot_medians, vec![25.0, 25.0, 25.0]);
+    assert_eq!(r.benchmarks[0].samples, 300);
+    for i in 1..=3 {
+        assert!(out.join(format!("guest-{i}.log")).exists());
+    }
+    assert_eq!(std::fs::read_to_string(out.join("records.jsonl")).unwrap().lines().count(), 18);
+}
+
+#[test]
+fn panic_is_a_distinct_failure_with_its_message() {
+    let t = tempfile::tempdir().unwrap();
+    let cfg = write_config(t.path(), "p.toml", "[guest]\nfault = \"panic\"\n");
+    let out = t.path().join("run");
+    let (code, _, stderr) = run(&mut kmbench(&out, &cfg, &[]));
+    assert_eq!(code, 4, "{stderr}");
+    assert!(stderr.contains("injected panic"), "{stderr}");
+    let r = results(&out);
+    assert!(!r.complete);
+    assert_eq!(r.exit.as_ref().unwrap().status, "panic");
+    assert_eq!(r.faults.len(), 1);
+    assert!(r.faults[0].message.contains("injected panic"));
+}
+
+#[test]
+fn page_fault_reports_vector_rip_cr2() {
+    let t = tempfile::tempdir().unwrap();
+    let cfg = write_config(t.path(), "pf.toml", "[guest]\nfault = \"page_fault\"\n");
+    let out = t.path().join("run");
+    let (code, stdout, stderr) = run(&mut kmbench(&out, &cfg, &[]));
+    assert_eq!(code, 5, "{stderr}");
+    let r = results(&out);
+    let f = &r.faults[0];
+    assert_eq!(f.vector, Some(14));
+    assert_eq!(f.cr2, Some(140737216118784));
+    assert_eq!(f.rip, Some(1118931));
+    assert_eq!(r.exit.as_ref().unwrap().status, "exception");
+    assert!(stdout.contains("vector 14") && stdout.contains("CR2"), "{stdout}");
+}
+
+#[test]
+fn hang_is_killed_by_the_timeout_and_partial_results_kept() {
+    let t = tempfile::tempdir().unwrap();
+    let cfg = write_config(t.path(), "h.toml", &format!("[guest]\nfault = \"hang_after_record\"\n{TIMER}"));
+    let out = t.path().join("run");
+    let t0 = Instant::now();
+    let (code, _, stderr) = run(&mut kmbench(&out, &cfg, &["--timeout", "1"]));
+    assert!(t0.elapsed() < Duration::from_secs(30));
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("guest timed out after 1s"), "{stderr}");
+    let r = results(&out);
+    assert!(!r.complete);
+    assert_eq!(r.exit.as_ref().unwrap().status, "timeout");
+    assert_eq!(r.benchmarks.len(), 1);
+    assert_eq!(r.benchmarks[0].name, "timer/rdtsc");
+}
+
+#[test]
+fn sigint_kills_the_guest_and_keeps_results() {
+    let t = tempfile::tempdir().unwrap();
+    let cfg = write_config(t.path(), "h.toml", &format!("[guest]\nfault = \"hang_after_record\"\n{TIMER}"));
+    let out = t.path().join("run");
+    let mut child = kmbench(&out, &cfg, &["--timeout", "60"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let t0 = Instant::now();
+    let records = out.join("records.jsonl");
+    while std::fs::read_to_string(&records).map(|s| s.lines().count() < 2).unwrap_or(true) {
+        assert!(t0.elapsed() < Duration::from_secs(30), "no records arrived");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    let r = results(&out);
+    assert!(!r.complete);
+    assert_eq!(r.exit.as_ref().unwrap().status, "interrupted");
+    assert_eq!(r.benchmarks.len(), 1);
+}
+
+#[test]
+fn qemu_start_failure_is_a_harness_error() {
+    let t = tempfile::tempdir().unwrap();
+    let cfg = write_config(t.path(), "ok.toml", TIMER);
+    let out = t.path().join("run");
+    let (code, _, stderr) = run(kmbench(&out, &cfg, &[]).env("FAKE_QEMU_MODE", "launch_fail"));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("QEMU failed to start") && stderr.contains("fake launch failure"), "{stderr}");
+    assert_eq!(results(&out).exit.unwrap().status, "launch_error");
+}
+
+#[test]
+fn missing_qemu_names_the_package() {
+    let t = tempfile::tempdir().unwrap();
+    let cfg = write_config(t.path(), "ok.toml", TIMER);
+    let (code, _, stderr) = run(kmbench(&t.path().join("run"), &cfg, &[]).env("KMBENCH_QEMU", "/nonexistent/qemu"));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("qemu-system-x86_64 not found") && stderr.contains("apt-get install qemu-system-x86"), "{stderr}");
+}
+
+#[test]
+fn unknown_config_key_is_rejected_with_its_name() {
+    let t = tempfile::tempdir().unwrap();
+    let cfg = write_config(t.path(), "bad.toml", "[suites.timer]\nsampels = 100\n");
+    let (code, _, stderr) = run(&mut kmbench(&t.path().join("run"), &cfg, &[]));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("bad.toml"), "{stderr}");
+    assert!(stderr.contains("unknown field `sampels`") && stderr.contains("[suites.timer]"), "{stderr}");
+    assert!(!t.path().join("run").exists(), "nothing runs for a bad config");
+}
+
+#[test]
+fn missing_config_file_is_reported() {
+    let t = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = run(&mut kmbench(&t.path().join("run"), &t.path().join("nope.toml"), &[]));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("nope.toml") && stderr.contains("not found"), "{stderr}");
+}
+
+#[test]
+fn cpl_override_reaches_the_plan() {
+    let t = tempfile::tempdir().unwrap();
+    let cfg = write_config(t.path(), "ok.toml", TIMER);
+    let out = t.path().join("run");
+    let (code, _, stderr) = run(&mut kmbench(&out, &cfg, &["--cpl", "3", "--quiet"]));
+    assert_eq!(code, 0, "{stderr}");
+    let r = results(&out);
+    assert_eq!((r.env.cpl, r.env.cpl_source.as_str()), (3, "cli"));
+    assert_eq!(r.env.extra["plan"]["cpl"], 3);
+    assert_eq!(r.env.guest.unwrap().cpl, 3, "the fake guest echoes the plan's cpl");
+}
+
+#[test]
+fn hugetlbfs_without_reserved_pages_fails_clearly() {
+    let free: u64 = std::fs::read_to_string("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    if free >= 1024 {
+        return; // this host has the pages reserved
+    }
+    let t = tempfile::tempdir().unwrap();
+    let cfg = write_config(t.path(), "h.toml", "[run]\nhost_backing = \"hugetlbfs\"\nmemory_mib = 2048\n");
+    let (code, _, stderr) = run(&mut kmbench(&t.path().join("run"), &cfg, &[]));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("needs 1024 free 2 MiB huge pages") && stderr.contains("nr_hugepages"), "{stderr}");
+}
