@@ -37,37 +37,58 @@ pub fn workspace_root() -> Result<PathBuf> {
 
 /// Where cargo puts the kernel ELF.
 pub fn kernel_path(root: &Path) -> PathBuf {
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
-    let target_dir = if target_dir.is_relative() { root.join(target_dir) } else { target_dir };
-    target_dir.join(KERNEL_TARGET).join("release").join(KERNEL_PACKAGE)
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let target_dir = if target_dir.is_relative() {
+        root.join(target_dir)
+    } else {
+        target_dir
+    };
+    target_dir
+        .join(KERNEL_TARGET)
+        .join("release")
+        .join(KERNEL_PACKAGE)
 }
 
 /// Make sure rustup has the kernel target, installing it when missing.
 pub fn ensure_target(sh: &Shell, quiet: bool) -> Result<()> {
     if crate::host::find_in_path("rustup").is_none() {
         // Without rustup the toolchain may still have the target (distro rust): let cargo try.
-        if let Ok(sysroot) = cmd!(sh, "rustc --print sysroot").quiet().ignore_stderr().read() {
-            let lib = Path::new(sysroot.trim()).join("lib/rustlib").join(KERNEL_TARGET);
+        if let Ok(sysroot) = cmd!(sh, "rustc --print sysroot")
+            .quiet()
+            .ignore_stderr()
+            .read()
+        {
+            let lib = Path::new(sysroot.trim())
+                .join("lib/rustlib")
+                .join(KERNEL_TARGET);
             if lib.is_dir() {
                 return Ok(());
             }
         }
         return Err(HarnessError::NoRustup);
     }
-    let installed = cmd!(sh, "rustup target list --installed").quiet().read().map_err(|e| HarnessError::BuildFailed {
-        command: "rustup target list --installed".into(),
-        status: e.to_string(),
-    })?;
+    let installed = cmd!(sh, "rustup target list --installed")
+        .quiet()
+        .read()
+        .map_err(|e| HarnessError::BuildFailed {
+            command: "rustup target list --installed".into(),
+            status: e.to_string(),
+        })?;
     if installed.lines().any(|l| l.trim() == KERNEL_TARGET) {
         return Ok(());
     }
     if !quiet {
         eprintln!("kmbench: target {KERNEL_TARGET} is missing; running `rustup target add {KERNEL_TARGET}`");
     }
-    cmd!(sh, "rustup target add {KERNEL_TARGET}").quiet().run().map_err(|e| HarnessError::BuildFailed {
-        command: format!("rustup target add {KERNEL_TARGET}"),
-        status: e.to_string(),
-    })
+    cmd!(sh, "rustup target add {KERNEL_TARGET}")
+        .quiet()
+        .run()
+        .map_err(|e| HarnessError::BuildFailed {
+            command: format!("rustup target add {KERNEL_TARGET}"),
+            status: e.to_string(),
+        })
 }
 
 /// `cargo build --release -p kmbench-kernel --target x86_64-unknown-none` in the workspace root.
@@ -76,7 +97,11 @@ pub fn build_kernel(root: &Path, quiet: bool, verbose: bool) -> Result<PathBuf> 
     sh.change_dir(root);
     ensure_target(&sh, quiet)?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let c = cmd!(sh, "{cargo} build --release -p {KERNEL_PACKAGE} --target {KERNEL_TARGET}").quiet();
+    let c = cmd!(
+        sh,
+        "{cargo} build --release -p {KERNEL_PACKAGE} --target {KERNEL_TARGET}"
+    )
+    .quiet();
     let mut command: std::process::Command = c.into();
     command.stdin(std::process::Stdio::null());
     let failed = |status: String| HarnessError::BuildFailed {
@@ -84,13 +109,17 @@ pub fn build_kernel(root: &Path, quiet: bool, verbose: bool) -> Result<PathBuf> 
         status,
     };
     if verbose {
-        let status = command.status().map_err(|e| HarnessError::io(format!("running {cargo}"), e))?;
+        let status = command
+            .status()
+            .map_err(|e| HarnessError::io(format!("running {cargo}"), e))?;
         if !status.success() {
             return Err(failed(status.to_string()));
         }
     } else {
         // Keep cargo's output (warnings included) out of the way unless the build fails.
-        let out = command.output().map_err(|e| HarnessError::io(format!("running {cargo}"), e))?;
+        let out = command
+            .output()
+            .map_err(|e| HarnessError::io(format!("running {cargo}"), e))?;
         if !out.status.success() {
             let text = String::from_utf8_lossy(&out.stderr);
             let lines: Vec<&str> = text.lines().collect();
@@ -111,11 +140,19 @@ pub fn build_kernel(root: &Path, quiet: bool, verbose: bool) -> Result<PathBuf> 
 pub fn kernel(root: &Path, no_build: bool, quiet: bool, verbose: bool) -> Result<PathBuf> {
     if let Some(p) = std::env::var_os("KMBENCH_KERNEL") {
         let p = PathBuf::from(p);
-        return if p.is_file() { Ok(p) } else { Err(HarnessError::KernelOverrideMissing(p)) };
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(HarnessError::KernelOverrideMissing(p))
+        };
     }
     if no_build {
         let elf = kernel_path(root);
-        return if elf.is_file() { Ok(elf) } else { Err(HarnessError::KernelMissing(elf)) };
+        return if elf.is_file() {
+            Ok(elf)
+        } else {
+            Err(HarnessError::KernelMissing(elf))
+        };
     }
     build_kernel(root, quiet, verbose)
 }
@@ -129,6 +166,8 @@ mod tests {
         let here = Path::new(env!("CARGO_MANIFEST_DIR"));
         let root = find_workspace_root(here).unwrap();
         assert!(root.join("unikernel").is_dir());
-        assert!(find_workspace_root(Path::new("/")).is_none() || !Path::new("/Cargo.toml").exists());
+        assert!(
+            find_workspace_root(Path::new("/")).is_none() || !Path::new("/Cargo.toml").exists()
+        );
     }
 }

@@ -127,7 +127,9 @@ impl<'de> Deserialize<'de> for CplSetting {
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<CplSetting, E> {
                 match v {
                     0 | 3 => Ok(CplSetting::Fixed(v as u8)),
-                    _ => Err(E::custom(format!("invalid cpl {v}, expected \"auto\", 0 or 3"))),
+                    _ => Err(E::custom(format!(
+                        "invalid cpl {v}, expected \"auto\", 0 or 3"
+                    ))),
                 }
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<CplSetting, E> {
@@ -222,7 +224,10 @@ impl Config {
 
     fn validate(&self) -> Result<(), String> {
         if self.run.memory_mib < 64 {
-            return Err(format!("[run] memory_mib = {} is too small, expected at least 64", self.run.memory_mib));
+            return Err(format!(
+                "[run] memory_mib = {} is too small, expected at least 64",
+                self.run.memory_mib
+            ));
         }
         if self.run.timeout_s == 0 {
             return Err("[run] timeout_s must be at least 1".into());
@@ -230,8 +235,11 @@ impl Config {
         if self.run.boots == 0 {
             return Err("[run] boots must be at least 1".into());
         }
-        if self.run.host_backing == HostBacking::Hugetlbfs && !self.run.memory_mib.is_multiple_of(2) {
-            return Err("[run] memory_mib must be a multiple of 2 with host_backing = \"hugetlbfs\"".into());
+        if self.run.host_backing == HostBacking::Hugetlbfs && !self.run.memory_mib.is_multiple_of(2)
+        {
+            return Err(
+                "[run] memory_mib must be a multiple of 2 with host_backing = \"hugetlbfs\"".into(),
+            );
         }
         Ok(())
     }
@@ -261,10 +269,19 @@ pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
             format!("cannot read config: {e}")
         },
     })?;
-    let text = String::from_utf8(bytes.clone())
-        .map_err(|_| ConfigError { file: path.to_path_buf(), message: "config is not valid UTF-8".into() })?;
-    let config = parse(&text).map_err(|message| ConfigError { file: path.to_path_buf(), message })?;
-    Ok(LoadedConfig { path: path.to_path_buf(), config, hash: sha256_hex(&bytes) })
+    let text = String::from_utf8(bytes.clone()).map_err(|_| ConfigError {
+        file: path.to_path_buf(),
+        message: "config is not valid UTF-8".into(),
+    })?;
+    let config = parse(&text).map_err(|message| ConfigError {
+        file: path.to_path_buf(),
+        message,
+    })?;
+    Ok(LoadedConfig {
+        path: path.to_path_buf(),
+        config,
+        hash: sha256_hex(&bytes),
+    })
 }
 
 /// Parse config text; the error names the key, the table and the line.
@@ -359,8 +376,14 @@ iterations = 10
 
     #[test]
     fn cpl_accepts_strings_and_integers() {
-        assert_eq!(parse("[guest]\ncpl = 0").unwrap().guest.cpl, CplSetting::Fixed(0));
-        assert_eq!(parse("[guest]\ncpl = \"auto\"").unwrap().guest.cpl, CplSetting::Auto);
+        assert_eq!(
+            parse("[guest]\ncpl = 0").unwrap().guest.cpl,
+            CplSetting::Fixed(0)
+        );
+        assert_eq!(
+            parse("[guest]\ncpl = \"auto\"").unwrap().guest.cpl,
+            CplSetting::Auto
+        );
         let e = parse("[guest]\ncpl = 2").unwrap_err();
         assert!(e.contains("cpl"), "{e}");
     }
@@ -401,6 +424,9 @@ iterations = 10
 
     #[test]
     fn hash_is_of_bytes() {
-        assert_eq!(sha256_hex(b""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(
+            sha256_hex(b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
     }
 }

@@ -15,7 +15,9 @@ pub enum HarnessError {
         source: std::io::Error,
     },
 
-    #[error("qemu-system-x86_64 not found: install it (Debian/Ubuntu: apt-get install qemu-system-x86)")]
+    #[error(
+        "qemu-system-x86_64 not found: install it (Debian/Ubuntu: apt-get install qemu-system-x86)"
+    )]
     QemuNotFound,
 
     #[error("target x86_64-unknown-none is not installed and rustup is not available: run `rustup target add x86_64-unknown-none`")]
@@ -51,7 +53,10 @@ pub enum HarnessError {
 
 impl HarnessError {
     pub fn io(context: impl Into<String>, source: std::io::Error) -> HarnessError {
-        HarnessError::Io { context: context.into(), source }
+        HarnessError::Io {
+            context: context.into(),
+            source,
+        }
     }
 }
 

@@ -64,7 +64,12 @@ pub fn resolve_cpl(setting: CplSetting, source_if_fixed: &str, hv: Hypervisor) -
 
 /// `/dev/kvm` opens read-write (Err carries the reason).
 pub fn kvm_usable() -> Result<(), String> {
-    std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").map(|_| ()).map_err(|e| e.to_string())
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 pub fn cpuinfo() -> String {
@@ -81,7 +86,9 @@ pub fn cpu_model_name(cpuinfo: &str) -> String {
 }
 
 pub fn host_kernel() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_else(|_| "unknown".into())
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// `/sys/kernel/mm/transparent_hugepage/enabled`, the bracketed choice.
@@ -124,7 +131,9 @@ pub fn find_qemu() -> Option<PathBuf> {
 
 pub fn find_in_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
 }
 
 /// First line of `qemu --version`.
@@ -134,14 +143,25 @@ pub fn qemu_version(qemu: &Path) -> String {
         .stdin(std::process::Stdio::null())
         .output()
         .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).lines().next().map(|l| l.trim().to_string()))
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .map(|l| l.trim().to_string())
+        })
         .unwrap_or_else(|| "unknown".into())
 }
 
 /// `git rev-parse HEAD` (+ "-dirty"), or "unknown" outside a repository.
 pub fn git_commit(root: &Path) -> String {
-    let out = Command::new("git").arg("-C").arg(root).args(["rev-parse", "HEAD"]).output();
-    let Ok(out) = out else { return "unknown".into() };
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(["rev-parse", "HEAD"])
+        .output();
+    let Ok(out) = out else {
+        return "unknown".into();
+    };
     if !out.status.success() {
         return "unknown".into();
     }
@@ -166,8 +186,14 @@ mod tests {
     #[test]
     fn hypervisor_from_modules_and_flags() {
         let d = tempfile::tempdir().unwrap();
-        assert_eq!(detect_kvm_kind(d.path(), "flags : fpu sse"), Hypervisor::Unknown);
-        assert_eq!(detect_kvm_kind(d.path(), "flags\t\t: fpu svm sse"), Hypervisor::Hardware);
+        assert_eq!(
+            detect_kvm_kind(d.path(), "flags : fpu sse"),
+            Hypervisor::Unknown
+        );
+        assert_eq!(
+            detect_kvm_kind(d.path(), "flags\t\t: fpu svm sse"),
+            Hypervisor::Hardware
+        );
         std::fs::create_dir(d.path().join("kvm_amd")).unwrap();
         assert_eq!(detect_kvm_kind(d.path(), ""), Hypervisor::Hardware);
         std::fs::create_dir(d.path().join("kvm_pvm")).unwrap();
@@ -176,19 +202,40 @@ mod tests {
 
     #[test]
     fn cpl_resolution() {
-        assert_eq!(resolve_cpl(CplSetting::Auto, "config", Hypervisor::Pvm), (3, "auto".into()));
-        assert_eq!(resolve_cpl(CplSetting::Auto, "config", Hypervisor::Hardware), (0, "auto".into()));
-        assert_eq!(resolve_cpl(CplSetting::Auto, "config", Hypervisor::Tcg), (0, "auto".into()));
-        assert_eq!(resolve_cpl(CplSetting::Auto, "config", Hypervisor::Unknown).0, 3);
-        assert_eq!(resolve_cpl(CplSetting::Fixed(0), "cli", Hypervisor::Pvm), (0, "cli".into()));
-        assert_eq!(resolve_cpl(CplSetting::Fixed(3), "config", Hypervisor::Tcg), (3, "config".into()));
+        assert_eq!(
+            resolve_cpl(CplSetting::Auto, "config", Hypervisor::Pvm),
+            (3, "auto".into())
+        );
+        assert_eq!(
+            resolve_cpl(CplSetting::Auto, "config", Hypervisor::Hardware),
+            (0, "auto".into())
+        );
+        assert_eq!(
+            resolve_cpl(CplSetting::Auto, "config", Hypervisor::Tcg),
+            (0, "auto".into())
+        );
+        assert_eq!(
+            resolve_cpl(CplSetting::Auto, "config", Hypervisor::Unknown).0,
+            3
+        );
+        assert_eq!(
+            resolve_cpl(CplSetting::Fixed(0), "cli", Hypervisor::Pvm),
+            (0, "cli".into())
+        );
+        assert_eq!(
+            resolve_cpl(CplSetting::Fixed(3), "config", Hypervisor::Tcg),
+            (3, "config".into())
+        );
     }
 
     #[test]
     fn meminfo_and_cpuinfo_parsing() {
         let m = "MemTotal: 1 kB\nHugePages_Total:      10\nHugePages_Free:        4\nHugepagesize:       2048 kB\n";
         assert_eq!(parse_meminfo_hugepages(m), (4, 2048));
-        assert_eq!(cpu_model_name("processor : 0\nmodel name\t: AMD EPYC 9B14\n"), "AMD EPYC 9B14");
+        assert_eq!(
+            cpu_model_name("processor : 0\nmodel name\t: AMD EPYC 9B14\n"),
+            "AMD EPYC 9B14"
+        );
         assert_eq!(cpu_model_name(""), "unknown");
     }
 }

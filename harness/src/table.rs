@@ -54,7 +54,13 @@ fn hz(h: u64) -> String {
 pub fn print(r: &RunResults, out: &mut dyn Write) -> io::Result<()> {
     let e = &r.env;
     writeln!(out)?;
-    writeln!(out, "kmbench run {}  ({}){}", r.run_id, e.config_file, if r.complete { "" } else { "  [INCOMPLETE]" })?;
+    writeln!(
+        out,
+        "kmbench run {}  ({}){}",
+        r.run_id,
+        e.config_file,
+        if r.complete { "" } else { "  [INCOMPLETE]" }
+    )?;
     writeln!(
         out,
         "  accel {} ({}), hypervisor {}, cpl {} ({}), cpu {}, machine {}",
@@ -73,11 +79,20 @@ pub fn print(r: &RunResults, out: &mut dyn Write) -> io::Result<()> {
         e.boots
     )?;
     if e.accel == "tcg" {
-        writeln!(out, "  note: TCG is an emulator: these are not hardware numbers")?;
+        writeln!(
+            out,
+            "  note: TCG is an emulator: these are not hardware numbers"
+        )?;
     }
 
     if !r.benchmarks.is_empty() {
-        let name_w = r.benchmarks.iter().map(|b| b.name.len()).max().unwrap_or(9).max(9);
+        let name_w = r
+            .benchmarks
+            .iter()
+            .map(|b| b.name.len())
+            .max()
+            .unwrap_or(9)
+            .max(9);
         let rows: Vec<[String; 8]> = r
             .benchmarks
             .iter()
@@ -90,11 +105,21 @@ pub fn print(r: &RunResults, out: &mut dyn Write) -> io::Result<()> {
                     fmt_num(b.p99),
                     fmt_num(b.max),
                     b.unit.clone(),
-                    b.ns.map(|n| fmt_num(n.median)).unwrap_or_else(|| "-".into()),
+                    b.ns.map(|n| fmt_num(n.median))
+                        .unwrap_or_else(|| "-".into()),
                 ]
             })
             .collect();
-        let heads = ["status", "samples", "min", "median", "p99", "max", "unit", "median ns"];
+        let heads = [
+            "status",
+            "samples",
+            "min",
+            "median",
+            "p99",
+            "max",
+            "unit",
+            "median ns",
+        ];
         let mut w = heads.map(str::len);
         for row in &rows {
             for (i, c) in row.iter().enumerate() {
@@ -128,14 +153,27 @@ pub fn print(r: &RunResults, out: &mut dyn Write) -> io::Result<()> {
 
     if !r.selftests.is_empty() {
         let failed: Vec<_> = r.selftests.iter().filter(|s| !s.passed).collect();
-        writeln!(out, "\nself-tests: {} passed, {} failed", r.selftests.len() - failed.len(), failed.len())?;
+        writeln!(
+            out,
+            "\nself-tests: {} passed, {} failed",
+            r.selftests.len() - failed.len(),
+            failed.len()
+        )?;
         for s in failed {
             writeln!(out, "  FAILED {}: {}", s.name, s.detail)?;
         }
     }
 
     for f in &r.faults {
-        writeln!(out, "\nguest fault ({}): {}", serde_json::to_value(f.exit).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(), f.message)?;
+        writeln!(
+            out,
+            "\nguest fault ({}): {}",
+            serde_json::to_value(f.exit)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default(),
+            f.message
+        )?;
         let mut parts = Vec::new();
         if let Some(v) = f.vector {
             parts.push(format!("vector {v}"));

@@ -13,7 +13,11 @@ fn fake_qemu() -> PathBuf {
 
 fn kmbench(out: &Path, config: &Path, extra: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_kmbench"));
-    c.arg("run").arg(config).args(["--accel", "tcg", "--out"]).arg(out).args(extra);
+    c.arg("run")
+        .arg(config)
+        .args(["--accel", "tcg", "--out"])
+        .arg(out)
+        .args(extra);
     c.env("KMBENCH_QEMU", fake_qemu());
     // Any existing file will do: the fake QEMU never reads the kernel.
     c.env("KMBENCH_KERNEL", fake_qemu());
@@ -34,7 +38,11 @@ fn results(dir: &Path) -> RunResults {
 }
 
 fn run(cmd: &mut Command) -> (i32, String, String) {
-    let Output { status, stdout, stderr } = cmd.output().unwrap();
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().unwrap();
     (
         status.code().unwrap_or(-1),
         String::from_utf8_lossy(&stdout).into_owned(),
@@ -69,11 +77,19 @@ fn success_parses_records_and_writes_results() {
     assert_eq!(r.env.qemu_version, "QEMU emulator version 7.2.99 (fake)");
     assert_eq!(r.env.config_hash.len(), 64);
     assert!(r.env.guest.is_some());
-    assert!(r.env.extra.contains_key("bad_records"), "the malformed record line is kept for inspection");
+    assert!(
+        r.env.extra.contains_key("bad_records"),
+        "the malformed record line is kept for inspection"
+    );
     let records = std::fs::read_to_string(out.join("records.jsonl")).unwrap();
     assert_eq!(records.lines().count(), 6);
-    assert!(std::fs::read_to_string(out.join("guest.log")).unwrap().contains("fake guest booting"));
-    assert!(stdout.contains("timer/rdtscp"), "summary table printed:\n{stdout}");
+    assert!(std::fs::read_to_string(out.join("guest.log"))
+        .unwrap()
+        .contains("fake guest booting"));
+    assert!(
+        stdout.contains("timer/rdtscp"),
+        "summary table printed:\n{stdout}"
+    );
 }
 
 #[test]
@@ -90,7 +106,13 @@ fn boots_are_pooled() {
     for i in 1..=3 {
         assert!(out.join(format!("guest-{i}.log")).exists());
     }
-    assert_eq!(std::fs::read_to_string(out.join("records.jsonl")).unwrap().lines().count(), 18);
+    assert_eq!(
+        std::fs::read_to_string(out.join("records.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        18
+    );
 }
 
 #[test]
@@ -121,13 +143,20 @@ fn page_fault_reports_vector_rip_cr2() {
     assert_eq!(f.cr2, Some(140737216118784));
     assert_eq!(f.rip, Some(1118931));
     assert_eq!(r.exit.as_ref().unwrap().status, "exception");
-    assert!(stdout.contains("vector 14") && stdout.contains("CR2"), "{stdout}");
+    assert!(
+        stdout.contains("vector 14") && stdout.contains("CR2"),
+        "{stdout}"
+    );
 }
 
 #[test]
 fn hang_is_killed_by_the_timeout_and_partial_results_kept() {
     let t = tempfile::tempdir().unwrap();
-    let cfg = write_config(t.path(), "h.toml", &format!("[guest]\nfault = \"hang_after_record\"\n{TIMER}"));
+    let cfg = write_config(
+        t.path(),
+        "h.toml",
+        &format!("[guest]\nfault = \"hang_after_record\"\n{TIMER}"),
+    );
     let out = t.path().join("run");
     let t0 = Instant::now();
     let (code, _, stderr) = run(&mut kmbench(&out, &cfg, &["--timeout", "1"]));
@@ -144,12 +173,23 @@ fn hang_is_killed_by_the_timeout_and_partial_results_kept() {
 #[test]
 fn sigint_kills_the_guest_and_keeps_results() {
     let t = tempfile::tempdir().unwrap();
-    let cfg = write_config(t.path(), "h.toml", &format!("[guest]\nfault = \"hang_after_record\"\n{TIMER}"));
+    let cfg = write_config(
+        t.path(),
+        "h.toml",
+        &format!("[guest]\nfault = \"hang_after_record\"\n{TIMER}"),
+    );
     let out = t.path().join("run");
-    let mut child = kmbench(&out, &cfg, &["--timeout", "60"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = kmbench(&out, &cfg, &["--timeout", "60"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let t0 = Instant::now();
     let records = out.join("records.jsonl");
-    while std::fs::read_to_string(&records).map(|s| s.lines().count() < 2).unwrap_or(true) {
+    while std::fs::read_to_string(&records)
+        .map(|s| s.lines().count() < 2)
+        .unwrap_or(true)
+    {
         assert!(t0.elapsed() < Duration::from_secs(30), "no records arrived");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -169,7 +209,10 @@ fn qemu_start_failure_is_a_harness_error() {
     let out = t.path().join("run");
     let (code, _, stderr) = run(kmbench(&out, &cfg, &[]).env("FAKE_QEMU_MODE", "launch_fail"));
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("QEMU failed to start") && stderr.contains("fake launch failure"), "{stderr}");
+    assert!(
+        stderr.contains("QEMU failed to start") && stderr.contains("fake launch failure"),
+        "{stderr}"
+    );
     assert_eq!(results(&out).exit.unwrap().status, "launch_error");
 }
 
@@ -177,9 +220,14 @@ fn qemu_start_failure_is_a_harness_error() {
 fn missing_qemu_names_the_package() {
     let t = tempfile::tempdir().unwrap();
     let cfg = write_config(t.path(), "ok.toml", TIMER);
-    let (code, _, stderr) = run(kmbench(&t.path().join("run"), &cfg, &[]).env("KMBENCH_QEMU", "/nonexistent/qemu"));
+    let (code, _, stderr) =
+        run(kmbench(&t.path().join("run"), &cfg, &[]).env("KMBENCH_QEMU", "/nonexistent/qemu"));
     assert_eq!(code, 2);
-    assert!(stderr.contains("qemu-system-x86_64 not found") && stderr.contains("apt-get install qemu-system-x86"), "{stderr}");
+    assert!(
+        stderr.contains("qemu-system-x86_64 not found")
+            && stderr.contains("apt-get install qemu-system-x86"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -189,16 +237,29 @@ fn unknown_config_key_is_rejected_with_its_name() {
     let (code, _, stderr) = run(&mut kmbench(&t.path().join("run"), &cfg, &[]));
     assert_eq!(code, 2);
     assert!(stderr.contains("bad.toml"), "{stderr}");
-    assert!(stderr.contains("unknown field `sampels`") && stderr.contains("[suites.timer]"), "{stderr}");
-    assert!(!t.path().join("run").exists(), "nothing runs for a bad config");
+    assert!(
+        stderr.contains("unknown field `sampels`") && stderr.contains("[suites.timer]"),
+        "{stderr}"
+    );
+    assert!(
+        !t.path().join("run").exists(),
+        "nothing runs for a bad config"
+    );
 }
 
 #[test]
 fn missing_config_file_is_reported() {
     let t = tempfile::tempdir().unwrap();
-    let (code, _, stderr) = run(&mut kmbench(&t.path().join("run"), &t.path().join("nope.toml"), &[]));
+    let (code, _, stderr) = run(&mut kmbench(
+        &t.path().join("run"),
+        &t.path().join("nope.toml"),
+        &[],
+    ));
     assert_eq!(code, 2);
-    assert!(stderr.contains("nope.toml") && stderr.contains("not found"), "{stderr}");
+    assert!(
+        stderr.contains("nope.toml") && stderr.contains("not found"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -211,21 +272,33 @@ fn cpl_override_reaches_the_plan() {
     let r = results(&out);
     assert_eq!((r.env.cpl, r.env.cpl_source.as_str()), (3, "cli"));
     assert_eq!(r.env.extra["plan"]["cpl"], 3);
-    assert_eq!(r.env.guest.unwrap().cpl, 3, "the fake guest echoes the plan's cpl");
+    assert_eq!(
+        r.env.guest.unwrap().cpl,
+        3,
+        "the fake guest echoes the plan's cpl"
+    );
 }
 
 #[test]
 fn hugetlbfs_without_reserved_pages_fails_clearly() {
-    let free: u64 = std::fs::read_to_string("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0);
+    let free: u64 =
+        std::fs::read_to_string("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
     if free >= 1024 {
         return; // this host has the pages reserved
     }
     let t = tempfile::tempdir().unwrap();
-    let cfg = write_config(t.path(), "h.toml", "[run]\nhost_backing = \"hugetlbfs\"\nmemory_mib = 2048\n");
+    let cfg = write_config(
+        t.path(),
+        "h.toml",
+        "[run]\nhost_backing = \"hugetlbfs\"\nmemory_mib = 2048\n",
+    );
     let (code, _, stderr) = run(&mut kmbench(&t.path().join("run"), &cfg, &[]));
     assert_eq!(code, 2);
-    assert!(stderr.contains("needs 1024 free 2 MiB huge pages") && stderr.contains("nr_hugepages"), "{stderr}");
+    assert!(
+        stderr.contains("needs 1024 free 2 MiB huge pages") && stderr.contains("nr_hugepages"),
+        "{stderr}"
+    );
 }

@@ -12,7 +12,8 @@ fn root() -> PathBuf {
 
 fn kernel() -> &'static Path {
     static KERNEL: OnceLock<PathBuf> = OnceLock::new();
-    KERNEL.get_or_init(|| kmbench::build::build_kernel(&root(), true, false).expect("kernel builds"))
+    KERNEL
+        .get_or_init(|| kmbench::build::build_kernel(&root(), true, false).expect("kernel builds"))
 }
 
 /// Run `kmbench run <config> --accel tcg --out <tmp>`; returns (exit code, stderr, results).
@@ -34,7 +35,12 @@ fn run(config: &str, extra: &[&str]) -> (i32, String, RunResults, tempfile::Temp
     let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
     let text = std::fs::read_to_string(out.join("results.json"))
         .unwrap_or_else(|e| panic!("results.json missing ({e}); stderr:\n{stderr}"));
-    (o.status.code().unwrap_or(-1), stderr, serde_json::from_str(&text).unwrap(), t)
+    (
+        o.status.code().unwrap_or(-1),
+        stderr,
+        serde_json::from_str(&text).unwrap(),
+        t,
+    )
 }
 
 #[test]
@@ -43,7 +49,10 @@ fn ci_config_runs_and_writes_results() {
     assert_eq!(code, 0, "{stderr}");
     assert!(r.complete);
     assert!(!r.benchmarks.is_empty());
-    assert!(r.benchmarks.iter().all(|b| b.samples > 0 && b.min <= b.median && b.median <= b.max));
+    assert!(r
+        .benchmarks
+        .iter()
+        .all(|b| b.samples > 0 && b.min <= b.median && b.median <= b.max));
     let hello = r.env.guest.as_ref().expect("hello record");
     assert_eq!(hello.cpl, r.env.cpl);
     assert!(r.env.tsc_hz > 0);
@@ -87,5 +96,8 @@ fn hang_after_record_is_killed_with_partial_results() {
     assert!(stderr.contains("guest timed out after 3s"), "{stderr}");
     assert!(!r.complete);
     assert_eq!(r.exit.as_ref().unwrap().status, "timeout");
-    assert!(!r.benchmarks.is_empty(), "the record sent before the hang is kept");
+    assert!(
+        !r.benchmarks.is_empty(),
+        "the record sent before the hang is kept"
+    );
 }

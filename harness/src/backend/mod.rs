@@ -66,11 +66,20 @@ pub enum Event {
 #[derive(Clone, Debug, PartialEq)]
 pub enum BootEnd {
     /// The guest wrote an exit code to the exit port (`raw` = process status for QEMU).
-    Exited { exit: GuestExit, raw: i32 },
+    Exited {
+        exit: GuestExit,
+        raw: i32,
+    },
     /// The VM never ran the guest (bad option, missing huge pages, …).
-    LaunchFailed { message: String },
+    LaunchFailed {
+        message: String,
+    },
     /// The VM ended some other way (crash, signal, unknown status).
-    Unexpected { code: Option<i32>, signal: Option<i32>, message: String },
+    Unexpected {
+        code: Option<i32>,
+        signal: Option<i32>,
+        message: String,
+    },
     Timeout,
     Interrupted,
 }

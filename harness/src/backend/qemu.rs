@@ -28,7 +28,8 @@ pub struct Qemu {
 
 impl Qemu {
     pub fn new(binary: PathBuf) -> Result<Qemu> {
-        let sh = Shell::new().map_err(|e| HarnessError::Other(format!("cannot create shell: {e}")))?;
+        let sh =
+            Shell::new().map_err(|e| HarnessError::Other(format!("cannot create shell: {e}")))?;
         Ok(Qemu { binary, sh })
     }
 
@@ -50,7 +51,9 @@ impl Qemu {
         let obj = match spec.host_backing {
             HostBacking::Default => return vec![],
             // A shared-memory file: shmem THP is off by default, so 4 KiB host pages.
-            HostBacking::Small => format!("memory-backend-file,id=mem,{size},mem-path=/dev/shm,share=on,prealloc=off"),
+            HostBacking::Small => {
+                format!("memory-backend-file,id=mem,{size},mem-path=/dev/shm,share=on,prealloc=off")
+            }
             // Anonymous RAM: QEMU madvises it MADV_HUGEPAGE.
             HostBacking::Thp => format!("memory-backend-ram,id=mem,{size}"),
             HostBacking::Hugetlbfs => {
@@ -92,7 +95,10 @@ impl Backend for Qemu {
 
     fn describe(&self, spec: &LaunchSpec) -> Vec<String> {
         let c: Command = self.command(spec).into();
-        std::iter::once(c.get_program()).chain(c.get_args()).map(|a| a.to_string_lossy().into_owned()).collect()
+        std::iter::once(c.get_program())
+            .chain(c.get_args())
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
     }
 
     fn boot(&mut self, spec: &LaunchSpec, on_event: &mut dyn FnMut(Event)) -> Result<BootReport> {
@@ -100,7 +106,11 @@ impl Backend for Qemu {
             .map_err(|e| HarnessError::io(format!("creating {}", spec.log_path.display()), e))?;
         let mut command: Command = self.command(spec).into();
         // Own process group: a terminal Ctrl-C reaches only us; we stop QEMU ourselves.
-        command.process_group(0).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        command
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = command.spawn().map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 HarnessError::QemuNotFound
@@ -240,10 +250,14 @@ pub fn classify(code: Option<i32>, signal: Option<i32>, records: usize, stderr: 
             if !(records == 0 && c == 1 && !stderr.trim().is_empty()) {
                 return BootEnd::Exited { exit, raw: c };
             }
-            return BootEnd::LaunchFailed { message: first_error_line(stderr) };
+            return BootEnd::LaunchFailed {
+                message: first_error_line(stderr),
+            };
         }
         if records == 0 && !stderr.trim().is_empty() {
-            return BootEnd::LaunchFailed { message: first_error_line(stderr) };
+            return BootEnd::LaunchFailed {
+                message: first_error_line(stderr),
+            };
         }
         let detail = first_error_line(stderr);
         return BootEnd::Unexpected {
@@ -274,7 +288,9 @@ pub fn classify(code: Option<i32>, signal: Option<i32>, records: usize, stderr: 
 
 /// Follow a growing log file, echoing it on stderr, until `stop` (then drain).
 fn tail_log(path: &Path, stop: &AtomicBool) {
-    let Ok(mut f) = std::fs::File::open(path) else { return };
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return;
+    };
     let mut pos = 0u64;
     let mut buf = Vec::new();
     loop {
@@ -301,7 +317,12 @@ fn tail_log(path: &Path, stop: &AtomicBool) {
 // CPU model probing under KVM.
 
 /// Models tried in order under KVM. `host` aborts on some hosts ("failed to set MSR 0x10a").
-pub const KVM_CPU_CANDIDATES: [&str; 4] = ["host", "host,-arch-capabilities", "max", "max,-arch-capabilities"];
+pub const KVM_CPU_CANDIDATES: [&str; 4] = [
+    "host",
+    "host,-arch-capabilities",
+    "max",
+    "max,-arch-capabilities",
+];
 
 /// Find a `-cpu` model KVM accepts, cached in `cache_file` keyed by QEMU version, host
 /// kernel and host CPU. Returns (model, came_from_cache).
@@ -327,26 +348,41 @@ pub fn probe_cpu_model(
                 if let Some(dir) = cache_file.parent() {
                     let _ = std::fs::create_dir_all(dir);
                 }
-                let _ = std::fs::write(cache_file, serde_json::to_string_pretty(&cache).unwrap_or_default());
+                let _ = std::fs::write(
+                    cache_file,
+                    serde_json::to_string_pretty(&cache).unwrap_or_default(),
+                );
                 return Ok((cpu.to_string(), false));
             }
             Err(e) => {
                 if !quiet {
-                    eprintln!("kmbench: -cpu {cpu} does not start under KVM ({e}); trying the next model");
+                    eprintln!(
+                        "kmbench: -cpu {cpu} does not start under KVM ({e}); trying the next model"
+                    );
                 }
                 last = e;
             }
         }
     }
-    Err(HarnessError::NoCpuModel { tried: KVM_CPU_CANDIDATES.join(", "), last })
+    Err(HarnessError::NoCpuModel {
+        tried: KVM_CPU_CANDIDATES.join(", "),
+        last,
+    })
 }
 
 /// Drop a cached model (after QEMU refused to start with it).
 pub fn forget_cpu_model(cache_file: &Path, key: &str) {
-    let Ok(text) = std::fs::read_to_string(cache_file) else { return };
-    let Ok(mut cache) = serde_json::from_str::<BTreeMap<String, String>>(&text) else { return };
+    let Ok(text) = std::fs::read_to_string(cache_file) else {
+        return;
+    };
+    let Ok(mut cache) = serde_json::from_str::<BTreeMap<String, String>>(&text) else {
+        return;
+    };
     if cache.remove(key).is_some() {
-        let _ = std::fs::write(cache_file, serde_json::to_string_pretty(&cache).unwrap_or_default());
+        let _ = std::fs::write(
+            cache_file,
+            serde_json::to_string_pretty(&cache).unwrap_or_default(),
+        );
     }
 }
 
@@ -354,9 +390,16 @@ pub fn forget_cpu_model(cache_file: &Path, key: &str) {
 fn try_cpu(qemu: &Path, machine: Machine, cpu: &str) -> std::result::Result<(), String> {
     let sh = Shell::new().map_err(|e| e.to_string())?;
     let m = machine.label();
-    let mut c: Command =
-        cmd!(sh, "{qemu} -M {m} -accel kvm -cpu {cpu} -m 64 -nodefaults -no-user-config -display none -S").quiet().into();
-    c.process_group(0).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut c: Command = cmd!(
+        sh,
+        "{qemu} -M {m} -accel kvm -cpu {cpu} -m 64 -nodefaults -no-user-config -display none -S"
+    )
+    .quiet()
+    .into();
+    c.process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     let mut child = c.spawn().map_err(|e| e.to_string())?;
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_millis(700) {
@@ -366,7 +409,11 @@ fn try_cpu(qemu: &Path, machine: Machine, cpu: &str) -> std::result::Result<(), 
                 let _ = s.read_to_string(&mut err);
             }
             let line = first_error_line(&err);
-            return Err(if line.is_empty() { format!("exited: {status}") } else { line });
+            return Err(if line.is_empty() {
+                format!("exited: {status}")
+            } else {
+                line
+            });
         }
         thread::sleep(Duration::from_millis(10));
     }
@@ -375,8 +422,16 @@ fn try_cpu(qemu: &Path, machine: Machine, cpu: &str) -> std::result::Result<(), 
 }
 
 /// Everything that keys the CPU probe cache.
-pub fn probe_key(qemu_version: &str, host_kernel: &str, host_cpu: &str, machine: Machine) -> String {
-    format!("{qemu_version} | {host_kernel} | {host_cpu} | {}", machine.label())
+pub fn probe_key(
+    qemu_version: &str,
+    host_kernel: &str,
+    host_cpu: &str,
+    machine: Machine,
+) -> String {
+    format!(
+        "{qemu_version} | {host_kernel} | {host_cpu} | {}",
+        machine.label()
+    )
 }
 
 #[cfg(test)]
@@ -385,23 +440,63 @@ mod tests {
 
     #[test]
     fn exit_status_mapping() {
-        assert_eq!(classify(Some(1), None, 3, ""), BootEnd::Exited { exit: GuestExit::Success, raw: 1 });
-        assert_eq!(classify(Some(5), None, 3, ""), BootEnd::Exited { exit: GuestExit::Panic, raw: 5 });
-        assert_eq!(classify(Some(7), None, 1, ""), BootEnd::Exited { exit: GuestExit::Exception, raw: 7 });
+        assert_eq!(
+            classify(Some(1), None, 3, ""),
+            BootEnd::Exited {
+                exit: GuestExit::Success,
+                raw: 1
+            }
+        );
+        assert_eq!(
+            classify(Some(5), None, 3, ""),
+            BootEnd::Exited {
+                exit: GuestExit::Panic,
+                raw: 5
+            }
+        );
+        assert_eq!(
+            classify(Some(7), None, 1, ""),
+            BootEnd::Exited {
+                exit: GuestExit::Exception,
+                raw: 7
+            }
+        );
         // QEMU startup failure: status 1, no records, an error on stderr.
-        match classify(Some(1), None, 0, "qemu-system-x86_64: -object memory-backend-memfd: failed\n") {
+        match classify(
+            Some(1),
+            None,
+            0,
+            "qemu-system-x86_64: -object memory-backend-memfd: failed\n",
+        ) {
             BootEnd::LaunchFailed { message } => assert!(message.starts_with("-object")),
             other => panic!("{other:?}"),
         }
         // Abort (SIGABRT) before any record: launch failure with QEMU's message.
-        match classify(None, Some(6), 0, "qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69\n") {
+        match classify(
+            None,
+            Some(6),
+            0,
+            "qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69\n",
+        ) {
             BootEnd::LaunchFailed { message } => assert!(message.contains("MSR 0x10a")),
             other => panic!("{other:?}"),
         }
         // Even status: not a debug-exit code.
-        assert!(matches!(classify(Some(0), None, 2, ""), BootEnd::Unexpected { code: Some(0), .. }));
-        assert!(matches!(classify(None, Some(9), 2, ""), BootEnd::Unexpected { signal: Some(9), .. }));
+        assert!(matches!(
+            classify(Some(0), None, 2, ""),
+            BootEnd::Unexpected { code: Some(0), .. }
+        ));
+        assert!(matches!(
+            classify(None, Some(9), 2, ""),
+            BootEnd::Unexpected {
+                signal: Some(9),
+                ..
+            }
+        ));
         // Odd status with an unknown guest code.
-        assert!(matches!(classify(Some(41), None, 2, ""), BootEnd::Unexpected { .. }));
+        assert!(matches!(
+            classify(Some(41), None, 2, ""),
+            BootEnd::Unexpected { .. }
+        ));
     }
 }

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kmbench_protocol::{
-    BenchRecord, EndRecord, FaultRecord, GuestExit, Hello, Record, SelftestRecord, CMDLINE_PLAN_KEY, RESULTS_SCHEMA,
+    BenchRecord, EndRecord, FaultRecord, GuestExit, Hello, Record, SelftestRecord,
+    CMDLINE_PLAN_KEY, RESULTS_SCHEMA,
 };
 
 use crate::backend::qemu::{self, Qemu};
@@ -207,7 +208,10 @@ fn guest_exit_status(e: GuestExit) -> u8 {
 }
 
 fn guest_exit_name(e: GuestExit) -> String {
-    serde_json::to_value(e).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_else(|| format!("{e:?}"))
+    serde_json::to_value(e)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| format!("{e:?}"))
 }
 
 fn describe_fault(f: &FaultRecord) -> String {
@@ -239,38 +243,80 @@ pub fn verdict(end: &BootEnd, data: &BootData, timeout_s: u64) -> Verdict {
     let mk = |ok, st, status: &str, code, message: String| Verdict {
         ok,
         status: st,
-        info: ExitInfoParts { status: status.to_string(), code, message },
+        info: ExitInfoParts {
+            status: status.to_string(),
+            code,
+            message,
+        },
     };
     match end {
-        BootEnd::Exited { exit: GuestExit::Success, raw } => {
+        BootEnd::Exited {
+            exit: GuestExit::Success,
+            raw,
+        } => {
             if data.end.is_none() {
-                return mk(false, status::UNEXPECTED, "unknown", Some(*raw), "guest exited without its end record".into());
+                return mk(
+                    false,
+                    status::UNEXPECTED,
+                    "unknown",
+                    Some(*raw),
+                    "guest exited without its end record".into(),
+                );
             }
-            let failed: Vec<&str> = data.selftests.iter().filter(|s| !s.passed).map(|s| s.name.as_str()).collect();
+            let failed: Vec<&str> = data
+                .selftests
+                .iter()
+                .filter(|s| !s.passed)
+                .map(|s| s.name.as_str())
+                .collect();
             if !failed.is_empty() {
                 return mk(
                     false,
                     status::FAILURE,
                     "failure",
                     Some(*raw),
-                    format!("{} self-test(s) failed: {}", failed.len(), failed.join(", ")),
+                    format!(
+                        "{} self-test(s) failed: {}",
+                        failed.len(),
+                        failed.join(", ")
+                    ),
                 );
             }
-            mk(true, status::SUCCESS, "success", Some(*raw), "success".into())
+            mk(
+                true,
+                status::SUCCESS,
+                "success",
+                Some(*raw),
+                "success".into(),
+            )
         }
         BootEnd::Exited { exit, raw } => {
             let message = match data.faults.last() {
-                Some(f) if f.message.to_lowercase().starts_with(&exit.describe().to_lowercase()) => {
+                Some(f)
+                    if f.message
+                        .to_lowercase()
+                        .starts_with(&exit.describe().to_lowercase()) =>
+                {
                     format!("guest {}", f.message)
                 }
                 Some(f) => format!("guest {}: {}", exit.describe(), f.message),
                 None => format!("guest {} (exit code {})", exit.describe(), exit.code()),
             };
-            mk(false, guest_exit_status(*exit), &guest_exit_name(*exit), Some(*raw), message)
+            mk(
+                false,
+                guest_exit_status(*exit),
+                &guest_exit_name(*exit),
+                Some(*raw),
+                message,
+            )
         }
-        BootEnd::LaunchFailed { message } => {
-            mk(false, status::HARNESS, "launch_error", None, format!("QEMU failed to start: {message}"))
-        }
+        BootEnd::LaunchFailed { message } => mk(
+            false,
+            status::HARNESS,
+            "launch_error",
+            None,
+            format!("QEMU failed to start: {message}"),
+        ),
         BootEnd::Unexpected { code, message, .. } => {
             let message = match data.faults.last() {
                 Some(f) => format!("{message}; last fault: {}", describe_fault(f)),
@@ -278,8 +324,20 @@ pub fn verdict(end: &BootEnd, data: &BootData, timeout_s: u64) -> Verdict {
             };
             mk(false, status::UNEXPECTED, "unknown", *code, message)
         }
-        BootEnd::Timeout => mk(false, status::TIMEOUT, "timeout", None, format!("guest timed out after {timeout_s}s")),
-        BootEnd::Interrupted => mk(false, status::INTERRUPTED, "interrupted", None, "interrupted".into()),
+        BootEnd::Timeout => mk(
+            false,
+            status::TIMEOUT,
+            "timeout",
+            None,
+            format!("guest timed out after {timeout_s}s"),
+        ),
+        BootEnd::Interrupted => mk(
+            false,
+            status::INTERRUPTED,
+            "interrupted",
+            None,
+            "interrupted".into(),
+        ),
     }
 }
 
@@ -287,7 +345,12 @@ pub fn verdict(end: &BootEnd, data: &BootData, timeout_s: u64) -> Verdict {
 // Results assembly and writing.
 
 /// Combine the boots into `results.json` content.
-pub fn assemble(mut base: RunResults, boots: &[BootData], verdict: Option<&Verdict>, planned_boots: u32) -> RunResults {
+pub fn assemble(
+    mut base: RunResults,
+    boots: &[BootData],
+    verdict: Option<&Verdict>,
+    planned_boots: u32,
+) -> RunResults {
     if let Some(h) = boots.iter().find_map(|b| b.hello.clone()) {
         base.env.tsc_hz = h.tsc_hz;
         base.env.tsc_source = h.tsc_source.clone();
@@ -319,13 +382,20 @@ pub fn assemble(mut base: RunResults, boots: &[BootData], verdict: Option<&Verdi
     base.faults = boots.iter().flat_map(|b| b.faults.clone()).collect();
     let bad: Vec<String> = boots.iter().flat_map(|b| b.bad_records.clone()).collect();
     if !bad.is_empty() {
-        base.env.extra.insert("bad_records".into(), serde_json::json!(bad));
+        base.env
+            .extra
+            .insert("bad_records".into(), serde_json::json!(bad));
     }
     match verdict {
         Some(v) => {
             // Complete = every planned boot finished reporting (sent its end record).
-            base.complete = boots.len() as u32 == planned_boots && boots.iter().all(|b| b.end.is_some());
-            base.exit = Some(ExitInfo { status: v.info.status.clone(), code: v.info.code, message: v.info.message.clone() });
+            base.complete =
+                boots.len() as u32 == planned_boots && boots.iter().all(|b| b.end.is_some());
+            base.exit = Some(ExitInfo {
+                status: v.info.status.clone(),
+                code: v.info.code,
+                message: v.info.message.clone(),
+            });
         }
         None => {
             base.complete = false;
@@ -338,10 +408,14 @@ pub fn assemble(mut base: RunResults, boots: &[BootData], verdict: Option<&Verdi
 /// Write `path` atomically: a temporary file in the same directory, then rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("out")));
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("out")
+    ));
     {
         let mut f = std::fs::File::create(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
-        f.write_all(bytes).ctx(|| format!("writing {}", tmp.display()))?;
+        f.write_all(bytes)
+            .ctx(|| format!("writing {}", tmp.display()))?;
         f.sync_all().ctx(|| format!("syncing {}", tmp.display()))?;
     }
     std::fs::rename(&tmp, path).ctx(|| format!("renaming {} to {}", tmp.display(), path.display()))
@@ -349,7 +423,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 pub fn write_results(dir: &Path, results: &RunResults) -> Result<PathBuf> {
     let path = dir.join("results.json");
-    let mut json = serde_json::to_vec_pretty(results).map_err(|e| HarnessError::Other(format!("serialising results: {e}")))?;
+    let mut json = serde_json::to_vec_pretty(results)
+        .map_err(|e| HarnessError::Other(format!("serialising results: {e}")))?;
     json.push(b'\n');
     write_atomic(&path, &json)?;
     Ok(path)
@@ -360,7 +435,10 @@ pub fn write_results(dir: &Path, results: &RunResults) -> Result<PathBuf> {
 
 /// (year, month, day, hour, minute, second) in UTC.
 fn utc_parts(t: SystemTime) -> (i64, u32, u32, u32, u32, u32) {
-    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     // Howard Hinnant's civil_from_days.
@@ -373,7 +451,14 @@ fn utc_parts(t: SystemTime) -> (i64, u32, u32, u32, u32, u32) {
     let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d, (rem / 3600) as u32, (rem % 3600 / 60) as u32, (rem % 60) as u32)
+    (
+        y,
+        m,
+        d,
+        (rem / 3600) as u32,
+        (rem % 3600 / 60) as u32,
+        (rem % 60) as u32,
+    )
 }
 
 pub fn rfc3339(t: SystemTime) -> String {
@@ -388,7 +473,13 @@ pub fn run_id(t: SystemTime, config: &Path) -> String {
         .and_then(|s| s.to_str())
         .unwrap_or("run")
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     format!("{y:04}{mo:02}{d:02}-{h:02}{mi:02}{s:02}-{stem}")
 }
@@ -428,7 +519,10 @@ fn check_huge_pages(memory_mib: u64) -> Result<()> {
 pub fn execute(args: &Args) -> Result<RunOutcome> {
     let quiet = args.quiet;
     let root = build::workspace_root()?;
-    let config_path = args.config.clone().unwrap_or_else(|| root.join("configs/default.toml"));
+    let config_path = args
+        .config
+        .clone()
+        .unwrap_or_else(|| root.join("configs/default.toml"));
     let loaded = config::load(&config_path)?;
     let cfg = &loaded.config;
 
@@ -485,7 +579,9 @@ pub fn execute(args: &Args) -> Result<RunOutcome> {
     let probe_key = qemu::probe_key(&qemu_version, &host_kernel, &host_cpu, cfg.run.machine);
     let cpu_model = match accel {
         AccelKind::Tcg => "max".to_string(),
-        AccelKind::Kvm => qemu::probe_cpu_model(&qemu_bin, cfg.run.machine, &probe_cache, &probe_key, quiet)?.0,
+        AccelKind::Kvm => {
+            qemu::probe_cpu_model(&qemu_bin, cfg.run.machine, &probe_cache, &probe_key, quiet)?.0
+        }
     };
 
     let timeout_s = args.timeout.unwrap_or(cfg.run.timeout_s).max(1);
@@ -509,7 +605,8 @@ pub fn execute(args: &Args) -> Result<RunOutcome> {
     std::fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
 
     let plan = cfg.plan(cpl);
-    let plan_json = serde_json::to_string(&plan).map_err(|e| HarnessError::Other(format!("serialising plan: {e}")))?;
+    let plan_json = serde_json::to_string(&plan)
+        .map_err(|e| HarnessError::Other(format!("serialising plan: {e}")))?;
     let cmdline = format!("{CMDLINE_PLAN_KEY}{plan_json}");
 
     let mut backend = Qemu::new(qemu_bin.clone())?;
@@ -542,10 +639,20 @@ pub fn execute(args: &Args) -> Result<RunOutcome> {
         ..Env::default()
     };
     env.extra.insert("host_thp".into(), serde_json::json!(thp));
-    env.extra.insert("host_shmem_thp".into(), serde_json::json!(host::thp_mode("shmem_enabled")));
-    env.extra.insert("timeout_s".into(), serde_json::json!(timeout_s));
-    env.extra.insert("kernel".into(), serde_json::json!(kernel.display().to_string()));
-    env.extra.insert("plan".into(), serde_json::to_value(&plan).unwrap_or_default());
+    env.extra.insert(
+        "host_shmem_thp".into(),
+        serde_json::json!(host::thp_mode("shmem_enabled")),
+    );
+    env.extra
+        .insert("timeout_s".into(), serde_json::json!(timeout_s));
+    env.extra.insert(
+        "kernel".into(),
+        serde_json::json!(kernel.display().to_string()),
+    );
+    env.extra.insert(
+        "plan".into(),
+        serde_json::to_value(&plan).unwrap_or_default(),
+    );
 
     let base = RunResults {
         schema: RESULTS_SCHEMA.into(),
@@ -585,7 +692,8 @@ pub fn execute(args: &Args) -> Result<RunOutcome> {
     let progress = if quiet || args.verbose {
         indicatif::ProgressBar::hidden()
     } else {
-        let p = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+        let p =
+            indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
         p.set_style(indicatif::ProgressStyle::with_template("{spinner} {elapsed} {msg}").unwrap());
         p.enable_steady_tick(Duration::from_millis(120));
         p
@@ -596,7 +704,11 @@ pub fn execute(args: &Args) -> Result<RunOutcome> {
     let mut command_line = Vec::new();
     let mut qemu_stderr = String::new();
     for boot in 1..=boots {
-        let log_path = if boots == 1 { dir.join("guest.log") } else { dir.join(format!("guest-{boot}.log")) };
+        let log_path = if boots == 1 {
+            dir.join("guest.log")
+        } else {
+            dir.join(format!("guest-{boot}.log"))
+        };
         let spec = LaunchSpec {
             kernel: kernel.clone(),
             cmdline: cmdline.clone(),
@@ -634,7 +746,8 @@ pub fn execute(args: &Args) -> Result<RunOutcome> {
                         "record": &r,
                     });
                     if write_err.is_none() {
-                        let res = writeln!(records_file, "{line}").and_then(|_| records_file.flush());
+                        let res =
+                            writeln!(records_file, "{line}").and_then(|_| records_file.flush());
                         if let Err(e) = res {
                             *write_err = Some(e);
                         }
@@ -644,11 +757,16 @@ pub fn execute(args: &Args) -> Result<RunOutcome> {
                     }
                     data.push(r);
                 }
-                Event::BadRecord { line, error } => data.bad_records.push(format!("{error}: {line}")),
+                Event::BadRecord { line, error } => {
+                    data.bad_records.push(format!("{error}: {line}"))
+                }
             })?
         };
         if let Some(e) = write_err {
-            note(quiet, format!("warning: could not write {}: {e}", records_path.display()));
+            note(
+                quiet,
+                format!("warning: could not write {}: {e}", records_path.display()),
+            );
         }
         let v = verdict(&report.end, &data, timeout_s);
         if accel == AccelKind::Kvm && matches!(report.end, BootEnd::LaunchFailed { .. }) {
@@ -674,7 +792,11 @@ pub fn execute(args: &Args) -> Result<RunOutcome> {
     progress.finish_and_clear();
 
     let verdict = last_verdict.expect("at least one boot");
-    let results = with_qemu(assemble(base, &all, Some(&verdict), boots), &command_line, &qemu_stderr);
+    let results = with_qemu(
+        assemble(base, &all, Some(&verdict), boots),
+        &command_line,
+        &qemu_stderr,
+    );
     let path = write_results(&dir, &results)?;
 
     if !quiet {
@@ -690,19 +812,30 @@ pub fn execute(args: &Args) -> Result<RunOutcome> {
             format!("{} (partial results kept)", verdict.info.message)
         }
     });
-    Ok(RunOutcome { results, dir, status: verdict.status, reason })
+    Ok(RunOutcome {
+        results,
+        dir,
+        status: verdict.status,
+        reason,
+    })
 }
 
 fn with_qemu(mut r: RunResults, command: &[String], stderr: &str) -> RunResults {
-    r.env.extra.insert("qemu_command".into(), serde_json::json!(command));
+    r.env
+        .extra
+        .insert("qemu_command".into(), serde_json::json!(command));
     if !stderr.trim().is_empty() {
-        r.env.extra.insert("qemu_stderr".into(), serde_json::json!(stderr));
+        r.env
+            .extra
+            .insert("qemu_stderr".into(), serde_json::json!(stderr));
     }
     r
 }
 
 fn print_log_tail(path: &Path, lines: usize) {
-    let Ok(text) = std::fs::read_to_string(path) else { return };
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return;
+    };
     let all: Vec<&str> = text.lines().collect();
     if all.is_empty() {
         return;
@@ -722,15 +855,44 @@ mod tests {
     fn verdict_mapping() {
         let mut d = BootData::default();
         // Clean exit without End record is not success.
-        let v = verdict(&BootEnd::Exited { exit: GuestExit::Success, raw: 1 }, &d, 5);
+        let v = verdict(
+            &BootEnd::Exited {
+                exit: GuestExit::Success,
+                raw: 1,
+            },
+            &d,
+            5,
+        );
         assert!(!v.ok);
         assert_eq!(v.status, status::UNEXPECTED);
-        d.end = Some(EndRecord { exit: GuestExit::Success, benchmarks: 0, selftests_failed: 0 });
-        let v = verdict(&BootEnd::Exited { exit: GuestExit::Success, raw: 1 }, &d, 5);
+        d.end = Some(EndRecord {
+            exit: GuestExit::Success,
+            benchmarks: 0,
+            selftests_failed: 0,
+        });
+        let v = verdict(
+            &BootEnd::Exited {
+                exit: GuestExit::Success,
+                raw: 1,
+            },
+            &d,
+            5,
+        );
         assert!(v.ok);
         assert_eq!(v.status, status::SUCCESS);
-        d.selftests.push(SelftestRecord { name: "buddy/merge".into(), passed: false, detail: "x".into() });
-        let v = verdict(&BootEnd::Exited { exit: GuestExit::Success, raw: 1 }, &d, 5);
+        d.selftests.push(SelftestRecord {
+            name: "buddy/merge".into(),
+            passed: false,
+            detail: "x".into(),
+        });
+        let v = verdict(
+            &BootEnd::Exited {
+                exit: GuestExit::Success,
+                raw: 1,
+            },
+            &d,
+            5,
+        );
         assert_eq!(v.status, status::FAILURE);
         assert!(v.info.message.contains("buddy/merge"));
 
@@ -744,24 +906,71 @@ mod tests {
             cr2: Some(0xdead000),
             cpl: Some(0),
         });
-        let v = verdict(&BootEnd::Exited { exit: GuestExit::Exception, raw: 7 }, &d, 5);
+        let v = verdict(
+            &BootEnd::Exited {
+                exit: GuestExit::Exception,
+                raw: 7,
+            },
+            &d,
+            5,
+        );
         assert_eq!(v.status, status::EXCEPTION);
         assert_eq!(v.info.status, "exception");
         assert_eq!(v.info.code, Some(7));
         assert_eq!(v.info.message, "guest CPU exception: page fault");
-        let v = verdict(&BootEnd::Exited { exit: GuestExit::Panic, raw: 5 }, &BootData::default(), 5);
+        let v = verdict(
+            &BootEnd::Exited {
+                exit: GuestExit::Panic,
+                raw: 5,
+            },
+            &BootData::default(),
+            5,
+        );
         assert_eq!((v.status, v.info.status.as_str()), (status::PANIC, "panic"));
-        let v = verdict(&BootEnd::Exited { exit: GuestExit::MmMisuse, raw: 9 }, &BootData::default(), 5);
-        assert_eq!((v.status, v.info.status.as_str()), (status::MM_MISUSE, "mm_misuse"));
+        let v = verdict(
+            &BootEnd::Exited {
+                exit: GuestExit::MmMisuse,
+                raw: 9,
+            },
+            &BootData::default(),
+            5,
+        );
+        assert_eq!(
+            (v.status, v.info.status.as_str()),
+            (status::MM_MISUSE, "mm_misuse")
+        );
         let v = verdict(&BootEnd::Timeout, &BootData::default(), 7);
-        assert_eq!((v.status, v.info.message.as_str()), (status::TIMEOUT, "guest timed out after 7s"));
+        assert_eq!(
+            (v.status, v.info.message.as_str()),
+            (status::TIMEOUT, "guest timed out after 7s")
+        );
         let v = verdict(&BootEnd::Interrupted, &BootData::default(), 7);
-        assert_eq!((v.status, v.info.status.as_str()), (status::INTERRUPTED, "interrupted"));
-        let v = verdict(&BootEnd::LaunchFailed { message: "bad".into() }, &BootData::default(), 7);
-        assert_eq!((v.status, v.info.status.as_str()), (status::HARNESS, "launch_error"));
+        assert_eq!(
+            (v.status, v.info.status.as_str()),
+            (status::INTERRUPTED, "interrupted")
+        );
+        let v = verdict(
+            &BootEnd::LaunchFailed {
+                message: "bad".into(),
+            },
+            &BootData::default(),
+            7,
+        );
+        assert_eq!(
+            (v.status, v.info.status.as_str()),
+            (status::HARNESS, "launch_error")
+        );
         // Every guest exit code maps to a distinct process status.
-        let mut seen: Vec<u8> = GuestExit::ALL.iter().map(|e| guest_exit_status(*e)).collect();
-        seen.extend([status::HARNESS, status::TIMEOUT, status::UNEXPECTED, status::INTERRUPTED]);
+        let mut seen: Vec<u8> = GuestExit::ALL
+            .iter()
+            .map(|e| guest_exit_status(*e))
+            .collect();
+        seen.extend([
+            status::HARNESS,
+            status::TIMEOUT,
+            status::UNEXPECTED,
+            status::INTERRUPTED,
+        ]);
         let n = seen.len();
         seen.sort();
         seen.dedup();
@@ -772,7 +981,10 @@ mod tests {
     fn dates() {
         let t = UNIX_EPOCH + Duration::from_secs(1_764_072_000); // 2025-11-25T12:00:00Z
         assert_eq!(rfc3339(t), "2025-11-25T12:00:00Z");
-        assert_eq!(run_id(t, Path::new("configs/faults/page fault.toml")), "20251125-120000-page_fault");
+        assert_eq!(
+            run_id(t, Path::new("configs/faults/page fault.toml")),
+            "20251125-120000-page_fault"
+        );
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
         assert_eq!(&rfc3339(leap)[..10], "2000-02-29");

@@ -28,7 +28,10 @@ fn pool_summary(parts: &[Summary]) -> Summary {
         min: parts.iter().map(|s| s.min).fold(f64::INFINITY, f64::min),
         median: median(&parts.iter().map(|s| s.median).collect::<Vec<_>>()),
         p99: median(&parts.iter().map(|s| s.p99).collect::<Vec<_>>()),
-        max: parts.iter().map(|s| s.max).fold(f64::NEG_INFINITY, f64::max),
+        max: parts
+            .iter()
+            .map(|s| s.max)
+            .fold(f64::NEG_INFINITY, f64::max),
         mean: parts.iter().map(|s| s.mean).sum::<f64>() / parts.len() as f64,
     }
 }
@@ -42,7 +45,13 @@ pub fn pool(records: &[BenchRecord]) -> BenchEntry {
     }
     let stats: Vec<Summary> = records
         .iter()
-        .map(|r| Summary { min: r.min, median: r.median, p99: r.p99, max: r.max, mean: r.mean })
+        .map(|r| Summary {
+            min: r.min,
+            median: r.median,
+            p99: r.p99,
+            max: r.max,
+            mean: r.mean,
+        })
         .collect();
     let p = pool_summary(&stats);
     entry.min = p.min;
@@ -52,7 +61,11 @@ pub fn pool(records: &[BenchRecord]) -> BenchEntry {
     entry.mean = p.mean;
     entry.samples = records.iter().map(|r| r.samples).sum();
     entry.boot_medians = records.iter().map(|r| r.median).collect();
-    entry.ns = records.iter().map(|r| r.ns).collect::<Option<Vec<_>>>().map(|v| pool_summary(&v));
+    entry.ns = records
+        .iter()
+        .map(|r| r.ns)
+        .collect::<Option<Vec<_>>>()
+        .map(|v| pool_summary(&v));
     if let Some(bad) = records.iter().find(|r| r.status != BenchStatus::Ok) {
         entry.status = bad.status;
         if entry.message.is_none() {
@@ -82,7 +95,15 @@ pub fn pool_boots(boots: &[Vec<BenchRecord>]) -> Vec<BenchEntry> {
 mod tests {
     use super::*;
 
-    fn rec(name: &str, min: f64, median: f64, p99: f64, max: f64, mean: f64, samples: u64) -> BenchRecord {
+    fn rec(
+        name: &str,
+        min: f64,
+        median: f64,
+        p99: f64,
+        max: f64,
+        mean: f64,
+        samples: u64,
+    ) -> BenchRecord {
         BenchRecord {
             name: name.into(),
             suite: "t".into(),
@@ -94,7 +115,16 @@ mod tests {
             p99,
             max,
             mean,
-            ns: Some(Summary { min, median, p99, max, mean }.scaled(0.5)),
+            ns: Some(
+                Summary {
+                    min,
+                    median,
+                    p99,
+                    max,
+                    mean,
+                }
+                .scaled(0.5),
+            ),
             params: Default::default(),
             extra: Default::default(),
             message: None,
@@ -104,14 +134,20 @@ mod tests {
     #[test]
     fn single_boot_is_unchanged() {
         let e = pool(&[rec("a", 1.0, 2.0, 3.0, 4.0, 2.5, 10)]);
-        assert_eq!((e.min, e.median, e.p99, e.max, e.mean, e.samples), (1.0, 2.0, 3.0, 4.0, 2.5, 10));
+        assert_eq!(
+            (e.min, e.median, e.p99, e.max, e.mean, e.samples),
+            (1.0, 2.0, 3.0, 4.0, 2.5, 10)
+        );
         assert_eq!(e.boot_medians, vec![2.0]);
     }
 
     #[test]
     fn pooled_statistics() {
         let boots = vec![
-            vec![rec("a", 1.0, 10.0, 20.0, 30.0, 11.0, 100), rec("b", 5.0, 5.0, 5.0, 5.0, 5.0, 1)],
+            vec![
+                rec("a", 1.0, 10.0, 20.0, 30.0, 11.0, 100),
+                rec("b", 5.0, 5.0, 5.0, 5.0, 5.0, 1),
+            ],
             vec![rec("a", 2.0, 12.0, 22.0, 40.0, 13.0, 100)],
             vec![rec("a", 0.5, 11.0, 21.0, 35.0, 12.0, 50)],
         ];

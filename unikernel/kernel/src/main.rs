@@ -16,6 +16,7 @@ pub mod console;
 pub mod fault;
 pub mod mm;
 pub mod report;
+pub mod selftest;
 pub mod timing;
 
 use alloc::string::{String, ToString};
@@ -185,6 +186,9 @@ fn inject_fault(kind: FaultInjection) {
 }
 
 fn run_plan(plan: &GuestPlan) -> ! {
+    if plan.selftest {
+        selftest::run();
+    }
     if let Some(kind) = plan.fault {
         inject_fault(kind);
     }

@@ -174,6 +174,9 @@ impl Kmalloc {
     /// object holding the old contents, freeing `ptr`. Null on OOM (then `ptr` is left
     /// untouched) or when `ptr` is not a kmalloc pointer. `new_size == 0` frees and
     /// returns `ZERO_SIZE_PTR`; a null/ZERO_SIZE_PTR `ptr` behaves like `kmalloc`.
+    // Safe like kfree: `ptr` is only dereferenced after mem_map says it lies in a slab or
+    // large-kmalloc block, i.e. RAM this allocator owns (see the crate-level invariant).
+    #[allow(clippy::not_unsafe_ptr_arg_deref)]
     pub fn krealloc(
         &mut self,
         pa: &mut PageAllocator,
@@ -216,7 +219,7 @@ impl Kmalloc {
             Some(d) if d.kind == KIND_SLAB || d.kind == KIND_SLAB_TAIL => {
                 self.caches[d.cache as usize].object_size as usize
             }
-            Some(d) if d.kind == KIND_LARGE && (ptr as usize) % PAGE_SIZE == 0 => {
+            Some(d) if d.kind == KIND_LARGE && (ptr as usize).is_multiple_of(PAGE_SIZE) => {
                 PAGE_SIZE << d.order
             }
             _ => 0,
@@ -264,7 +267,7 @@ impl Kmalloc {
         order: u8,
     ) -> Result<(), MmError> {
         let reason = match kind {
-            KIND_LARGE if addr % PAGE_SIZE as u64 == 0 => {
+            KIND_LARGE if addr.is_multiple_of(PAGE_SIZE as u64) => {
                 if let Some(d) = pa.buddy.page_mut(pfn) {
                     d.kind = KIND_ALLOCATED;
                 }

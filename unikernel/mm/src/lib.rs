@@ -24,6 +24,15 @@
 //! Layering: `buddy → page_alloc → slab/kmalloc`, and `vmalloc` over
 //! `page_alloc + VmallocHw`. Nothing here locks: the kernel is single-CPU and the caller
 //! serialises access (e.g. holds the allocator in one `static` behind a spin lock).
+//!
+//! Safety model: the allocator methods are safe functions that dereference addresses
+//! they derive from the direct map. They rely on one invariant the kernel establishes
+//! at init: `PageAllocator::direct_map` maps every pfn described by `mem_map` to RAM
+//! that only this crate hands out, and `free_range` is given only such RAM. Pointers
+//! passed to `kfree`/`krealloc` are dereferenced only after `mem_map` confirms they lie
+//! in a slab or kmalloc_large block. `vmalloc`'s own bookkeeping (area map, frame
+//! lists, free ranges) uses the global allocator (`alloc`), so the kernel's
+//! `#[global_allocator]` must not be routed through the same locked `Vmalloc`.
 #![cfg_attr(not(any(test, feature = "testing")), no_std)]
 
 extern crate alloc;

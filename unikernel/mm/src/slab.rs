@@ -335,7 +335,7 @@ impl KmemCache {
     fn debug_check_free(&mut self, pa: &PageAllocator, idx: usize, addr: u64) -> Result<(), MmError> {
         let base = pa.direct_map.pfn_to_virt(pa.buddy.base_pfn() + idx as u64) as u64;
         let off = addr.wrapping_sub(base);
-        if off % self.stride as u64 != 0 || off / self.stride as u64 >= self.objects as u64 {
+        if !off.is_multiple_of(self.stride as u64) || off / self.stride as u64 >= self.objects as u64 {
             return Err(MmError::ForeignPointer {
                 addr,
                 reason: "it points inside a slab object, not at its start",

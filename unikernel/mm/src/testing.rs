@@ -115,7 +115,7 @@ impl VmallocHw for FakePageTable {
             *n -= 1;
         }
         let b = size.bytes();
-        if virt % b != 0 || phys % b != 0 {
+        if !virt.is_multiple_of(b) || !phys.is_multiple_of(b) {
             return Err(MmError::MapFailed { virt, reason: "misaligned leaf" });
         }
         if self.translate(virt).is_some()

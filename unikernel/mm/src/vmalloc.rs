@@ -176,7 +176,7 @@ const fn align_up(x: u64, a: u64) -> u64 {
 impl Vmalloc {
     /// A vmalloc space over `[start, end)` (page aligned), flush mode `Lazy`.
     pub fn new(start: u64, end: u64) -> Self {
-        assert!(start % PAGE_SIZE as u64 == 0 && end % PAGE_SIZE as u64 == 0 && start < end);
+        assert!(start.is_multiple_of(PAGE_SIZE as u64) && end.is_multiple_of(PAGE_SIZE as u64) && start < end);
         let mut free = BTreeMap::new();
         free.insert(start, end);
         Vmalloc {

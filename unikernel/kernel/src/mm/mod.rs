@@ -314,11 +314,27 @@ pub fn ksize(ptr: *const u8) -> usize {
 }
 
 /// Top up the page-table frame cache so mapping `size` bytes cannot run out mid-way.
+/// A request larger than free memory fails here, before taking anything.
 pub fn prepare_vmalloc(size: usize) -> bool {
     let m = mm();
+    if (size as u64).div_ceil(4096) > m.pages.buddy.nr_free_pages() {
+        return false;
+    }
     let need = size / (2 << 20) + 4;
     let pages = &mut m.pages;
     m.pt.refill_frame_cache(need, || pages.alloc_pages(0, Gfp(0)).map(|p| p.as_ptr() as u64 - PAGE_OFFSET))
+}
+
+/// Give page-table frames the last vmalloc did not need back to the buddy.
+fn trim_frame_cache() {
+    const KEEP: usize = 8;
+    let m = mm();
+    while m.pt.frame_cache.len() > KEEP {
+        let f = m.pt.frame_cache.pop().expect("non-empty");
+        if let Err(e) = m.pages.free_pages(phys_to_virt(f), 0) {
+            misuse("page-table frame cache", e)
+        }
+    }
 }
 
 pub fn vmalloc(size: usize, gfp: Gfp) -> *mut u8 {
@@ -326,7 +342,9 @@ pub fn vmalloc(size: usize, gfp: Gfp) -> *mut u8 {
         return core::ptr::null_mut();
     }
     let m = mm();
-    m.vmalloc.vmalloc(&mut m.pages, &mut m.pt, size, gfp)
+    let p = m.vmalloc.vmalloc(&mut m.pages, &mut m.pt, size, gfp);
+    trim_frame_cache();
+    p
 }
 
 pub fn vzalloc(size: usize) -> *mut u8 {
@@ -338,7 +356,9 @@ pub fn vmalloc_huge(size: usize, gfp: Gfp) -> *mut u8 {
         return core::ptr::null_mut();
     }
     let m = mm();
-    m.vmalloc.vmalloc_huge(&mut m.pages, &mut m.pt, size, gfp)
+    let p = m.vmalloc.vmalloc_huge(&mut m.pages, &mut m.pt, size, gfp);
+    trim_frame_cache();
+    p
 }
 
 pub fn vfree(ptr: *mut u8) {

@@ -8,8 +8,8 @@
 //!
 //! `kmb_start64` is a documented 64-bit entry (the ELF entry point) for VMMs that start
 //! the vCPU in long mode themselves: `%rdi` = physical address of `hvm_start_info`, paging
-//! on with the kernel image identity-mapped, interrupts off. It loads the kernel's own
-//! boot page tables and stack before calling into Rust.
+//! on with the kernel image identity-mapped, interrupts off. It sets EFER.NXE and CR0.WP,
+//! loads the kernel's own boot page tables and stack, then calls into Rust.
 
 use core::arch::global_asm;
 
@@ -104,6 +104,13 @@ pvh_long_mode:
 kmb_start64:
     cli
     cld
+    movl $0xC0000080, %ecx          /* EFER.NXE: the kernel's tables use NX */
+    rdmsr
+    orl $0x800, %eax
+    wrmsr
+    movq %cr0, %rax
+    orq $0x10000, %rax              /* CR0.WP: read-only pages bind ring 0 too */
+    movq %rax, %cr0
     movq $boot_pml4, %rax
     movq %rax, %cr3
     movabsq $boot_stack_top, %rsp
