@@ -1,47 +1,8 @@
 //! `kmbench run` booting the real kernel under TCG (works on any x86_64 Linux host with
 //! QEMU; no KVM needed). The kernel is built once per test binary. No timings asserted.
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+mod common;
 
-use kmbench::results::RunResults;
-
-fn root() -> PathBuf {
-    kmbench::build::find_workspace_root(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap()
-}
-
-fn kernel() -> &'static Path {
-    static KERNEL: OnceLock<PathBuf> = OnceLock::new();
-    KERNEL
-        .get_or_init(|| kmbench::build::build_kernel(&root(), true, false).expect("kernel builds"))
-}
-
-/// Run `kmbench run <config> --accel tcg --out <tmp>`; returns (exit code, stderr, results).
-fn run(config: &str, extra: &[&str]) -> (i32, String, RunResults, tempfile::TempDir) {
-    let t = tempfile::tempdir().unwrap();
-    let out = t.path().join("run");
-    let o = Command::new(env!("CARGO_BIN_EXE_kmbench"))
-        .current_dir(root())
-        .arg("run")
-        .arg(config)
-        .args(["--accel", "tcg", "--quiet", "--out"])
-        .arg(&out)
-        .args(extra)
-        .env("KMBENCH_KERNEL", kernel())
-        .env_remove("KMBENCH_QEMU")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
-    let text = std::fs::read_to_string(out.join("results.json"))
-        .unwrap_or_else(|e| panic!("results.json missing ({e}); stderr:\n{stderr}"));
-    (
-        o.status.code().unwrap_or(-1),
-        stderr,
-        serde_json::from_str(&text).unwrap(),
-        t,
-    )
-}
+use common::run;
 
 #[test]
 fn ci_config_runs_and_writes_results() {

@@ -12,7 +12,21 @@ use kmbench_protocol::{GuestExit, Record};
 use crate::config::{HostBacking, Machine};
 use crate::error::Result;
 
+pub mod kvm;
 pub mod qemu;
+
+/// `kmbench run --backend`: who boots the guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum BackendChoice {
+    /// The embedded VMM when KVM is the accelerator, /dev/kvm opens read-write and the
+    /// machine is microvm; QEMU otherwise (TCG, q35).
+    #[default]
+    Auto,
+    /// The embedded micro-VMM on /dev/kvm (no QEMU process).
+    Kvm,
+    /// `qemu-system-x86_64`.
+    Qemu,
+}
 
 /// The accelerator actually used (after resolving "auto").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,4 +112,8 @@ pub trait Backend {
     fn describe(&self, spec: &LaunchSpec) -> Vec<String>;
     /// Boot once; call `on_event` for each event as it happens; return how it ended.
     fn boot(&mut self, spec: &LaunchSpec, on_event: &mut dyn FnMut(Event)) -> Result<BootReport>;
+    /// Backend-specific facts about the last boot for `env.extra` (VMM exit counts, RSS, …).
+    fn extra(&self) -> std::collections::BTreeMap<String, serde_json::Value> {
+        std::collections::BTreeMap::new()
+    }
 }

@@ -12,7 +12,8 @@ use kmbench_protocol::{
 };
 
 use crate::backend::qemu::{self, Qemu};
-use crate::backend::{AccelKind, Backend, BootEnd, Event, LaunchSpec};
+use crate::backend::kvm::{self as kvm_vmm, KvmVmm};
+use crate::backend::{AccelKind, Backend, BackendChoice, BootEnd, Event, LaunchSpec};
 use crate::build;
 use crate::config::{self, Accel, CplSetting, HostBacking};
 use crate::error::{HarnessError, IoContext, Result};
@@ -93,6 +94,9 @@ pub struct Args {
     /// Do not build the kernel; boot the existing ELF.
     #[arg(long)]
     pub no_build: bool,
+    /// Who boots the guest: auto = the embedded KVM VMM when accel is KVM (microvm), else QEMU.
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendChoice>,
 }
 
 /// What a run produced.
@@ -555,8 +559,40 @@ pub fn execute(args: &Args) -> Result<RunOutcome> {
         note(quiet, "warning: CPL0 under kvm_pvm is emulated (~1000x slower); measured code should run at CPL3");
     }
 
-    let qemu_bin = host::find_qemu().ok_or(HarnessError::QemuNotFound)?;
-    let qemu_version = host::qemu_version(&qemu_bin);
+    // Backend: the embedded VMM needs KVM and boots microvm-style only.
+    let use_vmm = match args.backend.unwrap_or_default() {
+        BackendChoice::Qemu => false,
+        BackendChoice::Kvm => {
+            if accel != AccelKind::Kvm {
+                return Err(HarnessError::Other(
+                    "--backend kvm needs KVM (the embedded VMM cannot emulate): use --backend qemu for TCG".into(),
+                ));
+            }
+            if cfg.run.machine != config::Machine::Microvm {
+                return Err(HarnessError::Other(format!(
+                    "--backend kvm boots microvm-style only, not machine = \"{}\": use --backend qemu",
+                    cfg.run.machine.label()
+                )));
+            }
+            kvm_vmm::available().map_err(HarnessError::KvmUnavailable)?;
+            true
+        }
+        BackendChoice::Auto => {
+            accel == AccelKind::Kvm
+                && cfg.run.machine == config::Machine::Microvm
+                && kvm_vmm::available().is_ok()
+        }
+    };
+    let qemu_bin = match host::find_qemu() {
+        Some(q) => q,
+        None if use_vmm => PathBuf::from("qemu-system-x86_64"),
+        None => return Err(HarnessError::QemuNotFound),
+    };
+    let qemu_version = if use_vmm {
+        "none (embedded VMM)".to_string()
+    } else {
+        host::qemu_version(&qemu_bin)
+    };
     let host_cpu = host::cpu_model_name(&cpuinfo);
     let host_kernel = host::host_kernel();
 
@@ -578,6 +614,7 @@ pub fn execute(args: &Args) -> Result<RunOutcome> {
         .unwrap_or_else(|| root.join("target/kmbench-cpu-probe.json"));
     let probe_key = qemu::probe_key(&qemu_version, &host_kernel, &host_cpu, cfg.run.machine);
     let cpu_model = match accel {
+        _ if use_vmm => "host,-arch-capabilities (KVM_GET_SUPPORTED_CPUID)".to_string(),
         AccelKind::Tcg => "max".to_string(),
         AccelKind::Kvm => {
             qemu::probe_cpu_model(&qemu_bin, cfg.run.machine, &probe_cache, &probe_key, quiet)?.0
@@ -609,7 +646,11 @@ pub fn execute(args: &Args) -> Result<RunOutcome> {
         .map_err(|e| HarnessError::Other(format!("serialising plan: {e}")))?;
     let cmdline = format!("{CMDLINE_PLAN_KEY}{plan_json}");
 
-    let mut backend = Qemu::new(qemu_bin.clone())?;
+    let mut backend: Box<dyn Backend> = if use_vmm {
+        Box::new(KvmVmm::new())
+    } else {
+        Box::new(Qemu::new(qemu_bin.clone())?)
+    };
     let config_file = config_path
         .canonicalize()
         .ok()
@@ -654,7 +695,7 @@ pub fn execute(args: &Args) -> Result<RunOutcome> {
         serde_json::to_value(&plan).unwrap_or_default(),
     );
 
-    let base = RunResults {
+    let mut base = RunResults {
         schema: RESULTS_SCHEMA.into(),
         complete: false,
         run_id: id.clone(),
@@ -769,7 +810,10 @@ pub fn execute(args: &Args) -> Result<RunOutcome> {
             );
         }
         let v = verdict(&report.end, &data, timeout_s);
-        if accel == AccelKind::Kvm && matches!(report.end, BootEnd::LaunchFailed { .. }) {
+        for (k, v) in backend.extra() {
+            base.env.extra.insert(k, v);
+        }
+        if !use_vmm && accel == AccelKind::Kvm && matches!(report.end, BootEnd::LaunchFailed { .. }) {
             // A stale probe result must not stick: the next run probes again.
             qemu::forget_cpu_model(&probe_cache, &probe_key);
         }
@@ -821,13 +865,19 @@ pub fn execute(args: &Args) -> Result<RunOutcome> {
 }
 
 fn with_qemu(mut r: RunResults, command: &[String], stderr: &str) -> RunResults {
+    // The embedded VMM records its description and diagnostics under its own keys.
+    let (cmd_key, err_key) = if r.env.backend == "kvm" {
+        ("vmm_command", "vmm_stderr")
+    } else {
+        ("qemu_command", "qemu_stderr")
+    };
     r.env
         .extra
-        .insert("qemu_command".into(), serde_json::json!(command));
+        .insert(cmd_key.into(), serde_json::json!(command));
     if !stderr.trim().is_empty() {
         r.env
             .extra
-            .insert("qemu_stderr".into(), serde_json::json!(stderr));
+            .insert(err_key.into(), serde_json::json!(stderr));
     }
     r
 }

@@ -371,7 +371,9 @@ impl Vmalloc {
     /// First fit of `total` bytes at `align` in the free ranges.
     fn reserve(&mut self, total: u64, align: u64) -> Option<u64> {
         let (s, e, a) = self.free.iter().find_map(|(&s, &e)| {
-            let a = align_up(s, align);
+            // Checked: a huge alignment (align_shift_alloc_test asks for up to 2^63) must
+            // fail cleanly instead of wrapping around the address space.
+            let a = s.checked_add(align - 1)? & !(align - 1);
             (a.checked_add(total)? <= e).then_some((s, e, a))
         })?;
         self.free.remove(&s);
@@ -713,6 +715,22 @@ mod tests {
         }
         assert!(vm.vmalloc_align(&mut a.pa, &mut hw, 4096, 3, GFP_KERNEL).is_null());
         assert!(vm.vmalloc(&mut a.pa, &mut hw, 0, GFP_KERNEL).is_null());
+    }
+
+    #[test]
+    fn alignment_beyond_the_range_fails_cleanly() {
+        // Linux's align_shift_alloc_test: every alignment 2^0 … 2^63 for one page.
+        let (mut a, mut hw, mut vm) = setup();
+        let (start, end) = vm.range();
+        for shift in 0..64u32 {
+            let p = vm.vmalloc_align(&mut a.pa, &mut hw, 4096, 1u64 << shift, GFP_KERNEL) as u64;
+            if p != 0 {
+                assert!(p >= start && p + 4096 <= end, "align 2^{shift}: {p:#x} outside the range");
+                assert_eq!(p % (1u64 << shift), 0);
+                vm.vfree(&mut a.pa, &mut hw, p as *mut u8).unwrap();
+            }
+        }
+        assert!(vm.vmalloc_align(&mut a.pa, &mut hw, 4096, 1u64 << 63, GFP_KERNEL).is_null());
     }
 
     #[test]

@@ -18,6 +18,9 @@
 //!                       │   over scattered frames (2M leaves for vmalloc_huge),
 //!                       │   each followed by an unmapped guard page
 //!                       ┆
+//! 0xffff_d000_0000_0000 ├ benchmark window (BENCH_MAP_START … +1 TiB): buffers mapped
+//!                       │   again with a chosen leaf (4K/2M/1G) by the tlb/map suites
+//!                       ┆
 //! 0xffff_e900_0000_0000 ├ kernel stacks: 16 KiB each, 16 KiB unmapped below each
 //!                       ┆
 //! 0xffff_ffff_ffff_ffff ┴
@@ -48,6 +51,9 @@ use x86_64::PhysAddr;
 pub const PAGE_OFFSET: u64 = 0xffff_8880_0000_0000;
 pub const VMALLOC_START: u64 = 0xffff_c900_0000_0000;
 pub const VMALLOC_END: u64 = VMALLOC_START + (1 << 40);
+/// Benchmark mapping window: buffers re-mapped with a chosen leaf size (tlb/map suites).
+pub const BENCH_MAP_START: u64 = 0xffff_d000_0000_0000;
+pub const BENCH_MAP_END: u64 = BENCH_MAP_START + (1 << 40);
 pub const STACKS_START: u64 = 0xffff_e900_0000_0000;
 pub const STACKS_END: u64 = STACKS_START + (1 << 30);
 /// Low memory kept reserved (real-mode area, PVH start info, loader data).
