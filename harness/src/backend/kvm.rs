@@ -427,6 +427,8 @@ pub struct VmmStats {
     pub memory: String,
     /// VM creation start → vCPU first entered (µs).
     pub setup_us: f64,
+    /// Where the setup time went: (phase, µs since the previous phase).
+    pub setup_phases: Vec<(&'static str, f64)>,
     /// VM creation start → first record (µs).
     pub first_record_us: Option<f64>,
     /// VM creation start → exit (µs).
@@ -485,6 +487,12 @@ fn create_vm(spec: &LaunchSpec, stats: &mut VmmStats) -> std::result::Result<Vm,
     if mem_bytes < 8 << 20 {
         return Err(format!("{} MiB of guest memory is too little", spec.memory_mib));
     }
+    let mut last = Instant::now();
+    let mut phase = |stats: &mut VmmStats, name: &'static str| {
+        let now = Instant::now();
+        stats.setup_phases.push((name, (now - last).as_secs_f64() * 1e6));
+        last = now;
+    };
     let kvm = Kvm::new().map_err(|e| format!("cannot open /dev/kvm: {e}"))?;
     let vm = kvm.create_vm().map_err(|e| format!("KVM_CREATE_VM: {e}"))?;
     // Intel VMX wants a TSS area; AMD and kvm_pvm do not care (errors ignored).
@@ -498,6 +506,7 @@ fn create_vm(spec: &LaunchSpec, stats: &mut VmmStats) -> std::result::Result<Vm,
     } else {
         Err(kvm_ioctls::Error::new(libc::ENOENT))
     };
+    phase(stats, "create_vm+irqchip+pit");
     stats.irqchip = match (&irqchip, &pit) {
         (Ok(()), Ok(())) => "in-kernel irqchip + PIT".into(),
         (Ok(()), Err(e)) => format!("in-kernel irqchip, no PIT ({e})"),
@@ -532,6 +541,7 @@ fn create_vm(spec: &LaunchSpec, stats: &mut VmmStats) -> std::result::Result<Vm,
         })
     }
     .map_err(|e| format!("KVM_SET_USER_MEMORY_REGION: {e}"))?;
+    phase(stats, "guest_memory");
 
     let mut file = std::fs::File::open(&spec.kernel)
         .map_err(|e| format!("opening {}: {e}", spec.kernel.display()))?;
@@ -544,7 +554,9 @@ fn create_vm(spec: &LaunchSpec, stats: &mut VmmStats) -> std::result::Result<Vm,
         ));
     }
     let entry = loaded.kernel_load.0;
+    phase(stats, "load_elf");
     write_boot_structures(&mem, host.len as u64, &spec.cmdline)?;
+    phase(stats, "boot_structures");
 
     let vcpu = vm.create_vcpu(0).map_err(|e| format!("KVM_CREATE_VCPU: {e}"))?;
     let tsc_khz = vcpu.get_tsc_khz().ok().filter(|k| *k != 0);
@@ -554,6 +566,7 @@ fn create_vm(spec: &LaunchSpec, stats: &mut VmmStats) -> std::result::Result<Vm,
     vcpu.set_cpuid2(&cpuid)
         .map_err(|e| format!("KVM_SET_CPUID2: {e}"))?;
     setup_vcpu_regs(&vcpu, entry)?;
+    phase(stats, "vcpu+cpuid+regs");
     Ok(Vm {
         _kvm: kvm,
         _vm: vm,
@@ -935,6 +948,8 @@ impl Backend for KvmVmm {
         m.insert("vmm_irqchip".into(), json!(s.irqchip));
         m.insert("vmm_memory".into(), json!(s.memory));
         m.insert("vmm_setup_ms".into(), json!(s.setup_us / 1e3));
+        let phases: BTreeMap<&str, f64> = s.setup_phases.iter().map(|(k, v)| (*k, v / 1e3)).collect();
+        m.insert("vmm_setup_phases_ms".into(), json!(phases));
         m.insert(
             "vmm_first_record_ms".into(),
             json!(s.first_record_us.map(|u| u / 1e3)),
