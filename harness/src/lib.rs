@@ -9,5 +9,6 @@ pub mod host;
 pub mod report;
 pub mod results;
 pub mod run;
+pub mod session;
 pub mod stats;
 pub mod table;

@@ -287,3 +287,62 @@ fn small_host_pages_boot_too() {
         .unwrap()
         .contains("MADV_NOHUGEPAGE"));
 }
+
+#[test]
+fn interrupt_flag_stops_a_hung_guest() {
+    if let Some(r) = skip() {
+        eprintln!("{r}");
+        return;
+    }
+    static STOP: AtomicBool = AtomicBool::new(false);
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = spec(
+        &small_plan(Some(FaultInjection::Hang)),
+        dir.path(),
+        Duration::from_secs(60),
+        HostBacking::Default,
+    );
+    s.interrupt = &STOP;
+    let setter = std::thread::spawn(|| {
+        std::thread::sleep(Duration::from_millis(500));
+        STOP.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    let t = Instant::now();
+    let report = KvmVmm::new().boot(&s, &mut |_| {}).unwrap();
+    setter.join().unwrap();
+    assert_eq!(report.end, BootEnd::Interrupted);
+    assert!(t.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn cli_runs_on_the_embedded_vmm() {
+    if let Some(r) = skip() {
+        eprintln!("{r}");
+        return;
+    }
+    let _g = serial();
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("run");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_kmbench"))
+        .current_dir(root())
+        .args(["run", "configs/ci.toml", "--backend", "kvm", "--quiet", "--out"])
+        .arg(&out)
+        .env("KMBENCH_KERNEL", kernel())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+    let r: kmbench::results::RunResults =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(r.env.backend, "kvm");
+    assert_eq!(r.env.accel, "kvm");
+    assert!(r.complete);
+    assert!(!r.benchmarks.is_empty());
+    assert!(r.env.extra.contains_key("vmm_exits"));
+    assert!(r.env.extra.contains_key("vmm_rss_kib"));
+    assert!(r.env.extra.contains_key("vmm_command"));
+    assert!(!r.env.extra.contains_key("qemu_command"));
+    assert_eq!(r.exit.unwrap().code, Some(0));
+}

@@ -424,6 +424,8 @@ pub struct VmmStats {
     pub cpuid: Vec<String>,
     pub tsc_khz: Option<u32>,
     pub irqchip: String,
+    /// Log/record port writes were coalesced by KVM.
+    pub coalesced_pio: bool,
     pub memory: String,
     /// VM creation start → vCPU first entered (µs).
     pub setup_us: f64,
@@ -473,6 +475,8 @@ struct Vm {
     _mem: GuestMemoryMmap,
     _host: HostMem,
     has_pit: bool,
+    /// COM1 THR and debugcon writes go through KVM's coalesced-PIO ring.
+    coalesced: bool,
 }
 
 /// Create the VM, load the kernel, set up the vCPU. `Err` = a launch failure message.
@@ -497,22 +501,9 @@ fn create_vm(spec: &LaunchSpec, stats: &mut VmmStats) -> std::result::Result<Vm,
     let vm = kvm.create_vm().map_err(|e| format!("KVM_CREATE_VM: {e}"))?;
     // Intel VMX wants a TSS area; AMD and kvm_pvm do not care (errors ignored).
     let _ = vm.set_tss_address(TSS_ADDR);
-    let irqchip = vm.create_irq_chip();
-    let pit = if irqchip.is_ok() {
-        vm.create_pit2(kvm_pit_config {
-            flags: KVM_PIT_SPEAKER_DUMMY,
-            ..Default::default()
-        })
-    } else {
-        Err(kvm_ioctls::Error::new(libc::ENOENT))
-    };
-    phase(stats, "create_vm+irqchip+pit");
-    stats.irqchip = match (&irqchip, &pit) {
-        (Ok(()), Ok(())) => "in-kernel irqchip + PIT".into(),
-        (Ok(()), Err(e)) => format!("in-kernel irqchip, no PIT ({e})"),
-        (Err(e), _) => format!("no irqchip ({e})"),
-    };
-
+    phase(stats, "create_vm");
+    // Memory before the irqchip/PIT: memslot changes after them wait for SRCU grace
+    // periods (milliseconds).
     let host = map_guest_ram(mem_bytes as usize, spec.host_backing)?;
     stats.memory = format!("{} MiB, {}", spec.memory_mib, host.how);
     // SAFETY: `host` is a live private anonymous mapping of `host.len` bytes that outlives
@@ -543,6 +534,22 @@ fn create_vm(spec: &LaunchSpec, stats: &mut VmmStats) -> std::result::Result<Vm,
     .map_err(|e| format!("KVM_SET_USER_MEMORY_REGION: {e}"))?;
     phase(stats, "guest_memory");
 
+    let irqchip = vm.create_irq_chip();
+    let pit = if irqchip.is_ok() {
+        vm.create_pit2(kvm_pit_config {
+            flags: KVM_PIT_SPEAKER_DUMMY,
+            ..Default::default()
+        })
+    } else {
+        Err(kvm_ioctls::Error::new(libc::ENOENT))
+    };
+    phase(stats, "irqchip+pit");
+    stats.irqchip = match (&irqchip, &pit) {
+        (Ok(()), Ok(())) => "in-kernel irqchip + PIT".into(),
+        (Ok(()), Err(e)) => format!("in-kernel irqchip, no PIT ({e})"),
+        (Err(e), _) => format!("no irqchip ({e})"),
+    };
+
     let mut file = std::fs::File::open(&spec.kernel)
         .map_err(|e| format!("opening {}: {e}", spec.kernel.display()))?;
     let loaded = Elf::load(&mem, None, &mut file, None)
@@ -567,6 +574,20 @@ fn create_vm(spec: &LaunchSpec, stats: &mut VmmStats) -> std::result::Result<Vm,
         .map_err(|e| format!("KVM_SET_CPUID2: {e}"))?;
     setup_vcpu_regs(&vcpu, entry)?;
     phase(stats, "vcpu+cpuid+regs");
+    // Log and record bytes need no answer: let KVM queue them in the coalesced ring
+    // (one exit per full ring instead of one per byte of `rep outsb`).
+    let mut vcpu = vcpu;
+    let coalesced = std::env::var_os("KMBENCH_VMM_NO_COALESCE").is_none()
+        && kvm.check_extension(kvm_ioctls::Cap::CoalescedPio)
+        && vcpu.map_coalesced_mmio_ring().is_ok()
+        && vm
+            .register_coalesced_mmio(kvm_ioctls::IoEventAddress::Pio(ports::SERIAL_LOG as u64), 1)
+            .is_ok()
+        && vm
+            .register_coalesced_mmio(kvm_ioctls::IoEventAddress::Pio(ports::RESULTS as u64), 1)
+            .is_ok();
+    stats.coalesced_pio = coalesced;
+    phase(stats, "coalesced_pio");
     Ok(Vm {
         _kvm: kvm,
         _vm: vm,
@@ -574,6 +595,7 @@ fn create_vm(spec: &LaunchSpec, stats: &mut VmmStats) -> std::result::Result<Vm,
         _mem: mem,
         _host: host,
         has_pit: pit.is_ok(),
+        coalesced,
     })
 }
 
@@ -663,6 +685,172 @@ fn port_name(port: u16) -> &'static str {
     }
 }
 
+fn unexpected(message: impl Into<String>) -> BootEnd {
+    BootEnd::Unexpected {
+        code: None,
+        signal: None,
+        message: message.into(),
+    }
+}
+
+/// One VM exit, copied out of `kvm_run`.
+enum Exit {
+    Continue,
+    Counted(&'static str),
+    Out(u16, Vec<u8>),
+    End(&'static str, BootEnd),
+}
+
+/// The guest-visible devices (COM1, debugcon, debug-exit) and what they collected.
+struct Devices {
+    log: std::io::BufWriter<std::fs::File>,
+    verbose: bool,
+    results_buf: Vec<u8>,
+    serial_scratch: u8,
+    stats: VmmStats,
+    stderr: String,
+    has_pit: bool,
+    t0: Instant,
+}
+
+impl Devices {
+    fn unhandled(&mut self, exit: &str, key: String, message: impl FnOnce() -> String) {
+        bump(&mut self.stats.exits, exit);
+        if !self.stats.unknown_ports.contains_key(&key) {
+            self.stderr.push_str("kmbench-vmm: ");
+            self.stderr.push_str(&message());
+            self.stderr.push('\n');
+        }
+        bump(&mut self.stats.unknown_ports, &key);
+    }
+
+    fn emit_line(&mut self, line: &[u8], on_event: &mut dyn FnMut(Event)) {
+        let text = String::from_utf8_lossy(line);
+        match decode_record(&text) {
+            Some(Ok(r)) => {
+                if self.stats.first_record_us.is_none() {
+                    self.stats.first_record_us = Some(self.t0.elapsed().as_secs_f64() * 1e6);
+                }
+                on_event(Event::Record(r));
+            }
+            Some(Err(e)) => on_event(Event::BadRecord {
+                line: text.trim_end().to_string(),
+                error: e.to_string(),
+            }),
+            None => {}
+        }
+    }
+
+    /// Bytes the guest wrote to `port` (via an exit or the coalesced ring).
+    /// `Some(end)` when the guest asked to stop.
+    fn write_port(&mut self, port: u16, data: &[u8], on_event: &mut dyn FnMut(Event)) -> Option<BootEnd> {
+        match port {
+            ports::SERIAL_LOG => {
+                let _ = self.log.write_all(data);
+                if self.verbose {
+                    let _ = std::io::stderr().write_all(data);
+                }
+            }
+            p if p > ports::SERIAL_LOG && p < ports::SERIAL_LOG + 8 => {
+                if p == ports::SERIAL_LOG + 7 {
+                    self.serial_scratch = *data.last().unwrap_or(&0);
+                }
+            }
+            ports::RESULTS => {
+                self.results_buf.extend_from_slice(data);
+                while let Some(nl) = self.results_buf.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = self.results_buf.drain(..=nl).collect();
+                    self.emit_line(&line, on_event);
+                }
+            }
+            ports::EXIT => {
+                let mut v = [0u8; 4];
+                let n = data.len().min(4);
+                v[..n].copy_from_slice(&data[..n]);
+                let code = u32::from_le_bytes(v);
+                return Some(match GuestExit::from_code(code) {
+                    Some(exit) => BootEnd::Exited {
+                        exit,
+                        raw: code as i32,
+                    },
+                    None => BootEnd::Unexpected {
+                        code: Some(code as i32),
+                        signal: None,
+                        message: format!(
+                            "guest wrote {code} to the exit port, which is not a guest exit code"
+                        ),
+                    },
+                });
+            }
+            0x40..=0x43 | 0x61 if self.has_pit => {}
+            p => {
+                let len = data.len();
+                let key = format!("out {p:#x}");
+                if !self.stats.unknown_ports.contains_key(&key) {
+                    self.stderr.push_str(&format!(
+                        "kmbench-vmm: guest wrote to unhandled port {p:#x} ({len} bytes); ignored\n"
+                    ));
+                }
+                bump(&mut self.stats.unknown_ports, &key);
+            }
+        }
+        None
+    }
+
+    /// An OUT that exited to us.
+    fn out(&mut self, port: u16, data: &[u8], on_event: &mut dyn FnMut(Event)) -> Option<BootEnd> {
+        bump(&mut self.stats.exits, io_key(true, port));
+        self.write_port(port, data, on_event)
+    }
+
+    /// An IN that exited to us: fill `data`.
+    fn input(&mut self, port: u16, data: &mut [u8]) {
+        bump(&mut self.stats.exits, io_key(false, port));
+        let value = match port {
+            p if p == ports::SERIAL_LOG + 5 => 0x60, // LSR: THR empty, idle
+            p if p == ports::SERIAL_LOG + 7 => self.serial_scratch,
+            p if (ports::SERIAL_LOG..ports::SERIAL_LOG + 8).contains(&p) => 0,
+            ports::RESULTS => 0xe9, // Bochs debugcon readback
+            p => {
+                let key = format!("in {p:#x}");
+                if !self.stats.unknown_ports.contains_key(&key) {
+                    self.stderr.push_str(&format!(
+                        "kmbench-vmm: guest read unhandled port {p:#x}; returning 0xff\n"
+                    ));
+                }
+                bump(&mut self.stats.unknown_ports, &key);
+                0xff
+            }
+        };
+        data.fill(value);
+    }
+
+    /// Writes KVM appended to the coalesced-PIO ring instead of exiting.
+    fn drain_ring(&mut self, vcpu: &mut VcpuFd, on_event: &mut dyn FnMut(Event)) {
+        while let Ok(Some(e)) = vcpu.coalesced_mmio_read() {
+            let len = (e.len as usize).min(e.data.len());
+            let port = e.phys_addr as u16;
+            bump(&mut self.stats.exits, "coalesced_pio");
+            // Only the log and results ports are registered; neither ends the guest.
+            let _ = self.write_port(port, &e.data[..len], on_event);
+        }
+    }
+}
+
+fn io_key(out: bool, port: u16) -> &'static str {
+    match (out, port_name(port)) {
+        (true, "serial") => "io_out_serial",
+        (true, "debugcon") => "io_out_debugcon",
+        (true, "exit") => "io_out_exit",
+        (true, "pit") => "io_out_pit",
+        (true, _) => "io_out_other",
+        (false, "serial") => "io_in_serial",
+        (false, "debugcon") => "io_in_debugcon",
+        (false, "pit") => "io_in_pit",
+        (false, _) => "io_in_other",
+    }
+}
+
 impl Backend for KvmVmm {
     fn name(&self) -> &'static str {
         "kvm"
@@ -685,252 +873,155 @@ impl Backend for KvmVmm {
     fn boot(&mut self, spec: &LaunchSpec, on_event: &mut dyn FnMut(Event)) -> Result<BootReport> {
         let log_file = std::fs::File::create(&spec.log_path)
             .map_err(|e| HarnessError::io(format!("creating {}", spec.log_path.display()), e))?;
-        let mut log = std::io::BufWriter::new(log_file);
-        let mut stats = VmmStats::default();
-        let mut stderr = String::new();
+        let mut dev = Devices {
+            log: std::io::BufWriter::new(log_file),
+            verbose: spec.verbose,
+            results_buf: Vec::with_capacity(4096),
+            serial_scratch: 0,
+            stats: VmmStats::default(),
+            stderr: String::new(),
+            has_pit: false,
+            t0: Instant::now(),
+        };
 
         if spec.accel != AccelKind::Kvm {
             return Ok(BootReport {
                 end: BootEnd::LaunchFailed {
                     message: "the embedded VMM runs on KVM only; use --backend qemu for TCG".into(),
                 },
-                stderr,
+                stderr: dev.stderr,
             });
         }
         if spec.host_backing == HostBacking::Hugetlbfs {
             if let Err(message) = check_hugetlb_pool(spec.memory_mib) {
                 return Ok(BootReport {
                     end: BootEnd::LaunchFailed { message },
-                    stderr,
+                    stderr: dev.stderr,
                 });
             }
         }
 
         on_event(Event::Launched);
         let t0 = Instant::now();
+        dev.t0 = t0;
         let deadline = t0 + spec.timeout;
-        let mut vm = match create_vm(spec, &mut stats) {
+        let mut vm = match create_vm(spec, &mut dev.stats) {
             Ok(vm) => vm,
             Err(message) => {
+                let mut stats = dev.stats;
                 stats.total_us = t0.elapsed().as_secs_f64() * 1e6;
                 stats.rss_peak_kib = peak_rss_kib();
                 self.last = Some(stats);
                 return Ok(BootReport {
                     end: BootEnd::LaunchFailed { message },
-                    stderr,
+                    stderr: dev.stderr,
                 });
             }
         };
-        stats.setup_us = t0.elapsed().as_secs_f64() * 1e6;
+        dev.has_pit = vm.has_pit;
+        dev.stats.setup_us = t0.elapsed().as_secs_f64() * 1e6;
 
         let mut watchdog = Watchdog::start(deadline, spec.interrupt);
-        let mut results_buf: Vec<u8> = Vec::with_capacity(4096);
-        let mut serial_scratch = 0u8;
-        let verbose = spec.verbose;
-
-        let mut emit_line = |line: &[u8], stats: &mut VmmStats, t0: Instant| {
-            let text = String::from_utf8_lossy(line);
-            match decode_record(&text) {
-                Some(Ok(r)) => {
-                    if stats.first_record_us.is_none() {
-                        stats.first_record_us = Some(t0.elapsed().as_secs_f64() * 1e6);
-                    }
-                    on_event(Event::Record(r));
-                }
-                Some(Err(e)) => on_event(Event::BadRecord {
-                    line: text.trim_end().to_string(),
-                    error: e.to_string(),
-                }),
-                None => {}
-            }
-        };
-
         let end = loop {
             match watchdog.reason() {
                 1 => break BootEnd::Timeout,
                 2 => break BootEnd::Interrupted,
                 _ => {}
             }
-            match vm.vcpu.run() {
-                Ok(VcpuExit::IoOut(port, data)) => {
-                    bump(&mut stats.exits, &format!("io_out_{}", port_name(port)));
-                    if std::env::var_os("KMB_VMM_DEBUG").is_some() {
-                        bump(&mut stats.exits, &format!("len_{:04}", data.len()));
-                    }
-                    match port {
-                        ports::SERIAL_LOG => {
-                            let _ = log.write_all(data);
-                            if verbose {
-                                let _ = std::io::stderr().write_all(data);
-                            }
-                        }
-                        p if p > ports::SERIAL_LOG && p < ports::SERIAL_LOG + 8 => {
-                            if p == ports::SERIAL_LOG + 7 {
-                                serial_scratch = *data.last().unwrap_or(&0);
-                            }
-                        }
-                        ports::RESULTS => {
-                            results_buf.extend_from_slice(data);
-                            while let Some(nl) = results_buf.iter().position(|&b| b == b'\n') {
-                                let line: Vec<u8> = results_buf.drain(..=nl).collect();
-                                emit_line(&line, &mut stats, t0);
-                            }
-                        }
-                        ports::EXIT => {
-                            let mut v = [0u8; 4];
-                            let n = data.len().min(4);
-                            v[..n].copy_from_slice(&data[..n]);
-                            let code = u32::from_le_bytes(v);
-                            break match GuestExit::from_code(code) {
-                                Some(exit) => BootEnd::Exited {
-                                    exit,
-                                    raw: code as i32,
-                                },
-                                None => BootEnd::Unexpected {
-                                    code: Some(code as i32),
-                                    signal: None,
-                                    message: format!(
-                                        "guest wrote {code} to the exit port, which is not a guest exit code"
-                                    ),
-                                },
-                            };
-                        }
-                        0x40..=0x43 | 0x61 if vm.has_pit => {}
-                        p => {
-                            let key = format!("out {p:#x}");
-                            if !stats.unknown_ports.contains_key(&key) {
-                                stderr.push_str(&format!(
-                                    "kmbench-vmm: guest wrote to unhandled port {p:#x} ({} bytes); ignored\n",
-                                    data.len()
-                                ));
-                            }
-                            bump(&mut stats.unknown_ports, &key);
-                        }
-                    }
-                }
+            // Decode the exit into something owned, so the coalesced ring (which needs the
+            // vCPU again) can be drained first: ring entries are older than this exit.
+            let exit = match vm.vcpu.run() {
+                Ok(VcpuExit::IoOut(port, data)) => Exit::Out(port, data.to_vec()),
                 Ok(VcpuExit::IoIn(port, data)) => {
-                    bump(&mut stats.exits, &format!("io_in_{}", port_name(port)));
-                    let value = match port {
-                        p if p == ports::SERIAL_LOG + 5 => 0x60, // LSR: THR empty, idle
-                        p if p == ports::SERIAL_LOG + 7 => serial_scratch,
-                        p if (ports::SERIAL_LOG..ports::SERIAL_LOG + 8).contains(&p) => 0,
-                        ports::RESULTS => 0xe9, // Bochs debugcon readback
-                        p => {
-                            let key = format!("in {p:#x}");
-                            if !stats.unknown_ports.contains_key(&key) {
-                                stderr.push_str(&format!(
-                                    "kmbench-vmm: guest read unhandled port {p:#x}; returning 0xff\n"
-                                ));
-                            }
-                            bump(&mut stats.unknown_ports, &key);
-                            0xff
-                        }
-                    };
-                    data.fill(value);
+                    dev.input(port, data);
+                    Exit::Continue
                 }
                 Ok(VcpuExit::MmioRead(addr, data)) => {
-                    bump(&mut stats.exits, "mmio_read");
-                    let key = format!("mmio read {addr:#x}");
-                    if !stats.unknown_ports.contains_key(&key) {
-                        stderr.push_str(&format!(
-                            "kmbench-vmm: guest read unbacked physical address {addr:#x}; returning 0xff\n"
-                        ));
-                    }
-                    bump(&mut stats.unknown_ports, &key);
+                    dev.unhandled("mmio_read", format!("mmio read {addr:#x}"), || {
+                        format!("guest read unbacked physical address {addr:#x}; returning 0xff")
+                    });
                     data.fill(0xff);
+                    Exit::Continue
                 }
                 Ok(VcpuExit::MmioWrite(addr, _)) => {
-                    bump(&mut stats.exits, "mmio_write");
-                    let key = format!("mmio write {addr:#x}");
-                    if !stats.unknown_ports.contains_key(&key) {
-                        stderr.push_str(&format!(
-                            "kmbench-vmm: guest wrote unbacked physical address {addr:#x}; ignored\n"
-                        ));
-                    }
-                    bump(&mut stats.unknown_ports, &key);
+                    dev.unhandled("mmio_write", format!("mmio write {addr:#x}"), || {
+                        format!("guest wrote unbacked physical address {addr:#x}; ignored")
+                    });
+                    Exit::Continue
                 }
                 Ok(VcpuExit::Hlt) => {
-                    bump(&mut stats.exits, "hlt");
-                    break BootEnd::Unexpected {
-                        code: None,
-                        signal: None,
-                        message: "guest halted (HLT) without writing the exit port".into(),
-                    };
+                    Exit::End("hlt", unexpected("guest halted (HLT) without writing the exit port"))
                 }
                 Ok(VcpuExit::Shutdown) => {
-                    bump(&mut stats.exits, "shutdown");
-                    break BootEnd::Unexpected {
-                        code: None,
-                        signal: None,
-                        message: "guest triple fault / shutdown".into(),
-                    };
+                    Exit::End("shutdown", unexpected("guest triple fault / shutdown"))
                 }
-                Ok(VcpuExit::FailEntry(reason, cpu)) => {
-                    bump(&mut stats.exits, "fail_entry");
-                    break BootEnd::Unexpected {
-                        code: None,
-                        signal: None,
-                        message: format!(
-                            "KVM entry failed (hardware reason {reason:#x}, cpu {cpu})"
-                        ),
-                    };
+                Ok(VcpuExit::FailEntry(reason, cpu)) => Exit::End(
+                    "fail_entry",
+                    unexpected(format!("KVM entry failed (hardware reason {reason:#x}, cpu {cpu})")),
+                ),
+                Ok(VcpuExit::InternalError) => Exit::End("internal_error", BootEnd::Timeout),
+                Ok(VcpuExit::Intr) => Exit::Counted("intr"),
+                Ok(VcpuExit::SystemEvent(kind, _)) => Exit::End(
+                    "system_event",
+                    unexpected(format!("guest system event {kind} (reset/shutdown)")),
+                ),
+                Ok(other) => Exit::End(
+                    "other",
+                    unexpected(format!("unexpected VM exit: {other:?}")),
+                ),
+                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                    Exit::Counted("signal")
                 }
-                Ok(VcpuExit::InternalError) => {
-                    bump(&mut stats.exits, "internal_error");
+                Err(e) => Exit::End("error", unexpected(format!("KVM_RUN failed: {e}"))),
+            };
+            if vm.coalesced {
+                dev.drain_ring(&mut vm.vcpu, on_event);
+            }
+            match exit {
+                Exit::Continue => {}
+                Exit::Counted(what) => bump(&mut dev.stats.exits, what),
+                Exit::Out(port, data) => {
+                    if let Some(end) = dev.out(port, &data, on_event) {
+                        break end;
+                    }
+                }
+                Exit::End("internal_error", _) => {
+                    bump(&mut dev.stats.exits, "internal_error");
                     // SAFETY: exit_reason is KVM_EXIT_INTERNAL_ERROR, so `internal` is the
                     // active union member.
                     let sub = unsafe { vm.vcpu.get_kvm_run().__bindgen_anon_1.internal.suberror };
-                    break BootEnd::Unexpected {
-                        code: None,
-                        signal: None,
-                        message: format!("KVM internal error (suberror {sub})"),
-                    };
+                    break unexpected(format!("KVM internal error (suberror {sub})"));
                 }
-                Ok(VcpuExit::Intr) => bump(&mut stats.exits, "intr"),
-                Ok(VcpuExit::SystemEvent(kind, _)) => {
-                    bump(&mut stats.exits, "system_event");
-                    break BootEnd::Unexpected {
-                        code: None,
-                        signal: None,
-                        message: format!("guest system event {kind} (reset/shutdown)"),
-                    };
-                }
-                Ok(other) => {
-                    let what = format!("{other:?}");
-                    bump(&mut stats.exits, "other");
-                    break BootEnd::Unexpected {
-                        code: None,
-                        signal: None,
-                        message: format!("unexpected VM exit: {what}"),
-                    };
-                }
-                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
-                    bump(&mut stats.exits, "signal");
-                }
-                Err(e) => {
-                    break BootEnd::Unexpected {
-                        code: None,
-                        signal: None,
-                        message: format!("KVM_RUN failed: {e}"),
-                    };
+                Exit::End(what, end) => {
+                    bump(&mut dev.stats.exits, what);
+                    break end;
                 }
             }
         };
         watchdog.finish();
+        if vm.coalesced {
+            dev.drain_ring(&mut vm.vcpu, on_event);
+        }
+        let mut stats = std::mem::take(&mut dev.stats);
         stats.total_us = t0.elapsed().as_secs_f64() * 1e6;
         // A record line cut short by the exit still counts (QEMU's reader does the same).
-        if !results_buf.is_empty() {
-            let rest = std::mem::take(&mut results_buf);
-            emit_line(&rest, &mut stats, t0);
+        if !dev.results_buf.is_empty() {
+            let rest = std::mem::take(&mut dev.results_buf);
+            dev.stats = stats;
+            dev.emit_line(&rest, on_event);
+            stats = std::mem::take(&mut dev.stats);
         }
-        let _ = log.flush();
+        let _ = dev.log.flush();
         stats.rss_peak_kib = peak_rss_kib();
         drop(vm);
-        if verbose && !stderr.is_empty() {
-            eprint!("{stderr}");
+        if dev.verbose && !dev.stderr.is_empty() {
+            eprint!("{}", dev.stderr);
         }
         self.last = Some(stats);
-        Ok(BootReport { end, stderr })
+        Ok(BootReport {
+            end,
+            stderr: dev.stderr,
+        })
     }
 
     fn extra(&self) -> BTreeMap<String, Value> {
@@ -946,6 +1037,7 @@ impl Backend for KvmVmm {
         m.insert("vmm_cpuid".into(), json!(s.cpuid));
         m.insert("vmm_tsc_khz".into(), json!(s.tsc_khz));
         m.insert("vmm_irqchip".into(), json!(s.irqchip));
+        m.insert("vmm_coalesced_pio".into(), json!(s.coalesced_pio));
         m.insert("vmm_memory".into(), json!(s.memory));
         m.insert("vmm_setup_ms".into(), json!(s.setup_us / 1e3));
         let phases: BTreeMap<&str, f64> = s.setup_phases.iter().map(|(k, v)| (*k, v / 1e3)).collect();

@@ -179,6 +179,8 @@ impl BootData {
             }
             Record::Fault(f) => self.faults.push(f),
             Record::End(e) => self.end = Some(e),
+            // Serve mode only (`kmbench::session`); a normal run never sees one.
+            Record::Measurement(_) => {}
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod fault;
 pub mod mm;
 pub mod report;
 pub mod selftest;
+pub mod serve;
 pub mod timing;
 
 use alloc::string::{String, ToString};
@@ -192,7 +193,11 @@ fn run_plan(plan: &GuestPlan) -> ! {
     if let Some(kind) = plan.fault {
         inject_fault(kind);
     }
-    bench::run_all(plan);
+    if plan.serve {
+        serve::run();
+    } else {
+        bench::run_all(plan);
+    }
     let failed = report::selftests_failed();
     let exit = if failed == 0 { GuestExit::Success } else { GuestExit::Failure };
     report::emit(&Record::End(kmbench_protocol::EndRecord { exit, benchmarks: report::benchmarks_emitted(), selftests_failed: failed }));

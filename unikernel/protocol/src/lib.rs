@@ -35,6 +35,9 @@ pub mod ports {
     pub const RESULTS: u16 = 0xe9;
     /// `isa-debug-exit` (iosize 4): writing `code` ends the VM.
     pub const EXIT: u16 = 0xf4;
+    /// 16550 UART (COM2): host → guest [`Request`](crate::Request) lines in serve mode
+    /// ([`GuestPlan::serve`](crate::GuestPlan::serve)); the guest polls it (LSR bit 0).
+    pub const CONTROL: u16 = 0x2f8;
 }
 
 /// How a guest run ended, as written to [`ports::EXIT`].
@@ -128,6 +131,8 @@ pub enum Record {
     Fault(FaultRecord),
     /// Last record of a clean run.
     End(EndRecord),
+    /// Serve mode: the answer to one [`Request`].
+    Measurement(MeasurementRecord),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -229,6 +234,50 @@ pub struct EndRecord {
     pub selftests_failed: u32,
 }
 
+/// Serve mode (`GuestPlan::serve`): one host → guest request on [`ports::CONTROL`],
+/// a JSON object on one line (see [`encode_request`]). The guest runs `iters` iterations
+/// of `op` back to back, timed as a whole with the TSC, and answers with a
+/// [`Record::Measurement`] carrying the same `id`. `op = "quit"` ends the guest cleanly
+/// (it answers with the run's `End` record and exits).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    pub id: u64,
+    /// `kmalloc_pair`, `kzalloc_pair` (arg = size), `alloc_pages_pair` (arg = order),
+    /// `vmalloc_pair` (arg = size), `gate_roundtrip`, `alu` (arg = adds per iteration, 0 = 1),
+    /// `nop` (an empty loop), `quit`.
+    pub op: String,
+    #[serde(default)]
+    pub arg: u64,
+    #[serde(default)]
+    pub iters: u64,
+}
+
+/// The operations a serve-mode guest understands (besides `quit`).
+pub const SERVE_OPS: [&str; 7] = ["kmalloc_pair", "kzalloc_pair", "alloc_pages_pair", "vmalloc_pair", "gate_roundtrip", "alu", "nop"];
+
+/// The guest's answer to one [`Request`]: `cycles` for all `iters` iterations together
+/// (TSC, the empty timer's overhead subtracted once), `ns` the same from the TSC frequency.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MeasurementRecord {
+    pub id: u64,
+    pub op: String,
+    pub arg: u64,
+    pub iters: u64,
+    pub cycles: u64,
+    pub ns: f64,
+    /// Why the request could not be served (unknown op, bad argument, out of memory);
+    /// `cycles`/`ns` are 0 then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Frame a request as one control-channel line, newline included.
+pub fn encode_request(request: &Request) -> String {
+    let mut line = serde_json::to_string(request).expect("requests always serialise");
+    line.push('\n');
+    line
+}
+
 /// Protocol version carried in [`Hello::protocol`].
 pub const PROTOCOL_VERSION: u32 = 1;
 
@@ -275,5 +324,19 @@ mod tests {
         assert!(line.starts_with("KMB1 {"));
         assert_eq!(decode_record(&line).unwrap().unwrap(), r);
         assert!(decode_record("hello world").is_none());
+    }
+
+    #[test]
+    fn serve_request_and_measurement_round_trip() {
+        let q = Request { id: 7, op: "kmalloc_pair".to_string(), arg: 64, iters: 1000 };
+        let line = encode_request(&q);
+        assert!(line.ends_with('\n') && !line[..line.len() - 1].contains('\n'));
+        assert_eq!(serde_json::from_str::<Request>(line.trim_end()).unwrap(), q);
+        let m = Record::Measurement(MeasurementRecord {
+            id: 7, op: q.op.clone(), arg: 64, iters: 1000, cycles: 12345, ns: 5000.5, error: None,
+        });
+        let enc = encode_record(&m);
+        assert!(enc.contains("\"type\":\"measurement\"") && !enc.contains("error"));
+        assert_eq!(decode_record(&enc).unwrap().unwrap(), m);
     }
 }

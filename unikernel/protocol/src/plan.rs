@@ -102,6 +102,10 @@ pub struct GuestPlan {
     pub fault: Option<FaultInjection>,
     #[serde(default)]
     pub suites: Suites,
+    /// Serve mode: instead of the suites, answer [`Request`](crate::Request)s from the
+    /// control channel (COM2) until `quit` (`cargo bench -p kmbench --bench guest`).
+    #[serde(default, skip_serializing_if = "core::ops::Not::not")]
+    pub serve: bool,
 }
 
 fn default_direct_map_page() -> PageSize {
@@ -125,6 +129,7 @@ impl GuestPlan {
             selftest: false,
             fault: None,
             suites: Suites::default(),
+            serve: false,
         }
     }
 }
@@ -304,6 +309,8 @@ pub enum Mapping {
     #[serde(rename = "direct-1G")]
     Direct1G,
     Vmalloc,
+    /// Spelled like its label (`vmalloc_huge`); `vmalloc-huge` is accepted too.
+    #[serde(rename = "vmalloc_huge", alias = "vmalloc-huge")]
     VmallocHuge,
 }
 

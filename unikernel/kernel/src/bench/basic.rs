@@ -84,7 +84,7 @@ pub fn gate(cfg: &GateSuite) {
 /// A dependent chain: each `add` needs the previous result, so one iteration costs the
 /// add's latency plus loop overhead (~1-1.5 cycles on modern cores).
 #[inline(never)]
-fn dependent_adds(iterations: u64) -> u64 {
+pub fn dependent_adds(iterations: u64) -> u64 {
     let mut x: u64 = 1;
     // SAFETY: register-only arithmetic loop.
     unsafe {

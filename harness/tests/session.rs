@@ -1,0 +1,41 @@
+//! `kmbench::session`: one serve-mode guest under TCG (no KVM needed) answering
+//! measurement requests on the control channel. No timings asserted.
+use std::time::Duration;
+
+use kmbench::config::Accel;
+use kmbench::session::{GuestSession, SessionOptions};
+use kmbench_protocol::GuestExit;
+
+#[test]
+fn serve_mode_measures_errors_and_quits() {
+    if kmbench::host::find_qemu().is_none() {
+        eprintln!("skipping: qemu-system-x86_64 not found");
+        return;
+    }
+    let opts = SessionOptions {
+        accel: Accel::Tcg,
+        memory_mib: 256,
+        quiet: true,
+        ..SessionOptions::default()
+    };
+    let mut s = GuestSession::start(&opts).expect("session starts");
+    assert_eq!(s.info().hello.cpl, s.info().cpl);
+    assert!(s.info().hello.tsc_hz > 0);
+
+    let d = s.measure("kmalloc_pair", 64, 1000).expect("kmalloc_pair");
+    assert!(d > Duration::ZERO, "{d:?}");
+    let d = s.measure("vmalloc_pair", 4096, 10).expect("vmalloc_pair");
+    assert!(d > Duration::ZERO, "{d:?}");
+    let m = s.request("alloc_pages_pair", 0, 100).expect("alloc_pages_pair");
+    assert_eq!((m.op.as_str(), m.arg, m.iters), ("alloc_pages_pair", 0, 100));
+    assert!(m.cycles > 0 && m.ns > 0.0, "{m:?}");
+
+    // Refused requests are errors; the guest keeps serving after them.
+    let e = s.measure("no_such_op", 0, 1).unwrap_err().to_string();
+    assert!(e.contains("unknown op"), "{e}");
+    let e = s.measure("alloc_pages_pair", 99, 1).unwrap_err().to_string();
+    assert!(e.contains("MAX_ORDER"), "{e}");
+    assert!(s.measure("gate_roundtrip", 0, 100).unwrap() > Duration::ZERO);
+
+    assert_eq!(s.quit().expect("guest exits"), GuestExit::Success);
+}
