@@ -100,11 +100,16 @@ fn main() {
     }
     if opts.accel == Accel::Kvm {
         if let Err(e) = &kvm {
-            eprintln!("skipping the guest benchmarks: KMBENCH_ACCEL=kvm but /dev/kvm is not usable ({e})");
+            eprintln!(
+                "skipping the guest benchmarks: KMBENCH_ACCEL=kvm but /dev/kvm is not usable ({e})"
+            );
             return;
         }
     }
-    let mut guest = Guest { opts, session: None };
+    let mut guest = Guest {
+        opts,
+        session: None,
+    };
     let mut c = Criterion::default().configure_from_args();
     benches(&mut c, &mut guest);
     c.final_summary();

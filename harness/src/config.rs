@@ -18,6 +18,9 @@
 //! fault = "panic"         # optional: see protocol::FaultInjection
 //! [suites.timer]   # protocol::Suites; an absent suite does not run
 //! samples = 10000
+//! [[variants]]     # optional: boot the run once per variant (× boots, interleaved ABBA)
+//! name = "thp"            # [A-Za-z0-9_.-]+, unique; results get the suffix `@thp`
+//! host_backing = "thp"    # may override: host_backing, cpl, direct_map_page, mm_debug, flush_mode
 //! ```
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -200,15 +203,56 @@ impl Default for GuestSection {
     }
 }
 
+/// One `[[variants]]` entry: a name and the keys it overrides.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Variant {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_backing: Option<HostBacking>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpl: Option<CplSetting>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direct_map_page: Option<PageSize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mm_debug: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flush_mode: Option<FlushMode>,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub run: RunSection,
     pub guest: GuestSection,
     pub suites: Suites,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub variants: Vec<Variant>,
 }
 
 impl Config {
+    /// This config with a variant's overrides applied (and no variants of its own).
+    pub fn with_variant(&self, v: &Variant) -> Config {
+        let mut c = self.clone();
+        c.variants.clear();
+        if let Some(b) = v.host_backing {
+            c.run.host_backing = b;
+        }
+        if let Some(x) = v.cpl {
+            c.guest.cpl = x;
+        }
+        if let Some(x) = v.direct_map_page {
+            c.guest.direct_map_page = x;
+        }
+        if let Some(x) = v.mm_debug {
+            c.guest.mm_debug = x;
+        }
+        if let Some(x) = v.flush_mode {
+            c.guest.flush_mode = x;
+        }
+        c
+    }
+
     /// The guest plan for a resolved privilege level.
     pub fn plan(&self, cpl: u8) -> GuestPlan {
         let mut p = GuestPlan::new(cpl);
@@ -235,7 +279,30 @@ impl Config {
         if self.run.boots == 0 {
             return Err("[run] boots must be at least 1".into());
         }
-        if self.run.host_backing == HostBacking::Hugetlbfs && !self.run.memory_mib.is_multiple_of(2)
+        let mut names: Vec<&str> = Vec::new();
+        for v in &self.variants {
+            if v.name.is_empty()
+                || !v
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+            {
+                return Err(format!(
+                    "[[variants]] name {:?} is invalid: expected letters, digits, '_', '-' or '.'",
+                    v.name
+                ));
+            }
+            if names.contains(&v.name.as_str()) {
+                return Err(format!("[[variants]] name {:?} is used twice", v.name));
+            }
+            names.push(&v.name);
+        }
+        let hugetlb = self.run.host_backing == HostBacking::Hugetlbfs
+            || self
+                .variants
+                .iter()
+                .any(|v| v.host_backing == Some(HostBacking::Hugetlbfs));
+        if hugetlb && !self.run.memory_mib.is_multiple_of(2)
         {
             return Err(
                 "[run] memory_mib must be a multiple of 2 with host_backing = \"hugetlbfs\"".into(),
@@ -364,6 +431,32 @@ iterations = 10
         assert_eq!(plan.direct_map_page, PageSize::Size4K);
         assert_eq!(plan.flush_mode, FlushMode::PerPage);
         assert!(plan.selftest && plan.mm_debug);
+    }
+
+    #[test]
+    fn variants_parse_override_and_validate() {
+        let c = parse(
+            "[run]\nhost_backing = \"4K\"\n[[variants]]\nname = \"a\"\n[[variants]]\nname = \"thp\"\nhost_backing = \"thp\"\ncpl = 3\ndirect_map_page = \"4K\"\nmm_debug = true\nflush_mode = \"full\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.variants.len(), 2);
+        let a = c.with_variant(&c.variants[0]);
+        assert_eq!(a.run.host_backing, HostBacking::Small);
+        assert!(a.variants.is_empty());
+        let t = c.with_variant(&c.variants[1]);
+        assert_eq!(t.run.host_backing, HostBacking::Thp);
+        assert_eq!(t.guest.cpl, CplSetting::Fixed(3));
+        assert_eq!(t.guest.direct_map_page, PageSize::Size4K);
+        assert!(t.guest.mm_debug);
+        assert_eq!(t.guest.flush_mode, FlushMode::Full);
+        let e = parse("[[variants]]\nname = \"a\"\nmemory_mib = 5\n").unwrap_err();
+        assert!(e.contains("memory_mib"), "{e}");
+        let e = parse("[[variants]]\nname = \"a\"\n[[variants]]\nname = \"a\"\n").unwrap_err();
+        assert!(e.contains("twice"), "{e}");
+        let e = parse("[[variants]]\nname = \"a b\"\n").unwrap_err();
+        assert!(e.contains("invalid"), "{e}");
+        let e = parse("[[variants]]\nhost_backing = \"thp\"\n").unwrap_err();
+        assert!(e.contains("name"), "{e}");
     }
 
     #[test]

@@ -12,3 +12,4 @@ pub mod run;
 pub mod session;
 pub mod stats;
 pub mod table;
+pub mod tlb;

@@ -101,11 +101,14 @@ impl SessionOptions {
             };
         }
         if let Some(v) = var("KMBENCH_CPL") {
-            o.cpl = CplSetting::parse(&v).map_err(|e| HarnessError::Other(format!("KMBENCH_CPL: {e}")))?;
+            o.cpl = CplSetting::parse(&v)
+                .map_err(|e| HarnessError::Other(format!("KMBENCH_CPL: {e}")))?;
         }
         if let Some(v) = var("KMBENCH_MEMORY_MIB") {
             o.memory_mib = v.trim().parse().ok().filter(|m| *m >= 64).ok_or_else(|| {
-                HarnessError::Other(format!("KMBENCH_MEMORY_MIB={v}: expected a number of MiB ≥ 64"))
+                HarnessError::Other(format!(
+                    "KMBENCH_MEMORY_MIB={v}: expected a number of MiB ≥ 64"
+                ))
             })?;
         }
         if let Some(v) = var("KMBENCH_MM_DEBUG") {
@@ -136,6 +139,7 @@ pub struct SessionInfo {
     pub command: Vec<String>,
 }
 
+#[allow(clippy::large_enum_variant)] // one in flight at a time
 enum Msg {
     Record(Record),
     Bad(String),
@@ -220,7 +224,8 @@ impl GuestSession {
                     &host::cpu_model_name(&cpuinfo),
                     opts.machine,
                 );
-                let model = qemu::probe_cpu_model(&qemu_bin, opts.machine, &cache, &key, opts.quiet)?.0;
+                let model =
+                    qemu::probe_cpu_model(&qemu_bin, opts.machine, &cache, &key, opts.quiet)?.0;
                 (model, Some((cache, key)))
             }
         };
@@ -231,7 +236,8 @@ impl GuestSession {
         plan.flush_mode = opts.flush_mode;
         plan.seed = opts.seed;
         plan.serve = true;
-        let plan_json = serde_json::to_string(&plan).map_err(|e| other(format!("serialising plan: {e}")))?;
+        let plan_json =
+            serde_json::to_string(&plan).map_err(|e| other(format!("serialising plan: {e}")))?;
 
         let dir = std::env::temp_dir().join(format!(
             "kmbench-session-{}-{}",
@@ -239,12 +245,17 @@ impl GuestSession {
             SESSION_SEQ.fetch_add(1, Ordering::Relaxed)
         ));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).map_err(|e| HarnessError::io(format!("creating {}", dir.display()), e))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| HarnessError::io(format!("creating {}", dir.display()), e))?;
         let log_path = dir.join("guest.log");
-        std::fs::File::create(&log_path).map_err(|e| HarnessError::io(format!("creating {}", log_path.display()), e))?;
+        std::fs::File::create(&log_path)
+            .map_err(|e| HarnessError::io(format!("creating {}", log_path.display()), e))?;
         let sock = dir.join("ctl.sock");
-        let listener = UnixListener::bind(&sock).map_err(|e| HarnessError::io(format!("binding {}", sock.display()), e))?;
-        listener.set_nonblocking(true).map_err(|e| HarnessError::io("control socket", e))?;
+        let listener = UnixListener::bind(&sock)
+            .map_err(|e| HarnessError::io(format!("binding {}", sock.display()), e))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| HarnessError::io("control socket", e))?;
 
         let spec = LaunchSpec {
             kernel: kernel.clone(),
@@ -353,7 +364,9 @@ impl GuestSession {
             dead: None,
         };
         let deadline = started + opts.boot_timeout;
-        let result = session.connect(&listener, deadline).and_then(|()| session.wait_ready(deadline));
+        let result = session
+            .connect(&listener, deadline)
+            .and_then(|()| session.wait_ready(deadline));
         if let Err(e) = result {
             // A cached CPU model QEMU now refuses: re-probe next time.
             if let Some((cache, key)) = probe {
@@ -372,7 +385,9 @@ impl GuestSession {
         loop {
             match listener.accept() {
                 Ok((stream, _)) => {
-                    stream.set_nonblocking(false).map_err(|e| HarnessError::io("control socket", e))?;
+                    stream
+                        .set_nonblocking(false)
+                        .map_err(|e| HarnessError::io("control socket", e))?;
                     self.ctl = Some(stream);
                     return Ok(());
                 }
@@ -383,7 +398,9 @@ impl GuestSession {
                 return Err(HarnessError::Launch(msg));
             }
             if Instant::now() >= deadline {
-                return Err(HarnessError::Launch("QEMU did not connect to the control socket".into()));
+                return Err(HarnessError::Launch(
+                    "QEMU did not connect to the control socket".into(),
+                ));
             }
             thread::sleep(Duration::from_millis(5));
         }
@@ -395,7 +412,11 @@ impl GuestSession {
             match self.next_msg(deadline)? {
                 Record::Hello(h) => self.info.hello = h,
                 Record::Info(i) if i.key == "serve/ready" => {
-                    self.info.timer_overhead = i.value.get("timer_overhead").and_then(|v| v.as_u64()).unwrap_or(0);
+                    self.info.timer_overhead = i
+                        .value
+                        .get("timer_overhead")
+                        .and_then(|v| v.as_u64())
+                        .unwrap_or(0);
                     return Ok(());
                 }
                 _ => {}
@@ -450,8 +471,16 @@ impl GuestSession {
         }
         let id = self.next_id;
         self.next_id += 1;
-        let line = encode_request(&Request { id, op: op.to_string(), arg, iters });
-        let ctl = self.ctl.as_mut().ok_or_else(|| other("control channel closed"))?;
+        let line = encode_request(&Request {
+            id,
+            op: op.to_string(),
+            arg,
+            iters,
+        });
+        let ctl = self
+            .ctl
+            .as_mut()
+            .ok_or_else(|| other("control channel closed"))?;
         if let Err(e) = ctl.write_all(line.as_bytes()).and_then(|()| ctl.flush()) {
             let msg = format!("writing to the control channel: {e}");
             self.dead = Some(msg.clone());
@@ -462,7 +491,9 @@ impl GuestSession {
             match self.next_msg(deadline)? {
                 Record::Measurement(m) if m.id == id => {
                     return match m.error {
-                        Some(e) => Err(other(format!("guest refused {op} (arg {arg}, iters {iters}): {e}"))),
+                        Some(e) => Err(other(format!(
+                            "guest refused {op} (arg {arg}, iters {iters}): {e}"
+                        ))),
                         None => Ok(m),
                     };
                 }
@@ -505,7 +536,12 @@ impl GuestSession {
         }
         if self.dead.is_none() {
             if let Some(ctl) = self.ctl.as_mut() {
-                let line = encode_request(&Request { id: 0, op: "quit".into(), arg: 0, iters: 0 });
+                let line = encode_request(&Request {
+                    id: 0,
+                    op: "quit".into(),
+                    arg: 0,
+                    iters: 0,
+                });
                 let _ = ctl.write_all(line.as_bytes()).and_then(|()| ctl.flush());
             }
             let deadline = Instant::now() + timeout;
@@ -531,12 +567,16 @@ impl GuestSession {
                 self.child = None;
                 match s.code().and_then(GuestExit::from_qemu_status) {
                     Some(exit) => Ok(exit),
-                    None => Err(other(self.with_context(&format!("QEMU ended with {s}, not a guest exit code")))),
+                    None => Err(other(self.with_context(&format!(
+                        "QEMU ended with {s}, not a guest exit code"
+                    )))),
                 }
             }
             None => {
                 self.kill();
-                Err(other(self.with_context("the guest did not exit after quit")))
+                Err(other(
+                    self.with_context("the guest did not exit after quit"),
+                ))
             }
         }
     }
@@ -554,7 +594,11 @@ impl GuestSession {
                     .unwrap_or("")
                     .trim_start_matches("qemu-system-x86_64: ")
                     .to_string();
-                Some(if first.is_empty() { format!("QEMU exited ({s})") } else { first })
+                Some(if first.is_empty() {
+                    format!("QEMU exited ({s})")
+                } else {
+                    first
+                })
             }
             _ => None,
         }
@@ -570,7 +614,11 @@ impl GuestSession {
             match child.try_wait() {
                 Ok(Some(s)) => {
                     self.child = None;
-                    return match (s.code().and_then(GuestExit::from_qemu_status), s.code(), s.signal()) {
+                    return match (
+                        s.code().and_then(GuestExit::from_qemu_status),
+                        s.code(),
+                        s.signal(),
+                    ) {
                         (Some(e), _, _) => format!("exit: {}", e.describe()),
                         (None, Some(c), _) => format!("QEMU status {c}"),
                         (None, None, Some(sig)) => format!("QEMU killed by signal {sig}"),

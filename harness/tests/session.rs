@@ -26,16 +26,46 @@ fn serve_mode_measures_errors_and_quits() {
     assert!(d > Duration::ZERO, "{d:?}");
     let d = s.measure("vmalloc_pair", 4096, 10).expect("vmalloc_pair");
     assert!(d > Duration::ZERO, "{d:?}");
-    let m = s.request("alloc_pages_pair", 0, 100).expect("alloc_pages_pair");
-    assert_eq!((m.op.as_str(), m.arg, m.iters), ("alloc_pages_pair", 0, 100));
+    let m = s
+        .request("alloc_pages_pair", 0, 100)
+        .expect("alloc_pages_pair");
+    assert_eq!(
+        (m.op.as_str(), m.arg, m.iters),
+        ("alloc_pages_pair", 0, 100)
+    );
     assert!(m.cycles > 0 && m.ns > 0.0, "{m:?}");
 
     // Refused requests are errors; the guest keeps serving after them.
     let e = s.measure("no_such_op", 0, 1).unwrap_err().to_string();
     assert!(e.contains("unknown op"), "{e}");
-    let e = s.measure("alloc_pages_pair", 99, 1).unwrap_err().to_string();
+    let e = s
+        .measure("alloc_pages_pair", 99, 1)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("MAX_ORDER"), "{e}");
     assert!(s.measure("gate_roundtrip", 0, 100).unwrap() > Duration::ZERO);
 
     assert_eq!(s.quit().expect("guest exits"), GuestExit::Success);
+}
+
+/// CPL3 under TCG: the control port (COM2) must be open in the TSS I/O bitmap.
+#[test]
+fn serve_mode_works_at_cpl3() {
+    if kmbench::host::find_qemu().is_none() {
+        eprintln!("skipping: qemu-system-x86_64 not found");
+        return;
+    }
+    let opts = SessionOptions {
+        accel: Accel::Tcg,
+        cpl: kmbench::config::CplSetting::Fixed(3),
+        memory_mib: 256,
+        quiet: true,
+        ..SessionOptions::default()
+    };
+    let mut s = GuestSession::start(&opts).expect("session starts");
+    assert_eq!(s.info().hello.cpl, 3);
+    assert!(s.measure("kzalloc_pair", 4096, 100).unwrap() > Duration::ZERO);
+    assert!(s.measure("alu", 10, 100).unwrap() > Duration::ZERO);
+    // Dropping the session sends quit and reaps QEMU.
+    drop(s);
 }

@@ -8,9 +8,7 @@ use std::time::{Duration, Instant};
 use kmbench::backend::kvm::{self, KvmVmm};
 use kmbench::backend::{AccelKind, Backend, BootEnd, BootReport, Event, LaunchSpec};
 use kmbench::config::{HostBacking, Machine};
-use kmbench_protocol::{
-    FaultInjection, GateSuite, GuestExit, GuestPlan, Record, CMDLINE_PLAN_KEY,
-};
+use kmbench_protocol::{FaultInjection, GateSuite, GuestExit, GuestPlan, Record, CMDLINE_PLAN_KEY};
 
 static NO_INTERRUPT: AtomicBool = AtomicBool::new(false);
 
@@ -109,7 +107,11 @@ fn boots_and_reports_success() {
         return;
     }
     let _g = serial();
-    let b = boot(&small_plan(None), Duration::from_secs(60), HostBacking::Default);
+    let b = boot(
+        &small_plan(None),
+        Duration::from_secs(60),
+        HostBacking::Default,
+    );
     assert_eq!(
         b.report.end,
         BootEnd::Exited {
@@ -169,7 +171,10 @@ fn panic_exits_with_panic_and_a_fault_record() {
         b.report.end,
         b.log
     );
-    assert!(b.records.iter().any(|r| matches!(r, Record::Fault(f) if f.exit == GuestExit::Panic)));
+    assert!(b
+        .records
+        .iter()
+        .any(|r| matches!(r, Record::Fault(f) if f.exit == GuestExit::Panic)));
 }
 
 #[test]
@@ -225,7 +230,11 @@ fn hang_times_out_and_the_vcpu_stops() {
     // The vCPU really stopped: boot() returned, well before a generous bound.
     assert!(t.elapsed() < Duration::from_secs(30));
     // And the backend can boot again in the same process afterwards.
-    let again = boot(&small_plan(None), Duration::from_secs(60), HostBacking::Default);
+    let again = boot(
+        &small_plan(None),
+        Duration::from_secs(60),
+        HostBacking::Default,
+    );
     assert!(matches!(
         again.report.end,
         BootEnd::Exited {
@@ -248,7 +257,11 @@ fn hugetlbfs_without_a_pool_is_a_launch_failure() {
         return;
     }
     let _g = serial();
-    let b = boot(&small_plan(None), Duration::from_secs(10), HostBacking::Hugetlbfs);
+    let b = boot(
+        &small_plan(None),
+        Duration::from_secs(10),
+        HostBacking::Hugetlbfs,
+    );
     match &b.report.end {
         BootEnd::LaunchFailed { message } => {
             assert!(
@@ -269,7 +282,11 @@ fn small_host_pages_boot_too() {
         return;
     }
     let _g = serial();
-    let b = boot(&small_plan(None), Duration::from_secs(60), HostBacking::Small);
+    let b = boot(
+        &small_plan(None),
+        Duration::from_secs(60),
+        HostBacking::Small,
+    );
     assert!(
         matches!(
             b.report.end,
@@ -326,7 +343,14 @@ fn cli_runs_on_the_embedded_vmm() {
     let out = t.path().join("run");
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_kmbench"))
         .current_dir(root())
-        .args(["run", "configs/ci.toml", "--backend", "kvm", "--quiet", "--out"])
+        .args([
+            "run",
+            "configs/ci.toml",
+            "--backend",
+            "kvm",
+            "--quiet",
+            "--out",
+        ])
         .arg(&out)
         .env("KMBENCH_KERNEL", kernel())
         .stdin(std::process::Stdio::null())

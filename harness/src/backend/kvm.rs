@@ -13,9 +13,17 @@
 //! | 0xe9 | isa-debugcon → stdout | `KMB1 <json>` lines → [`Event::Record`] |
 //! | 0xf4 | isa-debug-exit | value `v` → [`BootEnd::Exited`] with `raw = v` (not QEMU's `(v << 1) \| 1`) |
 //!
+//! COM1 THR and debugcon writes are registered as coalesced PIO: KVM queues the bytes of
+//! the guest's `rep outsb` in a ring instead of exiting to us per byte (under kvm_pvm
+//! string I/O exits once per byte, ~60 µs each); the ring is drained, in order, on every
+//! exit that does reach us and before the exit port is honoured.
+//! `KMBENCH_VMM_NO_COALESCE=1` turns that off (for comparison).
+//!
 //! The in-kernel irqchip and PIT (KVM_CREATE_IRQCHIP + KVM_CREATE_PIT2) are created as on
-//! microvm, and CPUID advertises the KVM timing leaf 0x40000010 with the vCPU's TSC kHz, so
-//! the guest skips its ~50 ms PIT calibration.
+//! microvm, and KVM_SET_CPUID2 advertises the KVM timing leaf 0x40000010 with the vCPU's
+//! TSC kHz, so a guest whose CPUID KVM intercepts skips its ~50 ms PIT calibration. Under
+//! kvm_pvm CPUID executes natively (the guest sees the outer hypervisor's leaves, not
+//! this table), so there the guest still calibrates against the PIT.
 //!
 //! Timeouts and Ctrl-C: the vCPU runs on the calling thread; a watchdog thread signals it
 //! (a no-op real-time signal handler installed without SA_RESTART), so `KVM_RUN` returns
@@ -31,8 +39,8 @@ use std::time::{Duration, Instant};
 
 use kmbench_protocol::{decode_record, ports, GuestExit};
 use kvm_bindings::{
-    kvm_cpuid_entry2, kvm_fpu, kvm_pit_config, kvm_regs, kvm_segment,
-    kvm_userspace_memory_region, CpuId, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY,
+    kvm_cpuid_entry2, kvm_fpu, kvm_pit_config, kvm_regs, kvm_segment, kvm_userspace_memory_region,
+    CpuId, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY,
 };
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 use linux_loader::loader::{elf::Elf, KernelLoader};
@@ -218,12 +226,19 @@ fn map_guest_ram(bytes: usize, backing: HostBacking) -> std::result::Result<Host
 
 /// Host-supported CPUID, filtered like QEMU's `-cpu host,-arch-capabilities`, plus the KVM
 /// signature and timing leaves. Returns the table and a description of what was changed.
-fn build_cpuid(kvm: &Kvm, tsc_khz: Option<u32>) -> std::result::Result<(CpuId, Vec<String>), String> {
+fn build_cpuid(
+    kvm: &Kvm,
+    tsc_khz: Option<u32>,
+) -> std::result::Result<(CpuId, Vec<String>), String> {
     let mut cpuid = kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
         .map_err(|e| format!("KVM_GET_SUPPORTED_CPUID: {e}"))?;
     let mut notes = vec!["host-supported (KVM_GET_SUPPORTED_CPUID)".to_string()];
-    let hv_max: u32 = if tsc_khz.is_some() { 0x4000_0010 } else { 0x4000_0001 };
+    let hv_max: u32 = if tsc_khz.is_some() {
+        0x4000_0010
+    } else {
+        0x4000_0001
+    };
     let mut have_sig = false;
     let mut have_timing = false;
     for e in cpuid.as_mut_slice().iter_mut() {
@@ -273,7 +288,10 @@ fn build_cpuid(kvm: &Kvm, tsc_khz: Option<u32>) -> std::result::Result<(CpuId, V
         }
         notes.push(format!("KVMKVMKVM leaves up to 0x40000010 (TSC {khz} kHz)"));
     } else {
-        notes.push("KVMKVMKVM leaves up to 0x40000001 (no TSC kHz: guest calibrates against the PIT)".into());
+        notes.push(
+            "KVMKVMKVM leaves up to 0x40000001 (no TSC kHz: guest calibrates against the PIT)"
+                .into(),
+        );
     }
     Ok((cpuid, notes))
 }
@@ -294,7 +312,7 @@ fn start_info_bytes(memmap_entries: u32) -> [u8; 56] {
     let mut b = [0u8; 56];
     b[0..4].copy_from_slice(&HVM_START_MAGIC.to_le_bytes());
     b[4..8].copy_from_slice(&1u32.to_le_bytes()); // version
-    // flags, nr_modules, modlist_paddr: 0
+                                                  // flags, nr_modules, modlist_paddr: 0
     b[24..32].copy_from_slice(&CMDLINE_ADDR.to_le_bytes());
     // rsdp_paddr: 0
     b[40..48].copy_from_slice(&MEMMAP_ADDR.to_le_bytes());
@@ -308,6 +326,23 @@ pub fn memmap(mem_bytes: u64) -> Vec<(u64, u64, u32)> {
         (0, LOW_RAM_END, E820_RAM),
         (HIGH_RAM_START, mem_bytes - HIGH_RAM_START, E820_RAM),
     ]
+}
+
+/// Tell the guest the TSC frequency KVM uses (the plan's `tsc_khz`), unless the plan
+/// already names one: CPUID may not carry it (kvm_pvm shows the guest the outer CPUID),
+/// and without it the guest spends ~50 ms calibrating against the PIT.
+fn cmdline_with_tsc_khz(cmdline: &str, tsc_khz: Option<u32>) -> String {
+    use kmbench_protocol::{GuestPlan, CMDLINE_PLAN_KEY};
+    let (Some(khz), Some(json)) = (tsc_khz, cmdline.strip_prefix(CMDLINE_PLAN_KEY)) else {
+        return cmdline.to_string();
+    };
+    match serde_json::from_str::<GuestPlan>(json) {
+        Ok(mut plan) => {
+            plan.tsc_khz.get_or_insert(khz as u64);
+            format!("{CMDLINE_PLAN_KEY}{}", serde_json::to_string(&plan).expect("plans serialise"))
+        }
+        Err(_) => cmdline.to_string(),
+    }
 }
 
 fn write_boot_structures(
@@ -352,13 +387,18 @@ fn write_boot_structures(
     c.push(0);
     mem.write_slice(&c, GuestAddress(CMDLINE_ADDR))
         .map_err(|e| err("command line", e))?;
-    mem.write_slice(&start_info_bytes(map.len() as u32), GuestAddress(START_INFO_ADDR))
-        .map_err(|e| err("start info", e))?;
+    mem.write_slice(
+        &start_info_bytes(map.len() as u32),
+        GuestAddress(START_INFO_ADDR),
+    )
+    .map_err(|e| err("start info", e))?;
     Ok(())
 }
 
 fn setup_vcpu_regs(vcpu: &VcpuFd, entry: u64) -> std::result::Result<(), String> {
-    let mut sregs = vcpu.get_sregs().map_err(|e| format!("KVM_GET_SREGS: {e}"))?;
+    let mut sregs = vcpu
+        .get_sregs()
+        .map_err(|e| format!("KVM_GET_SREGS: {e}"))?;
     let code = kvm_segment {
         base: 0,
         limit: 0xffff_ffff,
@@ -403,13 +443,15 @@ fn setup_vcpu_regs(vcpu: &VcpuFd, entry: u64) -> std::result::Result<(), String>
         rflags: 0x2,
         ..Default::default()
     };
-    vcpu.set_regs(&regs).map_err(|e| format!("KVM_SET_REGS: {e}"))?;
+    vcpu.set_regs(&regs)
+        .map_err(|e| format!("KVM_SET_REGS: {e}"))?;
     let fpu = kvm_fpu {
         fcw: 0x37f,
         mxcsr: 0x1f80,
         ..Default::default()
     };
-    vcpu.set_fpu(&fpu).map_err(|e| format!("KVM_SET_FPU: {e}"))?;
+    vcpu.set_fpu(&fpu)
+        .map_err(|e| format!("KVM_SET_FPU: {e}"))?;
     Ok(())
 }
 
@@ -489,12 +531,17 @@ fn create_vm(spec: &LaunchSpec, stats: &mut VmmStats) -> std::result::Result<Vm,
     }
     let mem_bytes = spec.memory_mib << 20;
     if mem_bytes < 8 << 20 {
-        return Err(format!("{} MiB of guest memory is too little", spec.memory_mib));
+        return Err(format!(
+            "{} MiB of guest memory is too little",
+            spec.memory_mib
+        ));
     }
     let mut last = Instant::now();
     let mut phase = |stats: &mut VmmStats, name: &'static str| {
         let now = Instant::now();
-        stats.setup_phases.push((name, (now - last).as_secs_f64() * 1e6));
+        stats
+            .setup_phases
+            .push((name, (now - last).as_secs_f64() * 1e6));
         last = now;
     };
     let kvm = Kvm::new().map_err(|e| format!("cannot open /dev/kvm: {e}"))?;
@@ -519,8 +566,8 @@ fn create_vm(spec: &LaunchSpec, stats: &mut VmmStats) -> std::result::Result<Vm,
     .map_err(|e| format!("guest memory region: {e}"))?;
     let region = GuestRegionMmap::new(region, GuestAddress(0))
         .ok_or_else(|| "guest memory region overflows".to_string())?;
-    let mem = GuestMemoryMmap::from_regions(vec![region])
-        .map_err(|e| format!("guest memory: {e}"))?;
+    let mem =
+        GuestMemoryMmap::from_regions(vec![region]).map_err(|e| format!("guest memory: {e}"))?;
     // SAFETY: the userspace range is our mapping, alive as long as the VM (same struct).
     unsafe {
         vm.set_user_memory_region(kvm_userspace_memory_region {
@@ -562,12 +609,14 @@ fn create_vm(spec: &LaunchSpec, stats: &mut VmmStats) -> std::result::Result<Vm,
     }
     let entry = loaded.kernel_load.0;
     phase(stats, "load_elf");
-    write_boot_structures(&mem, host.len as u64, &spec.cmdline)?;
-    phase(stats, "boot_structures");
 
-    let vcpu = vm.create_vcpu(0).map_err(|e| format!("KVM_CREATE_VCPU: {e}"))?;
+    let vcpu = vm
+        .create_vcpu(0)
+        .map_err(|e| format!("KVM_CREATE_VCPU: {e}"))?;
     let tsc_khz = vcpu.get_tsc_khz().ok().filter(|k| *k != 0);
     stats.tsc_khz = tsc_khz;
+    write_boot_structures(&mem, host.len as u64, &cmdline_with_tsc_khz(&spec.cmdline, tsc_khz))?;
+    phase(stats, "boot_structures");
     let (cpuid, notes) = build_cpuid(&kvm, tsc_khz)?;
     stats.cpuid = notes;
     vcpu.set_cpuid2(&cpuid)
@@ -743,7 +792,12 @@ impl Devices {
 
     /// Bytes the guest wrote to `port` (via an exit or the coalesced ring).
     /// `Some(end)` when the guest asked to stop.
-    fn write_port(&mut self, port: u16, data: &[u8], on_event: &mut dyn FnMut(Event)) -> Option<BootEnd> {
+    fn write_port(
+        &mut self,
+        port: u16,
+        data: &[u8],
+        on_event: &mut dyn FnMut(Event),
+    ) -> Option<BootEnd> {
         match port {
             ports::SERIAL_LOG => {
                 let _ = self.log.write_all(data);
@@ -949,15 +1003,18 @@ impl Backend for KvmVmm {
                     });
                     Exit::Continue
                 }
-                Ok(VcpuExit::Hlt) => {
-                    Exit::End("hlt", unexpected("guest halted (HLT) without writing the exit port"))
-                }
+                Ok(VcpuExit::Hlt) => Exit::End(
+                    "hlt",
+                    unexpected("guest halted (HLT) without writing the exit port"),
+                ),
                 Ok(VcpuExit::Shutdown) => {
                     Exit::End("shutdown", unexpected("guest triple fault / shutdown"))
                 }
                 Ok(VcpuExit::FailEntry(reason, cpu)) => Exit::End(
                     "fail_entry",
-                    unexpected(format!("KVM entry failed (hardware reason {reason:#x}, cpu {cpu})")),
+                    unexpected(format!(
+                        "KVM entry failed (hardware reason {reason:#x}, cpu {cpu})"
+                    )),
                 ),
                 Ok(VcpuExit::InternalError) => Exit::End("internal_error", BootEnd::Timeout),
                 Ok(VcpuExit::Intr) => Exit::Counted("intr"),
@@ -1040,7 +1097,8 @@ impl Backend for KvmVmm {
         m.insert("vmm_coalesced_pio".into(), json!(s.coalesced_pio));
         m.insert("vmm_memory".into(), json!(s.memory));
         m.insert("vmm_setup_ms".into(), json!(s.setup_us / 1e3));
-        let phases: BTreeMap<&str, f64> = s.setup_phases.iter().map(|(k, v)| (*k, v / 1e3)).collect();
+        let phases: BTreeMap<&str, f64> =
+            s.setup_phases.iter().map(|(k, v)| (*k, v / 1e3)).collect();
         m.insert("vmm_setup_phases_ms".into(), json!(phases));
         m.insert(
             "vmm_first_record_ms".into(),
@@ -1058,9 +1116,18 @@ mod tests {
     #[test]
     fn start_info_layout() {
         let b = start_info_bytes(2);
-        assert_eq!(u32::from_le_bytes(b[0..4].try_into().unwrap()), HVM_START_MAGIC);
-        assert_eq!(u64::from_le_bytes(b[24..32].try_into().unwrap()), CMDLINE_ADDR);
-        assert_eq!(u64::from_le_bytes(b[40..48].try_into().unwrap()), MEMMAP_ADDR);
+        assert_eq!(
+            u32::from_le_bytes(b[0..4].try_into().unwrap()),
+            HVM_START_MAGIC
+        );
+        assert_eq!(
+            u64::from_le_bytes(b[24..32].try_into().unwrap()),
+            CMDLINE_ADDR
+        );
+        assert_eq!(
+            u64::from_le_bytes(b[40..48].try_into().unwrap()),
+            MEMMAP_ADDR
+        );
         assert_eq!(u32::from_le_bytes(b[48..52].try_into().unwrap()), 2);
     }
 
@@ -1073,8 +1140,10 @@ mod tests {
 
     #[test]
     fn layout_stays_below_low_ram_end() {
-        assert!(CMDLINE_ADDR + CMDLINE_MAX as u64 + 1 <= PML4_ADDR);
-        assert!(PD_ADDR + 4 * 4096 <= LOW_RAM_END);
-        assert!(GDT_ADDR + 24 <= BOOT_STACK - 0x1000);
+        const {
+            assert!(CMDLINE_ADDR + (CMDLINE_MAX as u64) < PML4_ADDR);
+            assert!(PD_ADDR + 4 * 4096 <= LOW_RAM_END);
+            assert!(GDT_ADDR + 24 <= BOOT_STACK - 0x1000);
+        }
     }
 }

@@ -68,6 +68,9 @@ pub fn main(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
         .expect("clap requires RUN without --list");
     let (run, path) = crate::compare::load_run(&resolve_run(arg, &args.results_dir))?;
     print_run(&run, &mut out)?;
+    if crate::tlb::has_tlb(&run) {
+        crate::tlb::print_report(&run, &mut out)?;
+    }
     if !args.no_plots {
         let dir = match &args.plots_dir {
             Some(d) => d.clone(),

@@ -84,6 +84,11 @@ pub fn access_series(run: &RunResults) -> BTreeMap<String, Vec<Series>> {
         let Some((pattern, mapping)) = access_keys(e) else {
             continue;
         };
+        // Runs with [[variants]]: one plot per pattern and variant (tlb-<pattern>-<variant>.svg).
+        let pattern = match param_str(e, "variant") {
+            Some(v) => format!("{pattern}@{v}"),
+            None => pattern,
+        };
         if let (Some(x), Some(y)) = (bench_size(e), y_value(e)) {
             if x > 0 {
                 by_pattern

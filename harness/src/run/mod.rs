@@ -22,6 +22,9 @@ use crate::results::{Env, ExitInfo, RunResults};
 use crate::table;
 
 pub mod pool;
+pub mod variants;
+
+use variants::VariantRun;
 
 /// Process exit statuses of `kmbench run`.
 pub mod status {
@@ -599,11 +602,13 @@ pub fn execute(args: &Args) -> Result<RunOutcome> {
     let host_kernel = host::host_kernel();
 
     let backing = cfg.run.host_backing;
-    if backing == HostBacking::Hugetlbfs {
+    if backing == HostBacking::Hugetlbfs && cfg.variants.is_empty() {
         check_huge_pages(cfg.run.memory_mib)?;
     }
     let thp = host::thp_mode("enabled");
-    if backing == HostBacking::Thp && thp == "never" {
+    let wants_thp = backing == HostBacking::Thp
+        || cfg.variants.iter().any(|v| v.host_backing == Some(HostBacking::Thp));
+    if wants_thp && thp == "never" {
         note(quiet, "warning: host_backing = \"thp\" but host THP is disabled (transparent_hugepage/enabled = never)");
     }
 
@@ -643,10 +648,51 @@ pub fn execute(args: &Args) -> Result<RunOutcome> {
     };
     std::fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
 
-    let plan = cfg.plan(cpl);
-    let plan_json = serde_json::to_string(&plan)
-        .map_err(|e| HarnessError::Other(format!("serialising plan: {e}")))?;
-    let cmdline = format!("{CMDLINE_PLAN_KEY}{plan_json}");
+    // One VariantRun per [[variants]] entry (or one unnamed run without variants).
+    let make_run = |name: Option<String>, vcfg: config::Config| -> Result<VariantRun> {
+        let (vcpl, vsrc) = match args.cpl {
+            Some(c) => host::resolve_cpl(c, "cli", hv),
+            None => host::resolve_cpl(vcfg.guest.cpl, "config", hv),
+        };
+        let plan = vcfg.plan(vcpl);
+        let plan_json = serde_json::to_string(&plan)
+            .map_err(|e| HarnessError::Other(format!("serialising plan: {e}")))?;
+        let skipped = (name.is_some() && vcfg.run.host_backing == HostBacking::Hugetlbfs)
+            .then(|| check_huge_pages(vcfg.run.memory_mib).err().map(|e| e.to_string()))
+            .flatten();
+        Ok(VariantRun {
+            name,
+            cpl: vcpl,
+            cpl_source: vsrc,
+            cmdline: format!("{CMDLINE_PLAN_KEY}{plan_json}"),
+            backing: vcfg.run.host_backing,
+            plan,
+            cfg: vcfg,
+            skipped,
+            boots: vec![],
+            verdict: None,
+            command_line: vec![],
+            stderr: String::new(),
+        })
+    };
+    let mut runs: Vec<VariantRun> = if cfg.variants.is_empty() {
+        vec![make_run(None, cfg.clone())?]
+    } else {
+        cfg.variants
+            .iter()
+            .map(|v| make_run(Some(v.name.clone()), cfg.with_variant(v)))
+            .collect::<Result<Vec<_>>>()?
+    };
+    for r in &runs {
+        if let Some(why) = &r.skipped {
+            // Printed even with --quiet: the run is missing part of what was asked.
+            eprintln!("kmbench: variant {} skipped: {why}", r.label());
+        }
+    }
+    if runs.iter().all(|r| r.skipped.is_some()) {
+        return Err(HarnessError::Other("every variant was skipped (see above)".into()));
+    }
+    let plan = runs[0].plan.clone();
 
     let mut backend: Box<dyn Backend> = if use_vmm {
         Box::new(KvmVmm::new())
@@ -742,32 +788,51 @@ pub fn execute(args: &Args) -> Result<RunOutcome> {
         p
     };
 
-    let mut all: Vec<BootData> = Vec::new();
-    let mut last_verdict: Option<Verdict> = None;
-    let mut command_line = Vec::new();
-    let mut qemu_stderr = String::new();
-    for boot in 1..=boots {
-        let log_path = if boots == 1 {
-            dir.join("guest.log")
-        } else {
-            dir.join(format!("guest-{boot}.log"))
+    let named = runs.iter().any(|r| r.name.is_some());
+    let results_of = |base: &RunResults, runs: &[VariantRun]| -> RunResults {
+        let one = |r: &VariantRun| {
+            with_qemu(
+                assemble(base.clone(), &r.boots, r.verdict.as_ref(), boots),
+                &r.command_line,
+                &r.stderr,
+            )
         };
+        if !named {
+            return one(&runs[0]);
+        }
+        let parts: Vec<(&VariantRun, Option<RunResults>)> = runs
+            .iter()
+            .map(|r| (r, (!r.boots.is_empty()).then(|| one(r))))
+            .collect();
+        variants::merge(base.clone(), &parts)
+    };
+    for (vi, boot) in variants::schedule(runs.len(), boots) {
+        if !runs[vi].active() {
+            continue;
+        }
+        let run = &mut runs[vi];
+        let log_path = dir.join(run.log_name(boot, boots));
         let spec = LaunchSpec {
             kernel: kernel.clone(),
-            cmdline: cmdline.clone(),
+            cmdline: run.cmdline.clone(),
             memory_mib: cfg.run.memory_mib,
             machine: cfg.run.machine,
             accel,
             cpu_model: cpu_model.clone(),
-            host_backing: backing,
+            host_backing: run.backing,
             log_path: log_path.clone(),
             timeout: Duration::from_secs(timeout_s),
             verbose: args.verbose,
             interrupt: &INTERRUPTED,
         };
-        if boot == 1 {
-            command_line = backend.describe(&spec);
+        if run.boots.is_empty() {
+            run.command_line = backend.describe(&spec);
         }
+        let tag = match &run.name {
+            Some(n) => format!("[{n}] "),
+            None => String::new(),
+        };
+        let variant_name = run.name.clone();
         let mut data = BootData::default();
         let mut write_err: Option<std::io::Error> = None;
         let mut launched = Instant::now();
@@ -777,17 +842,21 @@ pub fn execute(args: &Args) -> Result<RunOutcome> {
             let write_err = &mut write_err;
             let launched = &mut launched;
             let progress = &progress;
+            let tag = &tag;
             backend.boot(&spec, &mut |ev| match ev {
                 Event::Launched => *launched = Instant::now(),
                 Event::Record(r) => {
                     if data.boot_ms.is_none() {
                         data.boot_ms = Some(launched.elapsed().as_secs_f64() * 1e3);
                     }
-                    let line = serde_json::json!({
+                    let mut line = serde_json::json!({
                         "boot": boot,
                         "ms": (launched.elapsed().as_secs_f64() * 1e3 * 1000.0).round() / 1000.0,
                         "record": &r,
                     });
+                    if let Some(n) = &variant_name {
+                        line["variant"] = serde_json::json!(n);
+                    }
                     if write_err.is_none() {
                         let res =
                             writeln!(records_file, "{line}").and_then(|_| records_file.flush());
@@ -796,7 +865,7 @@ pub fn execute(args: &Args) -> Result<RunOutcome> {
                         }
                     }
                     if let Record::Bench(b) = &r {
-                        progress.set_message(format!("boot {boot}/{boots}: {}", b.name));
+                        progress.set_message(format!("{tag}boot {boot}/{boots}: {}", b.name));
                     }
                     data.push(r);
                 }
@@ -822,32 +891,52 @@ pub fn execute(args: &Args) -> Result<RunOutcome> {
         if !v.ok && !quiet && !args.verbose {
             progress.suspend(|| print_log_tail(&log_path, 15));
         }
-        all.push(data);
-        let stop = !v.ok;
-        last_verdict = Some(v);
+        if !v.ok && named {
+            note(quiet, format!("variant {}: {} (its remaining boots are skipped)", run.label(), v.info.message));
+        }
+        run.boots.push(data);
+        let interrupted = v.status == status::INTERRUPTED;
+        run.verdict = Some(v);
         if !report.stderr.trim().is_empty() {
-            qemu_stderr.push_str(&report.stderr);
+            run.stderr.push_str(&report.stderr);
         }
         // Keep results.json current after every boot.
-        let partial = assemble(base.clone(), &all, last_verdict.as_ref(), boots);
-        write_results(&dir, &with_qemu(partial, &command_line, &qemu_stderr))?;
-        if stop {
+        write_results(&dir, &results_of(&base, &runs))?;
+        if interrupted {
             break;
         }
     }
     progress.finish_and_clear();
 
-    let verdict = last_verdict.expect("at least one boot");
-    let results = with_qemu(
-        assemble(base, &all, Some(&verdict), boots),
-        &command_line,
-        &qemu_stderr,
-    );
+    // The run's verdict: the first failing variant's, else a success.
+    let verdict = runs
+        .iter()
+        .filter_map(|r| r.verdict.clone())
+        .find(|v| !v.ok)
+        .or_else(|| runs.iter().find_map(|r| r.verdict.clone()))
+        .expect("at least one boot");
+    let results = results_of(&base, &runs);
     let path = write_results(&dir, &results)?;
 
+    // TLB sweeps: their report and plots (tlb-<pattern>.svg) come with the run.
+    let has_tlb = crate::tlb::has_tlb(&results);
+    let plots = if has_tlb {
+        crate::report::plot::write_plots(&results, &dir).unwrap_or_else(|e| {
+            note(quiet, format!("warning: plots not written: {e}"));
+            vec![]
+        })
+    } else {
+        vec![]
+    };
     if !quiet {
         let mut out = std::io::stdout().lock();
         let _ = table::print(&results, &mut out);
+        if has_tlb {
+            let _ = crate::tlb::print_report(&results, &mut out);
+            for f in &plots {
+                let _ = writeln!(out, "plot: {}", f.display());
+            }
+        }
     }
     println!("results: {}", path.display());
 

@@ -103,7 +103,7 @@ extern "C" fn run_main(start_info: u64) -> ! {
         Err(e) => fault::die(GuestExit::ConfigError, format_args!("bad PVH start info: {e:?}"), Default::default()),
     };
     let plan = parse_plan(&boot);
-    let (tsc_hz, tsc_source) = tsc::frequency();
+    let (tsc_hz, tsc_source) = tsc::frequency(plan.tsc_khz);
     timing::set_tsc_hz(tsc_hz);
     log::info!("TSC {} Hz ({}), invariant: {}", tsc_hz, tsc_source, cpuid::invariant_tsc());
     let hello = Hello {
@@ -157,6 +157,8 @@ fn report_mm(r: &mm::InitReport, plan: &GuestPlan) {
         "mem_map_bytes": r.mem_map_bytes,
         "heap_pool_bytes": r.heap_pool_bytes,
         "image_table_pages": r.image_table_pages,
+        "page_1g_cpuid": r.page_1g_cpuid,
+        "page_1g_usable": r.page_1g_usable,
         "buddyinfo": mm::mm().pages.buddy.free_counts().to_vec(),
     }));
 }

@@ -79,18 +79,37 @@ fn direct_map_leaf() -> Result<String, String> {
         PageSize::Size2M => Leaf::M2,
         PageSize::Size1G => Leaf::G1,
     };
-    // A block from the middle of RAM, aligned so the leaf can be the configured size.
-    let p = mm::alloc_pages(9, GFP_KERNEL).ok_or("alloc_pages(9) failed")?.as_ptr() as u64;
-    let (phys, leaf, _) = translate(p).ok_or("direct-map address unmapped")?;
-    mm::free_pages(p as *mut u8, 9);
-    let expect_leaf = if want == Leaf::G1 && (p - PAGE_OFFSET) < (1 << 30) { leaf } else { want };
-    if phys != p - PAGE_OFFSET {
-        return Err(format!("virt {p:#x} maps phys {phys:#x}, expected {:#x}", p - PAGE_OFFSET));
+    // Walk the direct map leaf-sized step by step: every mapped address must translate
+    // to virt - PAGE_OFFSET, and some step must be mapped by a leaf of the configured size
+    // (unless RAM is too small or too holey for one, e.g. 1G leaves under 2 GiB of RAM).
+    let max_phys = mm::mm().pages.buddy.nr_pages() << 12;
+    let step = want.bytes().max(2 << 20);
+    let (mut found, mut checked) = (None, 0u64);
+    let mut phys = 0;
+    while phys < max_phys {
+        let virt = PAGE_OFFSET + phys + 0x1000;
+        if let Some((p, leaf, _)) = translate(virt) {
+            if p != phys + 0x1000 {
+                return Err(format!("virt {virt:#x} maps phys {p:#x}, expected {:#x}", phys + 0x1000));
+            }
+            checked += 1;
+            if leaf == want && found.is_none() {
+                found = Some(virt);
+            }
+        }
+        phys += step;
     }
-    if leaf != expect_leaf {
-        return Err(format!("leaf {leaf:?}, configured {want:?}"));
+    let biggest = mm::mm().direct_map_leaves[match want { Leaf::K4 => 0, Leaf::M2 => 1, Leaf::G1 => 2 }];
+    if let Some(v) = found {
+        if probe_read(v).is_err() {
+            return Err(format!("{v:#x} is mapped by a {want:?} leaf but reading it faults"));
+        }
     }
-    Ok(format!("direct map at {PAGE_OFFSET:#x}: virt {p:#x} → phys {phys:#x} via a {leaf:?} leaf"))
+    match found {
+        Some(v) => Ok(format!("{checked} probes across RAM translate to virt - PAGE_OFFSET; {v:#x} is mapped by a {want:?} leaf and readable ({biggest} such leaves)")),
+        None if biggest == 0 => Ok(format!("no RAM range is large and aligned enough for a {want:?} leaf; smaller leaves used ({checked} probes ok)")),
+        None => Err(format!("{biggest} {want:?} leaves reported but none found by walking the tables")),
+    }
 }
 
 fn buddy_orders() -> Result<String, String> {

@@ -79,6 +79,8 @@ pub struct KernelMm {
     pub vmalloc: Vmalloc,
     pub pt: KernelPageTable,
     pub direct_map_leaf: PageSize,
+    /// Leaves the direct map used: 4K, 2M, 1G.
+    pub direct_map_leaves: [u64; 3],
     pub mm_debug: bool,
 }
 
@@ -134,6 +136,9 @@ pub struct InitReport {
     pub mem_map_bytes: u64,
     pub heap_pool_bytes: u64,
     pub free_pages_after_boot: u64,
+    /// CPUID's pdpe1gb, and whether a 1 GiB leaf really works.
+    pub page_1g_cpuid: bool,
+    pub page_1g_usable: bool,
     /// Top of the guarded stack the run continues on.
     pub run_stack_top: u64,
 }
@@ -211,6 +216,14 @@ pub fn init(plan: &GuestPlan, boot: &BootInfo) -> InitReport {
     // boot stack, descriptor tables) and the direct map; nothing else is used afterwards.
     unsafe { privileged::write_cr3(pml4) };
     pt.phys_offset = PAGE_OFFSET;
+    let page_1g_usable = features.page_1g && probe_1g_leaf(&mut pt, &mut bootmem);
+    if leaf == Leaf::G1 && !page_1g_usable {
+        config_error(String::from(
+            "direct_map_page = \"1G\": CPUID reports 1 GiB pages (pdpe1gb), but reading through a 1 GiB leaf \
+             faults (reserved-bit #PF): this hypervisor does not honour 1 GiB guest pages (kvm_pvm's shadow \
+             paging); use \"2M\"",
+        ));
+    }
 
     // SAFETY: mem_map_phys..+map_bytes is RAM reserved from bootmem for this purpose and
     // mapped by the direct map; PageDesc is plain data valid for any bit pattern, and
@@ -255,7 +268,15 @@ pub fn init(plan: &GuestPlan, boot: &BootInfo) -> InitReport {
     // SAFETY: single CPU; MM is written once here, before any `mm()` call.
     unsafe {
         *core::ptr::addr_of_mut!(MM) =
-            Some(KernelMm { pages, kmalloc, vmalloc, pt, direct_map_leaf: plan.direct_map_page, mm_debug: plan.mm_debug });
+            Some(KernelMm {
+                pages,
+                kmalloc,
+                vmalloc,
+                pt,
+                direct_map_leaf: plan.direct_map_page,
+                direct_map_leaves: leaves,
+                mm_debug: plan.mm_debug,
+            });
     }
     stacks::activate(&stack_set);
     InitReport {
@@ -266,8 +287,25 @@ pub fn init(plan: &GuestPlan, boot: &BootInfo) -> InitReport {
         mem_map_bytes: map_bytes,
         heap_pool_bytes: heap_pool,
         free_pages_after_boot,
+        page_1g_cpuid: features.page_1g,
+        page_1g_usable,
         run_stack_top: stack_set.run_top,
     }
+}
+
+/// Map one 1 GiB leaf over physical 0 in the benchmark window and read through it: some
+/// hypervisors advertise pdpe1gb in CPUID yet fault on 1 GiB leaves (kvm_pvm does).
+fn probe_1g_leaf(pt: &mut KernelPageTable, bootmem: &mut BootMem) -> bool {
+    let flags = pt.leaf_flags(false, false);
+    let mut frames = BootFrames(bootmem);
+    if pt.map_leaf(BENCH_MAP_START, 0, Leaf::G1, flags, &mut frames).is_err() {
+        return false;
+    }
+    privileged::flush_tlb_all();
+    let ok = crate::arch::idt::probe_read(BENCH_MAP_START + 0x1000).is_ok();
+    pt.unmap_leaf(BENCH_MAP_START, Leaf::G1);
+    privileged::flush_tlb_all();
+    ok
 }
 
 pub fn to_mm_flush(m: FlushMode) -> MmFlushMode {

@@ -39,8 +39,10 @@ pub fn stop() -> u64 {
 
 pub const PIT_HZ: u64 = 1_193_182;
 
-/// TSC frequency and how it was found.
-pub fn frequency() -> (u64, &'static str) {
+/// TSC frequency and how it was found. `vmm_khz` is the VMM's figure from the run plan,
+/// used when CPUID has none (under kvm_pvm the guest sees the outer CPUID, without the
+/// KVM timing leaf).
+pub fn frequency(vmm_khz: Option<u64>) -> (u64, &'static str) {
     if cpuid::max_leaf() >= 0x15 {
         let r = cpuid::cpuid(0x15, 0);
         if r.eax != 0 && r.ebx != 0 && r.ecx != 0 {
@@ -58,6 +60,9 @@ pub fn frequency() -> (u64, &'static str) {
         if khz != 0 {
             return (khz as u64 * 1000, "kvm-leaf");
         }
+    }
+    if let Some(khz) = vmm_khz.filter(|&k| k != 0) {
+        return (khz * 1000, "vmm");
     }
     (calibrate_pit(50), "pit")
 }
