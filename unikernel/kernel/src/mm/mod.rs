@@ -20,6 +20,7 @@
 //!                       ┆
 //! 0xffff_d000_0000_0000 ├ benchmark window (BENCH_MAP_START … +1 TiB): buffers mapped
 //!                       │   again with a chosen leaf (4K/2M/1G) by the tlb/map suites
+//! 0xffff_d100_0000_0000 ├ one 1 GiB probe mapping at boot (do 1G leaves really work?)
 //!                       ┆
 //! 0xffff_e900_0000_0000 ├ kernel stacks: 16 KiB each, 16 KiB unmapped below each
 //!                       ┆
@@ -293,17 +294,21 @@ pub fn init(plan: &GuestPlan, boot: &BootInfo) -> InitReport {
     }
 }
 
-/// Map one 1 GiB leaf over physical 0 in the benchmark window and read through it: some
-/// hypervisors advertise pdpe1gb in CPUID yet fault on 1 GiB leaves (kvm_pvm does).
+/// Where boot probes whether 1 GiB leaves work (just past the benchmark window, so the
+/// table page it leaves behind belongs to no one else's window).
+const PROBE_1G: u64 = BENCH_MAP_END;
+
+/// Map one 1 GiB leaf over physical 0 and read through it: some hypervisors advertise
+/// pdpe1gb in CPUID yet fault on 1 GiB leaves (kvm_pvm does).
 fn probe_1g_leaf(pt: &mut KernelPageTable, bootmem: &mut BootMem) -> bool {
     let flags = pt.leaf_flags(false, false);
     let mut frames = BootFrames(bootmem);
-    if pt.map_leaf(BENCH_MAP_START, 0, Leaf::G1, flags, &mut frames).is_err() {
+    if pt.map_leaf(PROBE_1G, 0, Leaf::G1, flags, &mut frames).is_err() {
         return false;
     }
     privileged::flush_tlb_all();
-    let ok = crate::arch::idt::probe_read(BENCH_MAP_START + 0x1000).is_ok();
-    pt.unmap_leaf(BENCH_MAP_START, Leaf::G1);
+    let ok = crate::arch::idt::probe_read(PROBE_1G + 0x1000).is_ok();
+    pt.unmap_leaf(PROBE_1G, Leaf::G1);
     privileged::flush_tlb_all();
     ok
 }
