@@ -2,7 +2,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::config::CplSetting;
+use crate::backend::AccelKind;
+use crate::config::{Accel, CplSetting};
+use crate::error::HarnessError;
 
 /// What kind of virtualization the guest will run on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,6 +62,41 @@ pub fn resolve_cpl(setting: CplSetting, source_if_fixed: &str, hv: Hypervisor) -
             (cpl, "auto".to_string())
         }
     }
+}
+
+/// The accelerator to use for `requested` and the hypervisor behind it. `auto` falls back to
+/// TCG (with a warning through `warn`) when /dev/kvm is unusable; `kvm` then fails.
+pub fn resolve_accel(
+    requested: Accel,
+    cpuinfo: &str,
+    warn: &mut dyn FnMut(&str),
+) -> Result<(AccelKind, Hypervisor), HarnessError> {
+    let accel = match requested {
+        Accel::Auto => match kvm_usable() {
+            Ok(()) => AccelKind::Kvm,
+            Err(e) => {
+                warn(&format!("warning: /dev/kvm unusable ({e}); falling back to TCG: TCG numbers are emulation, not hardware numbers"));
+                AccelKind::Tcg
+            }
+        },
+        Accel::Kvm => {
+            kvm_usable().map_err(HarnessError::KvmUnavailable)?;
+            AccelKind::Kvm
+        }
+        Accel::Tcg => AccelKind::Tcg,
+    };
+    let hv = match accel {
+        AccelKind::Tcg => Hypervisor::Tcg,
+        AccelKind::Kvm => detect_kvm_kind(Path::new("/sys/module"), cpuinfo),
+    };
+    Ok((accel, hv))
+}
+
+/// The warning for measuring at CPL0 where ring 0 is emulated.
+pub fn emulated_cpl0_warning(hv: Hypervisor, cpl: u8) -> Option<&'static str> {
+    (hv == Hypervisor::Pvm && cpl == 0).then_some(
+        "warning: CPL0 under kvm_pvm is emulated (~1000x slower); measured code should run at CPL3",
+    )
 }
 
 /// `/dev/kvm` opens read-write (Err carries the reason).

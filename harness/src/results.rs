@@ -5,7 +5,7 @@
 //! `boot_medians` holds one median per boot (the replication unit for statistics).
 use std::collections::BTreeMap;
 
-use kmbench_protocol::{BenchStatus, FaultRecord, Hello, SelftestRecord, Summary};
+use kmbench_protocol::{BenchRecord, FaultRecord, Hello, SelftestRecord};
 use serde::{Deserialize, Serialize};
 
 pub use kmbench_protocol::RESULTS_SCHEMA;
@@ -89,49 +89,35 @@ pub struct ExitInfo {
     pub message: String,
 }
 
+/// A benchmark in `results.json`: the guest's record (its fields at top level) plus the
+/// per-boot medians.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BenchEntry {
-    pub name: String,
-    pub suite: String,
-    pub status: BenchStatus,
-    pub unit: String,
-    pub samples: u64,
-    pub min: f64,
-    pub median: f64,
-    pub p99: f64,
-    pub max: f64,
-    pub mean: f64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ns: Option<Summary>,
-    #[serde(default)]
-    pub params: BTreeMap<String, serde_json::Value>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub extra: BTreeMap<String, serde_json::Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
+    #[serde(flatten)]
+    pub record: BenchRecord,
     /// One median per boot, in `unit` (absent or length 1 for single-boot runs).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub boot_medians: Vec<f64>,
 }
 
-impl From<kmbench_protocol::BenchRecord> for BenchEntry {
-    fn from(r: kmbench_protocol::BenchRecord) -> Self {
+impl From<BenchRecord> for BenchEntry {
+    fn from(record: BenchRecord) -> Self {
         BenchEntry {
-            boot_medians: vec![r.median],
-            name: r.name,
-            suite: r.suite,
-            status: r.status,
-            unit: r.unit,
-            samples: r.samples,
-            min: r.min,
-            median: r.median,
-            p99: r.p99,
-            max: r.max,
-            mean: r.mean,
-            ns: r.ns,
-            params: r.params,
-            extra: r.extra,
-            message: r.message,
+            boot_medians: vec![record.median],
+            record,
         }
+    }
+}
+
+impl std::ops::Deref for BenchEntry {
+    type Target = BenchRecord;
+    fn deref(&self) -> &BenchRecord {
+        &self.record
+    }
+}
+
+impl std::ops::DerefMut for BenchEntry {
+    fn deref_mut(&mut self) -> &mut BenchRecord {
+        &mut self.record
     }
 }

@@ -10,11 +10,11 @@
 //! stdout). The time returned is the guest's: TSC cycles around all `iters` iterations,
 //! converted with the guest's TSC frequency; nothing on the host side (socket, QEMU,
 //! port exits) is inside it. Dropping the session sends `quit` and stops QEMU.
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
@@ -178,28 +178,11 @@ impl GuestSession {
         };
         let root = build::workspace_root()?;
         let qemu_bin = host::find_qemu().ok_or(HarnessError::QemuNotFound)?;
-        let accel = match opts.accel {
-            Accel::Auto => match host::kvm_usable() {
-                Ok(()) => AccelKind::Kvm,
-                Err(e) => {
-                    note(format!("warning: /dev/kvm unusable ({e}); falling back to TCG: TCG numbers are emulation, not hardware numbers"));
-                    AccelKind::Tcg
-                }
-            },
-            Accel::Kvm => {
-                host::kvm_usable().map_err(HarnessError::KvmUnavailable)?;
-                AccelKind::Kvm
-            }
-            Accel::Tcg => AccelKind::Tcg,
-        };
         let cpuinfo = host::cpuinfo();
-        let hv = match accel {
-            AccelKind::Tcg => Hypervisor::Tcg,
-            AccelKind::Kvm => host::detect_kvm_kind(Path::new("/sys/module"), &cpuinfo),
-        };
+        let (accel, hv) = host::resolve_accel(opts.accel, &cpuinfo, &mut |m| note(m.to_string()))?;
         let (cpl, _) = host::resolve_cpl(opts.cpl, "session", hv);
-        if hv == Hypervisor::Pvm && cpl == 0 {
-            note("warning: CPL0 under kvm_pvm is emulated (~1000x slower); measured code should run at CPL3".into());
+        if let Some(w) = host::emulated_cpl0_warning(hv, cpl) {
+            note(w.to_string());
         }
         if opts.host_backing == HostBacking::Hugetlbfs {
             let (free, size_kib) = host::huge_pages_free();
@@ -280,44 +263,18 @@ impl GuestSession {
             format!("isa-serial,chardev=ctl,iobase={:#x},irq=3", ports::CONTROL),
         ]);
 
-        let mut child = Command::new(&command[0])
-            .args(&command[1..])
-            .process_group(0)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| {
-                if e.kind() == std::io::ErrorKind::NotFound {
-                    HarnessError::QemuNotFound
-                } else {
-                    HarnessError::io(format!("spawning {}", qemu_bin.display()), e)
-                }
-            })?;
+        let mut child = qemu::spawn(Command::new(&command[0]).args(&command[1..]), &qemu_bin)?;
         let started = Instant::now();
 
         let (tx, rx) = mpsc::channel::<Msg>();
         let stdout = child.stdout.take().expect("piped stdout");
-        thread::spawn(move || {
-            let mut r = BufReader::new(stdout);
-            let mut buf = Vec::new();
-            loop {
-                buf.clear();
-                match r.read_until(b'\n', &mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        let line = String::from_utf8_lossy(&buf);
-                        let msg = match decode_record(&line) {
-                            Some(Ok(rec)) => Msg::Record(rec),
-                            Some(Err(e)) => Msg::Bad(format!("{}: {e}", line.trim_end())),
-                            None => continue,
-                        };
-                        if tx.send(msg).is_err() {
-                            break;
-                        }
-                    }
-                }
-            }
+        qemu::read_lines(stdout, move |line| {
+            let msg = match decode_record(&line) {
+                Some(Ok(rec)) => Msg::Record(rec),
+                Some(Err(e)) => Msg::Bad(format!("{}: {e}", line.trim_end())),
+                None => return true,
+            };
+            tx.send(msg).is_ok()
         });
         let stderr = Arc::new(Mutex::new(String::new()));
         {

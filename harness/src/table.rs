@@ -1,9 +1,13 @@
-//! The summary printed after a run (and reusable by `kmbench report`).
+//! The run summary, one implementation for both commands: printed after `kmbench run`, and
+//! by `kmbench report` (which adds the details only it shows, see `report::print_run`).
+use std::collections::BTreeMap;
 use std::io::{self, Write};
 
-use kmbench_protocol::BenchStatus;
+use kmbench_protocol::{BenchStatus, FaultRecord, GuestExit};
 
-use crate::results::RunResults;
+use crate::compare::fmt_ns;
+use crate::report::{bench_size, human_size};
+use crate::results::{BenchEntry, RunResults};
 
 /// A number for a table cell: thousands separators for big values, 2 significant decimals for small.
 pub fn fmt_num(v: f64) -> String {
@@ -33,12 +37,51 @@ pub fn fmt_num(v: f64) -> String {
     }
 }
 
-fn status_label(s: BenchStatus) -> &'static str {
-    match s {
-        BenchStatus::Ok => "ok",
-        BenchStatus::Oom => "oom",
-        BenchStatus::Error => "error",
-        BenchStatus::Unsupported => "unsupported",
+/// A fault's message and, in parentheses, whatever the guest captured:
+/// `page fault (vector 14, error code 0x2, rip 0x111bd3, CR2 0x7fff…, cpl 0)`.
+pub fn describe_fault(f: &FaultRecord) -> String {
+    let mut parts = Vec::new();
+    if let Some(v) = f.vector {
+        parts.push(format!("vector {v}"));
+    }
+    if let Some(c) = f.error_code {
+        parts.push(format!("error code {c:#x}"));
+    }
+    if let Some(r) = f.rip {
+        parts.push(format!("RIP {r:#x}"));
+    }
+    if let Some(c) = f.cr2 {
+        parts.push(format!("CR2 {c:#x}"));
+    }
+    if let Some(c) = f.cpl {
+        parts.push(format!("CPL {c}"));
+    }
+    if parts.is_empty() {
+        f.message.clone()
+    } else {
+        format!("{} ({})", f.message, parts.join(", "))
+    }
+}
+
+/// `message` headed by what the exit means (`kernel panic: oops`), unless it already starts
+/// with that (`CPU exception: page fault (#PF)`).
+pub fn with_exit_kind(exit: GuestExit, message: &str) -> String {
+    if message
+        .to_lowercase()
+        .starts_with(&exit.describe().to_lowercase())
+    {
+        message.to_string()
+    } else {
+        format!("{}: {message}", exit.describe())
+    }
+}
+
+/// The status column: empty for ok, else the status and the guest's reason.
+fn status_text(e: &BenchEntry) -> String {
+    match (e.status, &e.message) {
+        (BenchStatus::Ok, _) => String::new(),
+        (s, Some(m)) => format!("{}: {m}", s.label()),
+        (s, None) => s.label().to_string(),
     }
 }
 
@@ -50,8 +93,82 @@ fn hz(h: u64) -> String {
     }
 }
 
-/// Print the environment header, the benchmarks grouped by suite, self-tests and faults.
+/// Benchmarks grouped by suite, suites in order of first appearance.
+pub fn by_suite(run: &RunResults) -> Vec<(String, Vec<&BenchEntry>)> {
+    let mut order: Vec<String> = Vec::new();
+    let mut groups: BTreeMap<String, Vec<&BenchEntry>> = BTreeMap::new();
+    for e in &run.benchmarks {
+        let suite = if e.suite.is_empty() {
+            e.name.split('/').next().unwrap_or("").to_string()
+        } else {
+            e.suite.clone()
+        };
+        if !groups.contains_key(&suite) {
+            order.push(suite.clone());
+        }
+        groups.entry(suite).or_default().push(e);
+    }
+    order
+        .into_iter()
+        .map(|s| {
+            let v = groups.remove(&s).unwrap_or_default();
+            (s, v)
+        })
+        .collect()
+}
+
+/// Columns padded to their widest cell, joined by two spaces; `right` marks right-aligned ones.
+struct Table {
+    headers: Vec<&'static str>,
+    right: Vec<bool>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    fn write(&self, out: &mut dyn Write, indent: &str) -> io::Result<()> {
+        let mut w: Vec<usize> = self.headers.iter().map(|h| h.chars().count()).collect();
+        for r in &self.rows {
+            for (i, c) in r.iter().enumerate() {
+                w[i] = w[i].max(c.chars().count());
+            }
+        }
+        let line = |cells: &[String]| -> String {
+            let parts: Vec<String> = cells
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let pad = " ".repeat(w[i].saturating_sub(c.chars().count()));
+                    if self.right[i] {
+                        format!("{pad}{c}")
+                    } else {
+                        format!("{c}{pad}")
+                    }
+                })
+                .collect();
+            parts.join("  ").trim_end().to_string()
+        };
+        let headers: Vec<String> = self.headers.iter().map(|h| h.to_string()).collect();
+        writeln!(out, "{indent}{}", line(&headers))?;
+        for r in &self.rows {
+            writeln!(out, "{indent}{}", line(r))?;
+        }
+        Ok(())
+    }
+}
+
+/// Print the environment header, the benchmarks grouped by suite, self-tests, faults and the exit.
 pub fn print(r: &RunResults, out: &mut dyn Write) -> io::Result<()> {
+    print_header(r, out)?;
+    print_benchmarks(r, out)?;
+    print_selftests(r, out)?;
+    print_faults(r, out)?;
+    if let Some(x) = &r.exit {
+        writeln!(out, "\nexit: {} — {}", x.status, x.message)?;
+    }
+    Ok(())
+}
+
+fn print_header(r: &RunResults, out: &mut dyn Write) -> io::Result<()> {
     let e = &r.env;
     writeln!(out)?;
     writeln!(
@@ -84,118 +201,109 @@ pub fn print(r: &RunResults, out: &mut dyn Write) -> io::Result<()> {
             "  note: TCG is an emulator: these are not hardware numbers"
         )?;
     }
+    Ok(())
+}
 
-    if !r.benchmarks.is_empty() {
-        let name_w = r
-            .benchmarks
-            .iter()
-            .map(|b| b.name.len())
-            .max()
-            .unwrap_or(9)
-            .max(9);
-        let rows: Vec<[String; 8]> = r
-            .benchmarks
-            .iter()
-            .map(|b| {
-                [
-                    status_label(b.status).to_string(),
-                    b.samples.to_string(),
-                    fmt_num(b.min),
-                    fmt_num(b.median),
-                    fmt_num(b.p99),
-                    fmt_num(b.max),
-                    b.unit.clone(),
-                    b.ns.map(|n| fmt_num(n.median))
-                        .unwrap_or_else(|| "-".into()),
-                ]
-            })
-            .collect();
-        let heads = [
-            "status",
-            "samples",
-            "min",
-            "median",
-            "p99",
-            "max",
-            "unit",
-            "median ns",
-        ];
-        let mut w = heads.map(str::len);
-        for row in &rows {
-            for (i, c) in row.iter().enumerate() {
-                w[i] = w[i].max(c.len());
-            }
-        }
-        writeln!(out)?;
-        write!(out, "{:<name_w$}", "benchmark")?;
-        for (i, h) in heads.iter().enumerate() {
-            write!(out, "  {:>width$}", h, width = w[i])?;
-        }
-        writeln!(out)?;
-        let mut suite: Option<&str> = None;
-        for (b, row) in r.benchmarks.iter().zip(&rows) {
-            if suite != Some(b.suite.as_str()) {
-                writeln!(out, "[{}]", b.suite)?;
-                suite = Some(b.suite.as_str());
-            }
-            write!(out, "{:<name_w$}", b.name)?;
-            for (i, c) in row.iter().enumerate() {
-                write!(out, "  {:>width$}", c, width = w[i])?;
-            }
-            writeln!(out)?;
-            if let Some(m) = &b.message {
-                writeln!(out, "    {m}")?;
-            }
-        }
-    } else {
-        writeln!(out, "\n(no benchmark records)")?;
+/// One table per suite: size (when any benchmark has one), statistics in the suite's unit
+/// and in ns, samples, boots (multi-boot runs) and status.
+fn print_benchmarks(run: &RunResults, out: &mut dyn Write) -> io::Result<()> {
+    if run.benchmarks.is_empty() {
+        return writeln!(out, "\nno benchmarks");
     }
-
-    if !r.selftests.is_empty() {
-        let failed: Vec<_> = r.selftests.iter().filter(|s| !s.passed).collect();
+    for (suite, entries) in by_suite(run) {
         writeln!(
             out,
-            "\nself-tests: {} passed, {} failed",
-            r.selftests.len() - failed.len(),
-            failed.len()
+            "\n{suite} ({} benchmark{})",
+            entries.len(),
+            if entries.len() == 1 { "" } else { "s" }
         )?;
-        for s in failed {
-            writeln!(out, "  FAILED {}: {}", s.name, s.detail)?;
+        let multi_boot = entries.iter().any(|b| b.boot_medians.len() > 1);
+        let has_sizes = entries.iter().any(|b| bench_size(b).is_some());
+        let unit = entries
+            .iter()
+            .map(|b| b.unit.as_str())
+            .find(|u| !u.is_empty())
+            .unwrap_or("cycles");
+        let mut headers = vec!["benchmark"];
+        if has_sizes {
+            headers.push("size");
         }
+        headers.extend(["median", "p99", "min", "median ns", "p99 ns", "samples"]);
+        if multi_boot {
+            headers.push("boots");
+        }
+        headers.push("status");
+        let mut rows = Vec::new();
+        for b in &entries {
+            let mut r = vec![b.name.clone()];
+            if has_sizes {
+                r.push(bench_size(b).map(human_size).unwrap_or_default());
+            }
+            let ok = b.status == BenchStatus::Ok;
+            let cell = |v: f64| if ok { fmt_num(v) } else { "-".into() };
+            r.push(cell(b.median));
+            r.push(cell(b.p99));
+            r.push(cell(b.min));
+            match (&b.ns, ok) {
+                (Some(ns), true) => {
+                    r.push(fmt_ns(ns.median));
+                    r.push(fmt_ns(ns.p99));
+                }
+                _ => {
+                    r.push("-".into());
+                    r.push("-".into());
+                }
+            }
+            r.push(b.samples.to_string());
+            if multi_boot {
+                r.push(b.boot_medians.len().to_string());
+            }
+            r.push(status_text(b));
+            rows.push(r);
+        }
+        let n = headers.len();
+        let mut right = vec![true; n];
+        right[0] = false;
+        right[n - 1] = false;
+        writeln!(out, "  (median/p99/min in {unit})")?;
+        Table {
+            headers,
+            right,
+            rows,
+        }
+        .write(out, "  ")?;
     }
+    Ok(())
+}
 
-    for f in &r.faults {
-        writeln!(
-            out,
-            "\nguest fault ({}): {}",
-            serde_json::to_value(f.exit)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default(),
-            f.message
-        )?;
-        let mut parts = Vec::new();
-        if let Some(v) = f.vector {
-            parts.push(format!("vector {v}"));
-        }
-        if let Some(c) = f.error_code {
-            parts.push(format!("error code {c:#x}"));
-        }
-        if let Some(v) = f.rip {
-            parts.push(format!("RIP {v:#018x}"));
-        }
-        if let Some(v) = f.cr2 {
-            parts.push(format!("CR2 {v:#018x}"));
-        }
-        if let Some(v) = f.cpl {
-            parts.push(format!("CPL {v}"));
-        }
-        if !parts.is_empty() {
-            writeln!(out, "  {}", parts.join("  "))?;
+fn print_selftests(run: &RunResults, out: &mut dyn Write) -> io::Result<()> {
+    if run.selftests.is_empty() {
+        return Ok(());
+    }
+    let failed: Vec<_> = run.selftests.iter().filter(|t| !t.passed).collect();
+    writeln!(
+        out,
+        "\nself-tests: {} passed, {} failed",
+        run.selftests.len() - failed.len(),
+        failed.len()
+    )?;
+    for t in failed {
+        if t.detail.is_empty() {
+            writeln!(out, "  FAIL {}", t.name)?;
+        } else {
+            writeln!(out, "  FAIL {}: {}", t.name, t.detail)?;
         }
     }
-    if let Some(x) = &r.exit {
-        writeln!(out, "\nexit: {} — {}", x.status, x.message)?;
+    Ok(())
+}
+
+fn print_faults(run: &RunResults, out: &mut dyn Write) -> io::Result<()> {
+    if run.faults.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "\nfaults:")?;
+    for f in &run.faults {
+        writeln!(out, "  {}", with_exit_kind(f.exit, &describe_fault(f)))?;
     }
     Ok(())
 }
@@ -211,5 +319,48 @@ mod tests {
         assert_eq!(fmt_num(150.4), "150");
         assert_eq!(fmt_num(1_234_567.0), "1,234,567");
         assert_eq!(fmt_num(f64::NAN), "-");
+    }
+
+    #[test]
+    fn status_labels_are_the_serialised_names() {
+        for s in [
+            BenchStatus::Ok,
+            BenchStatus::Oom,
+            BenchStatus::Error,
+            BenchStatus::Unsupported,
+        ] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.label());
+        }
+    }
+
+    #[test]
+    fn fault_description() {
+        let mut f = FaultRecord {
+            exit: GuestExit::Exception,
+            message: "page fault".into(),
+            vector: Some(14),
+            error_code: Some(2),
+            rip: Some(0x1234),
+            cr2: Some(0x1000),
+            cpl: Some(3),
+        };
+        assert_eq!(
+            describe_fault(&f),
+            "page fault (vector 14, error code 0x2, RIP 0x1234, CR2 0x1000, CPL 3)"
+        );
+        f.vector = None;
+        f.error_code = None;
+        f.rip = None;
+        f.cr2 = None;
+        f.cpl = None;
+        assert_eq!(describe_fault(&f), "page fault");
+        assert_eq!(
+            with_exit_kind(GuestExit::Exception, "CPU exception: page fault"),
+            "CPU exception: page fault"
+        );
+        assert_eq!(
+            with_exit_kind(GuestExit::Panic, "oops"),
+            "kernel panic: oops"
+        );
     }
 }

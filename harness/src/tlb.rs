@@ -34,6 +34,7 @@ use std::io::{self, Write};
 use kmbench_protocol::BenchStatus;
 
 use crate::report::{bench_size, human_size};
+use crate::table::fmt_num;
 use crate::results::{BenchEntry, RunResults};
 
 /// Relative rise over the plateau that counts as a step.
@@ -224,16 +225,6 @@ fn page_label(bytes: u64) -> &'static str {
     }
 }
 
-fn fmt_ns(x: f64) -> String {
-    if x >= 100.0 {
-        format!("{x:.0}")
-    } else if x >= 10.0 {
-        format!("{x:.1}")
-    } else {
-        format!("{x:.2}")
-    }
-}
-
 fn env_facts(run: &RunResults, variant: &str) -> Vec<String> {
     let e = &run.env;
     let vinfo = e
@@ -312,13 +303,13 @@ pub fn print_report(run: &RunResults, out: &mut impl Write) -> io::Result<()> {
                 let val = |m: &str| maps.get(m).and_then(|p| p.get(s)).and_then(|e| latency(e));
                 for c in &cols {
                     match val(c) {
-                        Some(y) => write!(out, " {:>12}", fmt_ns(y))?,
+                        Some(y) => write!(out, " {:>12}", fmt_num(y))?,
                         None => write!(out, " {:>12}", "-")?,
                     }
                 }
                 for c in &others {
                     match val(c) {
-                        Some(y) => write!(out, " {:>12}", fmt_ns(y))?,
+                        Some(y) => write!(out, " {:>12}", fmt_num(y))?,
                         None => write!(out, " {:>12}", "-")?,
                     }
                 }
@@ -388,9 +379,9 @@ pub fn print_report(run: &RunResults, out: &mut impl Write) -> io::Result<()> {
                     out,
                     "      step after {:>9}: {entries:<22} +{} ns/access ({} → {} ns){}",
                     human_size(s.bytes),
-                    fmt_ns(s.extra_ns()),
-                    fmt_ns(s.before_ns),
-                    fmt_ns(s.after_ns),
+                    fmt_num(s.extra_ns()),
+                    fmt_num(s.before_ns),
+                    fmt_num(s.after_ns),
                     if matched.is_empty() {
                         "  (no TLB level this size: cache or hypervisor)".to_string()
                     } else {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use kmbench::results::{BenchEntry, Env, RunResults, RESULTS_SCHEMA};
-use kmbench_protocol::{BenchStatus, Summary};
+use kmbench_protocol::{BenchRecord, BenchStatus, Summary};
 
 // ---- synthetic results builder ----
 
@@ -52,20 +52,22 @@ fn bench(name: &str, median_cycles: f64, factor: f64, boots: usize) -> BenchEntr
     };
     let suite = name.split('/').next().unwrap().to_string();
     BenchEntry {
-        name: name.into(),
-        suite,
-        status: BenchStatus::Ok,
-        unit: "cycles".into(),
-        samples: 1000,
-        min: cyc.min,
-        median: cyc.median,
-        p99: cyc.p99,
-        max: cyc.max,
-        mean: cyc.mean,
-        ns: Some(cyc.scaled(1.0 / 3.0)),
-        params: BTreeMap::new(),
-        extra: BTreeMap::new(),
-        message: None,
+        record: BenchRecord {
+            name: name.into(),
+            suite,
+            status: BenchStatus::Ok,
+            unit: "cycles".into(),
+            samples: 1000,
+            min: cyc.min,
+            median: cyc.median,
+            p99: cyc.p99,
+            max: cyc.max,
+            mean: cyc.mean,
+            ns: Some(cyc.scaled(1.0 / 3.0)),
+            params: BTreeMap::new(),
+            extra: BTreeMap::new(),
+            message: None,
+        },
         boot_medians,
     }
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use kmbench::results::{BenchEntry, Env, RunResults, RESULTS_SCHEMA};
-use kmbench_protocol::{BenchStatus, Summary};
+use kmbench_protocol::{BenchRecord, BenchStatus, Summary};
 use serde_json::Value;
 
 fn bench(name: &str, median_cycles: f64, boots: &[f64]) -> BenchEntry {
@@ -16,20 +16,22 @@ fn bench(name: &str, median_cycles: f64, boots: &[f64]) -> BenchEntry {
         mean: median_cycles * 1.2,
     };
     BenchEntry {
-        name: name.into(),
-        suite: name.split('/').next().unwrap().into(),
-        status: BenchStatus::Ok,
-        unit: "cycles".into(),
-        samples: 500,
-        min: cyc.min,
-        median: cyc.median,
-        p99: cyc.p99,
-        max: cyc.max,
-        mean: cyc.mean,
-        ns: Some(cyc.scaled(0.5)), // 2 GHz
-        params: BTreeMap::new(),
-        extra: BTreeMap::new(),
-        message: None,
+        record: BenchRecord {
+            name: name.into(),
+            suite: name.split('/').next().unwrap().into(),
+            status: BenchStatus::Ok,
+            unit: "cycles".into(),
+            samples: 500,
+            min: cyc.min,
+            median: cyc.median,
+            p99: cyc.p99,
+            max: cyc.max,
+            mean: cyc.mean,
+            ns: Some(cyc.scaled(0.5)), // 2 GHz
+            params: BTreeMap::new(),
+            extra: BTreeMap::new(),
+            message: None,
+        },
         boot_medians: boots.to_vec(),
     }
 }

@@ -32,6 +32,14 @@ fn write_config(dir: &Path, name: &str, text: &str) -> PathBuf {
     p
 }
 
+/// A temporary folder holding the config `name` (`text`), and the run folder to use in it.
+fn setup(name: &str, text: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let t = tempfile::tempdir().unwrap();
+    let cfg = write_config(t.path(), name, text);
+    let out = t.path().join("run");
+    (t, cfg, out)
+}
+
 fn results(dir: &Path) -> RunResults {
     let text = std::fs::read_to_string(dir.join("results.json")).expect("results.json written");
     serde_json::from_str(&text).expect("results.json parses")
@@ -54,9 +62,7 @@ const TIMER: &str = "[suites.timer]\nsamples = 100\n";
 
 #[test]
 fn success_parses_records_and_writes_results() {
-    let t = tempfile::tempdir().unwrap();
-    let cfg = write_config(t.path(), "ok.toml", TIMER);
-    let out = t.path().join("run");
+    let (_t, cfg, out) = setup("ok.toml", TIMER);
     let (code, stdout, stderr) = run(&mut kmbench(&out, &cfg, &[]));
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
     let r = results(&out);
@@ -94,9 +100,7 @@ fn success_parses_records_and_writes_results() {
 
 #[test]
 fn boots_are_pooled() {
-    let t = tempfile::tempdir().unwrap();
-    let cfg = write_config(t.path(), "ok.toml", TIMER);
-    let out = t.path().join("run");
+    let (_t, cfg, out) = setup("ok.toml", TIMER);
     let (code, _, stderr) = run(&mut kmbench(&out, &cfg, &["--boots", "3", "--quiet"]));
     assert_eq!(code, 0, "{stderr}");
     let r = results(&out);
@@ -117,9 +121,7 @@ fn boots_are_pooled() {
 
 #[test]
 fn panic_is_a_distinct_failure_with_its_message() {
-    let t = tempfile::tempdir().unwrap();
-    let cfg = write_config(t.path(), "p.toml", "[guest]\nfault = \"panic\"\n");
-    let out = t.path().join("run");
+    let (_t, cfg, out) = setup("p.toml", "[guest]\nfault = \"panic\"\n");
     let (code, _, stderr) = run(&mut kmbench(&out, &cfg, &[]));
     assert_eq!(code, 4, "{stderr}");
     assert!(stderr.contains("injected panic"), "{stderr}");
@@ -132,9 +134,7 @@ fn panic_is_a_distinct_failure_with_its_message() {
 
 #[test]
 fn page_fault_reports_vector_rip_cr2() {
-    let t = tempfile::tempdir().unwrap();
-    let cfg = write_config(t.path(), "pf.toml", "[guest]\nfault = \"page_fault\"\n");
-    let out = t.path().join("run");
+    let (_t, cfg, out) = setup("pf.toml", "[guest]\nfault = \"page_fault\"\n");
     let (code, stdout, stderr) = run(&mut kmbench(&out, &cfg, &[]));
     assert_eq!(code, 5, "{stderr}");
     let r = results(&out);
@@ -151,13 +151,10 @@ fn page_fault_reports_vector_rip_cr2() {
 
 #[test]
 fn hang_is_killed_by_the_timeout_and_partial_results_kept() {
-    let t = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        t.path(),
+    let (_t, cfg, out) = setup(
         "h.toml",
         &format!("[guest]\nfault = \"hang_after_record\"\n{TIMER}"),
     );
-    let out = t.path().join("run");
     let t0 = Instant::now();
     let (code, _, stderr) = run(&mut kmbench(&out, &cfg, &["--timeout", "1"]));
     assert!(t0.elapsed() < Duration::from_secs(30));
@@ -172,13 +169,10 @@ fn hang_is_killed_by_the_timeout_and_partial_results_kept() {
 
 #[test]
 fn sigint_kills_the_guest_and_keeps_results() {
-    let t = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        t.path(),
+    let (_t, cfg, out) = setup(
         "h.toml",
         &format!("[guest]\nfault = \"hang_after_record\"\n{TIMER}"),
     );
-    let out = t.path().join("run");
     let mut child = kmbench(&out, &cfg, &["--timeout", "60"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -204,9 +198,7 @@ fn sigint_kills_the_guest_and_keeps_results() {
 
 #[test]
 fn qemu_start_failure_is_a_harness_error() {
-    let t = tempfile::tempdir().unwrap();
-    let cfg = write_config(t.path(), "ok.toml", TIMER);
-    let out = t.path().join("run");
+    let (_t, cfg, out) = setup("ok.toml", TIMER);
     let (code, _, stderr) = run(kmbench(&out, &cfg, &[]).env("FAKE_QEMU_MODE", "launch_fail"));
     assert_eq!(code, 2, "{stderr}");
     assert!(
@@ -218,10 +210,8 @@ fn qemu_start_failure_is_a_harness_error() {
 
 #[test]
 fn missing_qemu_names_the_package() {
-    let t = tempfile::tempdir().unwrap();
-    let cfg = write_config(t.path(), "ok.toml", TIMER);
-    let (code, _, stderr) =
-        run(kmbench(&t.path().join("run"), &cfg, &[]).env("KMBENCH_QEMU", "/nonexistent/qemu"));
+    let (_t, cfg, out) = setup("ok.toml", TIMER);
+    let (code, _, stderr) = run(kmbench(&out, &cfg, &[]).env("KMBENCH_QEMU", "/nonexistent/qemu"));
     assert_eq!(code, 2);
     assert!(
         stderr.contains("qemu-system-x86_64 not found")
@@ -232,19 +222,15 @@ fn missing_qemu_names_the_package() {
 
 #[test]
 fn unknown_config_key_is_rejected_with_its_name() {
-    let t = tempfile::tempdir().unwrap();
-    let cfg = write_config(t.path(), "bad.toml", "[suites.timer]\nsampels = 100\n");
-    let (code, _, stderr) = run(&mut kmbench(&t.path().join("run"), &cfg, &[]));
+    let (_t, cfg, out) = setup("bad.toml", "[suites.timer]\nsampels = 100\n");
+    let (code, _, stderr) = run(&mut kmbench(&out, &cfg, &[]));
     assert_eq!(code, 2);
     assert!(stderr.contains("bad.toml"), "{stderr}");
     assert!(
         stderr.contains("unknown field `sampels`") && stderr.contains("[suites.timer]"),
         "{stderr}"
     );
-    assert!(
-        !t.path().join("run").exists(),
-        "nothing runs for a bad config"
-    );
+    assert!(!out.exists(), "nothing runs for a bad config");
 }
 
 #[test]
@@ -264,9 +250,7 @@ fn missing_config_file_is_reported() {
 
 #[test]
 fn cpl_override_reaches_the_plan() {
-    let t = tempfile::tempdir().unwrap();
-    let cfg = write_config(t.path(), "ok.toml", TIMER);
-    let out = t.path().join("run");
+    let (_t, cfg, out) = setup("ok.toml", TIMER);
     let (code, _, stderr) = run(&mut kmbench(&out, &cfg, &["--cpl", "3", "--quiet"]));
     assert_eq!(code, 0, "{stderr}");
     let r = results(&out);
@@ -289,13 +273,11 @@ fn hugetlbfs_without_reserved_pages_fails_clearly() {
     if free >= 1024 {
         return; // this host has the pages reserved
     }
-    let t = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        t.path(),
+    let (_t, cfg, out) = setup(
         "h.toml",
         "[run]\nhost_backing = \"hugetlbfs\"\nmemory_mib = 2048\n",
     );
-    let (code, _, stderr) = run(&mut kmbench(&t.path().join("run"), &cfg, &[]));
+    let (code, _, stderr) = run(&mut kmbench(&out, &cfg, &[]));
     assert_eq!(code, 2);
     assert!(
         stderr.contains("needs 1024 free 2 MiB huge pages") && stderr.contains("nr_hugepages"),

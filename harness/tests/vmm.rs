@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use kmbench::backend::kvm::{self, KvmVmm};
 use kmbench::backend::{AccelKind, Backend, BootEnd, BootReport, Event, LaunchSpec};
 use kmbench::config::{HostBacking, Machine};
-use kmbench_protocol::{FaultInjection, GateSuite, GuestExit, GuestPlan, Record, CMDLINE_PLAN_KEY};
+use kmbench_protocol::{
+    FaultInjection, FaultRecord, GateSuite, GuestExit, GuestPlan, Hello, Record, CMDLINE_PLAN_KEY,
+};
 
 static NO_INTERRUPT: AtomicBool = AtomicBool::new(false);
 
@@ -35,6 +37,15 @@ fn skip() -> Option<String> {
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The serial lock, or None (with the reason printed) when the VMM cannot run here.
+fn vmm_lock() -> Option<std::sync::MutexGuard<'static, ()>> {
+    if let Some(r) = skip() {
+        eprintln!("{r}");
+        return None;
+    }
+    Some(serial())
 }
 
 fn small_plan(fault: Option<FaultInjection>) -> GuestPlan {
@@ -71,6 +82,41 @@ struct Booted {
     log: String,
 }
 
+impl Booted {
+    /// The guest exited through isa-debug-exit with `exit` (any raw code).
+    fn assert_exited(&self, exit: GuestExit) {
+        assert!(
+            matches!(&self.report.end, BootEnd::Exited { exit: e, .. } if *e == exit),
+            "{:?}\n{}",
+            self.report.end,
+            self.log
+        );
+    }
+
+    fn hello(&self) -> Option<&Hello> {
+        self.records.iter().find_map(|r| match r {
+            Record::Hello(h) => Some(h),
+            _ => None,
+        })
+    }
+
+    fn fault(&self) -> Option<&FaultRecord> {
+        self.records.iter().find_map(|r| match r {
+            Record::Fault(f) => Some(f),
+            _ => None,
+        })
+    }
+}
+
+/// [`small_plan`] with `fault`, on default host backing.
+fn boot_small(fault: Option<FaultInjection>, timeout_s: u64) -> Booted {
+    boot(
+        &small_plan(fault),
+        Duration::from_secs(timeout_s),
+        HostBacking::Default,
+    )
+}
+
 fn boot(plan: &GuestPlan, timeout: Duration, backing: HostBacking) -> Booted {
     let dir = tempfile::tempdir().unwrap();
     let s = spec(plan, dir.path(), timeout, backing);
@@ -102,16 +148,8 @@ fn boot(plan: &GuestPlan, timeout: Duration, backing: HostBacking) -> Booted {
 
 #[test]
 fn boots_and_reports_success() {
-    if let Some(r) = skip() {
-        eprintln!("{r}");
-        return;
-    }
-    let _g = serial();
-    let b = boot(
-        &small_plan(None),
-        Duration::from_secs(60),
-        HostBacking::Default,
-    );
+    let Some(_g) = vmm_lock() else { return };
+    let b = boot_small(None, 60);
     assert_eq!(
         b.report.end,
         BootEnd::Exited {
@@ -124,14 +162,7 @@ fn boots_and_reports_success() {
     );
     assert!(b.launched);
     assert!(b.bad.is_empty(), "{:?}", b.bad);
-    let hello = b
-        .records
-        .iter()
-        .find_map(|r| match r {
-            Record::Hello(h) => Some(h),
-            _ => None,
-        })
-        .expect("hello record");
+    let hello = b.hello().expect("hello record");
     assert_eq!(hello.cpl, 3);
     assert!(hello.tsc_hz > 0);
     assert!(b.records.iter().any(|r| matches!(r, Record::Bench(_))));
@@ -149,28 +180,9 @@ fn boots_and_reports_success() {
 
 #[test]
 fn panic_exits_with_panic_and_a_fault_record() {
-    if let Some(r) = skip() {
-        eprintln!("{r}");
-        return;
-    }
-    let _g = serial();
-    let b = boot(
-        &small_plan(Some(FaultInjection::Panic)),
-        Duration::from_secs(60),
-        HostBacking::Default,
-    );
-    assert!(
-        matches!(
-            b.report.end,
-            BootEnd::Exited {
-                exit: GuestExit::Panic,
-                ..
-            }
-        ),
-        "{:?}\n{}",
-        b.report.end,
-        b.log
-    );
+    let Some(_g) = vmm_lock() else { return };
+    let b = boot_small(Some(FaultInjection::Panic), 60);
+    b.assert_exited(GuestExit::Panic);
     assert!(b
         .records
         .iter()
@@ -179,84 +191,36 @@ fn panic_exits_with_panic_and_a_fault_record() {
 
 #[test]
 fn page_fault_exits_with_exception() {
-    if let Some(r) = skip() {
-        eprintln!("{r}");
-        return;
-    }
-    let _g = serial();
-    let b = boot(
-        &small_plan(Some(FaultInjection::PageFault)),
-        Duration::from_secs(60),
-        HostBacking::Default,
-    );
-    assert!(
-        matches!(
-            b.report.end,
-            BootEnd::Exited {
-                exit: GuestExit::Exception,
-                ..
-            }
-        ),
-        "{:?}\n{}",
-        b.report.end,
-        b.log
-    );
-    let f = b
-        .records
-        .iter()
-        .find_map(|r| match r {
-            Record::Fault(f) => Some(f),
-            _ => None,
-        })
-        .expect("fault record");
+    let Some(_g) = vmm_lock() else { return };
+    let b = boot_small(Some(FaultInjection::PageFault), 60);
+    b.assert_exited(GuestExit::Exception);
+    let f = b.fault().expect("fault record");
     assert_eq!(f.vector, Some(14));
     assert!(f.cr2.is_some());
 }
 
 #[test]
 fn hang_times_out_and_the_vcpu_stops() {
-    if let Some(r) = skip() {
-        eprintln!("{r}");
-        return;
-    }
-    let _g = serial();
+    let Some(_g) = vmm_lock() else { return };
     let t = Instant::now();
-    let b = boot(
-        &small_plan(Some(FaultInjection::Hang)),
-        Duration::from_secs(3),
-        HostBacking::Default,
-    );
+    let b = boot_small(Some(FaultInjection::Hang), 3);
     assert_eq!(b.report.end, BootEnd::Timeout, "{}", b.log);
     // The vCPU really stopped: boot() returned, well before a generous bound.
     assert!(t.elapsed() < Duration::from_secs(30));
     // And the backend can boot again in the same process afterwards.
-    let again = boot(
-        &small_plan(None),
-        Duration::from_secs(60),
-        HostBacking::Default,
-    );
-    assert!(matches!(
-        again.report.end,
-        BootEnd::Exited {
-            exit: GuestExit::Success,
-            ..
-        }
-    ));
+    let again = boot_small(None, 60);
+    again.assert_exited(GuestExit::Success);
 }
 
 #[test]
 fn hugetlbfs_without_a_pool_is_a_launch_failure() {
-    if let Some(r) = skip() {
-        eprintln!("{r}");
-        return;
-    }
+    let Some(_g) = vmm_lock() else { return };
     let need = 256u64.div_ceil(2);
     let have = kvm::free_huge_pages_2m();
     if have >= need {
         eprintln!("skipping: the host has {have} free 2 MiB huge pages (the error path needs fewer than {need})");
         return;
     }
-    let _g = serial();
     let b = boot(
         &small_plan(None),
         Duration::from_secs(10),
@@ -277,28 +241,13 @@ fn hugetlbfs_without_a_pool_is_a_launch_failure() {
 
 #[test]
 fn small_host_pages_boot_too() {
-    if let Some(r) = skip() {
-        eprintln!("{r}");
-        return;
-    }
-    let _g = serial();
+    let Some(_g) = vmm_lock() else { return };
     let b = boot(
         &small_plan(None),
         Duration::from_secs(60),
         HostBacking::Small,
     );
-    assert!(
-        matches!(
-            b.report.end,
-            BootEnd::Exited {
-                exit: GuestExit::Success,
-                ..
-            }
-        ),
-        "{:?}\n{}",
-        b.report.end,
-        b.log
-    );
+    b.assert_exited(GuestExit::Success);
     assert!(b.extra["vmm_memory"]
         .as_str()
         .unwrap()
@@ -307,12 +256,8 @@ fn small_host_pages_boot_too() {
 
 #[test]
 fn interrupt_flag_stops_a_hung_guest() {
-    if let Some(r) = skip() {
-        eprintln!("{r}");
-        return;
-    }
     static STOP: AtomicBool = AtomicBool::new(false);
-    let _g = serial();
+    let Some(_g) = vmm_lock() else { return };
     let dir = tempfile::tempdir().unwrap();
     let mut s = spec(
         &small_plan(Some(FaultInjection::Hang)),
@@ -334,11 +279,7 @@ fn interrupt_flag_stops_a_hung_guest() {
 
 #[test]
 fn cli_runs_on_the_embedded_vmm() {
-    if let Some(r) = skip() {
-        eprintln!("{r}");
-        return;
-    }
-    let _g = serial();
+    let Some(_g) = vmm_lock() else { return };
     let t = tempfile::tempdir().unwrap();
     let out = t.path().join("run");
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_kmbench"))

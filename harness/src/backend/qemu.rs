@@ -104,41 +104,14 @@ impl Backend for Qemu {
     fn boot(&mut self, spec: &LaunchSpec, on_event: &mut dyn FnMut(Event)) -> Result<BootReport> {
         std::fs::File::create(&spec.log_path)
             .map_err(|e| HarnessError::io(format!("creating {}", spec.log_path.display()), e))?;
-        let mut command: Command = self.command(spec).into();
-        // Own process group: a terminal Ctrl-C reaches only us; we stop QEMU ourselves.
-        command
-            .process_group(0)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                HarnessError::QemuNotFound
-            } else {
-                HarnessError::io(format!("spawning {}", self.binary.display()), e)
-            }
-        })?;
+        let mut child = spawn(&mut self.command(spec).into(), &self.binary)?;
         let started = Instant::now();
         on_event(Event::Launched);
 
         // stdout → lines over a channel.
         let (tx, rx) = mpsc::channel::<String>();
         let stdout = child.stdout.take().expect("piped stdout");
-        let out_thread = thread::spawn(move || {
-            let mut r = BufReader::new(stdout);
-            let mut buf = Vec::new();
-            loop {
-                buf.clear();
-                match r.read_until(b'\n', &mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        if tx.send(String::from_utf8_lossy(&buf).into_owned()).is_err() {
-                            break;
-                        }
-                    }
-                }
-            }
-        });
+        let out_thread = read_lines(stdout, move |line| tx.send(line).is_ok());
         // stderr → collected (and echoed when verbose).
         let stderr_buf = Arc::new(Mutex::new(String::new()));
         let err_thread = {
@@ -226,6 +199,47 @@ impl Backend for Qemu {
         };
         Ok(BootReport { end, stderr })
     }
+}
+
+/// Spawn QEMU with piped stdout and stderr, in its own process group: a terminal Ctrl-C
+/// reaches only us; we stop QEMU ourselves.
+pub(crate) fn spawn(command: &mut Command, binary: &Path) -> Result<Child> {
+    command
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                HarnessError::QemuNotFound
+            } else {
+                HarnessError::io(format!("spawning {}", binary.display()), e)
+            }
+        })
+}
+
+/// On a new thread, hand each line of `stdout` (lossy UTF-8, newline kept) to `line` until
+/// EOF, a read error, or `line` returning false.
+pub(crate) fn read_lines(
+    stdout: impl Read + Send + 'static,
+    mut line: impl FnMut(String) -> bool + Send + 'static,
+) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let mut r = BufReader::new(stdout);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match r.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    if !line(String::from_utf8_lossy(&buf).into_owned()) {
+                        break;
+                    }
+                }
+            }
+        }
+    })
 }
 
 fn kill(child: &mut Child) {

@@ -1,13 +1,11 @@
 //! `kmbench report RUN`: re-print a stored run's tables and write its SVG plots;
 //! `kmbench report --list` / `kmbench list`: the runs stored under `results/`.
-use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use kmbench_protocol::BenchStatus;
-
 use crate::results::{BenchEntry, RunResults};
+use crate::table;
 
 pub mod list;
 pub mod plot;
@@ -153,120 +151,18 @@ pub fn human_size(bytes: u64) -> String {
     format!("{bytes} B")
 }
 
-/// Nanoseconds with a unit that keeps numbers short.
-pub fn human_ns(ns: f64) -> String {
-    crate::compare::fmt_ns(ns)
-}
-
-fn fmt_num(x: f64) -> String {
-    if !x.is_finite() {
-        "-".into()
-    } else if x.abs() >= 100.0 {
-        format!("{x:.0}")
-    } else {
-        format!("{x:.1}")
-    }
-}
-
-// ---- tables ----
-
-struct Table {
-    headers: Vec<&'static str>,
-    right: Vec<bool>,
-    rows: Vec<Vec<String>>,
-}
-
-impl Table {
-    fn write(&self, out: &mut impl Write, indent: &str) -> io::Result<()> {
-        let mut w: Vec<usize> = self.headers.iter().map(|h| h.chars().count()).collect();
-        for r in &self.rows {
-            for (i, c) in r.iter().enumerate() {
-                w[i] = w[i].max(c.chars().count());
-            }
-        }
-        let line = |cells: Vec<String>| -> String {
-            let parts: Vec<String> = cells
-                .iter()
-                .enumerate()
-                .map(|(i, c)| {
-                    let pad = " ".repeat(w[i].saturating_sub(c.chars().count()));
-                    if self.right[i] {
-                        format!("{pad}{c}")
-                    } else {
-                        format!("{c}{pad}")
-                    }
-                })
-                .collect();
-            parts.join("  ").trim_end().to_string()
-        };
-        writeln!(
-            out,
-            "{indent}{}",
-            line(self.headers.iter().map(|h| h.to_string()).collect())
-        )?;
-        for r in &self.rows {
-            writeln!(out, "{indent}{}", line(r.clone()))?;
-        }
-        Ok(())
-    }
-}
-
-fn status_text(e: &BenchEntry) -> String {
-    match (e.status, &e.message) {
-        (BenchStatus::Ok, _) => String::new(),
-        (s, Some(m)) => format!("{}: {m}", status_name(s)),
-        (s, None) => status_name(s).to_string(),
-    }
-}
-
-fn status_name(s: BenchStatus) -> &'static str {
-    match s {
-        BenchStatus::Ok => "ok",
-        BenchStatus::Oom => "oom",
-        BenchStatus::Error => "error",
-        BenchStatus::Unsupported => "unsupported",
-    }
-}
-
-/// Benchmarks grouped by suite, suites in order of first appearance.
-pub fn by_suite(run: &RunResults) -> Vec<(String, Vec<&BenchEntry>)> {
-    let mut order: Vec<String> = Vec::new();
-    let mut groups: BTreeMap<String, Vec<&BenchEntry>> = BTreeMap::new();
-    for e in &run.benchmarks {
-        let suite = if e.suite.is_empty() {
-            e.name.split('/').next().unwrap_or("").to_string()
-        } else {
-            e.suite.clone()
-        };
-        if !groups.contains_key(&suite) {
-            order.push(suite.clone());
-        }
-        groups.entry(suite).or_default().push(e);
-    }
-    order
-        .into_iter()
-        .map(|s| {
-            let v = groups.remove(&s).unwrap_or_default();
-            (s, v)
-        })
-        .collect()
-}
-
-/// Print a stored run: environment header, benchmarks by suite (cycles and ns), self-tests,
-/// faults and info. Self-contained so `report` works on any results.json.
+/// Print a stored run: the same summary `kmbench run` prints ([`table::print`]), then the
+/// details only the report shows: the rest of the environment and the info records.
+/// Self-contained so `report` works on any results.json.
 pub fn print_run(run: &RunResults, out: &mut impl Write) -> io::Result<()> {
+    table::print(run, out)?;
+    print_details(run, out)
+}
+
+/// The environment beyond the summary's header (start time, config hash, commit, QEMU, mm
+/// flags, the guest's hello, backend extras, the exit code) and the guest's info records.
+fn print_details(run: &RunResults, out: &mut impl Write) -> io::Result<()> {
     let e = &run.env;
-    writeln!(
-        out,
-        "run {}  started {}  {}",
-        run.run_id,
-        run.started_at,
-        if run.complete {
-            "complete"
-        } else {
-            "INCOMPLETE"
-        }
-    )?;
     let or_dash = |s: &str| {
         if s.is_empty() {
             "-".to_string()
@@ -275,66 +171,7 @@ pub fn print_run(run: &RunResults, out: &mut impl Write) -> io::Result<()> {
         }
     };
     let mut env_rows: Vec<(&str, String)> = vec![
-        (
-            "accel",
-            format!(
-                "{} (hypervisor {}, backend {})",
-                or_dash(&e.accel),
-                or_dash(&e.hypervisor),
-                or_dash(&e.backend)
-            ),
-        ),
-        (
-            "cpl",
-            if e.cpl_source.is_empty() {
-                e.cpl.to_string()
-            } else {
-                format!("{} ({})", e.cpl, e.cpl_source)
-            },
-        ),
-        ("host cpu", or_dash(&e.host_cpu)),
-        ("host kernel", or_dash(&e.host_kernel)),
-        (
-            "guest cpu",
-            format!(
-                "{}{}",
-                or_dash(&e.cpu_model),
-                if e.machine.is_empty() {
-                    String::new()
-                } else {
-                    format!(", machine {}", e.machine)
-                }
-            ),
-        ),
-        (
-            "memory",
-            format!(
-                "{} MiB, direct map {} pages, host backing {}",
-                e.guest_memory_mib,
-                or_dash(&e.direct_map_page),
-                or_dash(&e.host_backing)
-            ),
-        ),
-        (
-            "tsc",
-            format!(
-                "{:.3} GHz ({})",
-                e.tsc_hz as f64 / 1e9,
-                or_dash(&e.tsc_source)
-            ),
-        ),
-        (
-            "boot",
-            format!(
-                "{:.0} ms{}",
-                e.boot_ms,
-                if e.boots > 1 {
-                    format!(", {} boots", e.boots)
-                } else {
-                    String::new()
-                }
-            ),
-        ),
+        ("started", or_dash(&run.started_at)),
         (
             "config",
             format!(
@@ -385,136 +222,15 @@ pub fn print_run(run: &RunResults, out: &mut impl Write) -> io::Result<()> {
     for (k, v) in &e.extra {
         env_rows.push(("extra", format!("{k} = {v}")));
     }
+    if let Some(c) = run.exit.as_ref().and_then(|x| x.code) {
+        env_rows.push(("exit code", c.to_string()));
+    }
+    writeln!(out, "\ndetails:")?;
     let kw = env_rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (k, v) in env_rows {
         writeln!(out, "  {k:<kw$}  {v}")?;
     }
-    if let Some(x) = &run.exit {
-        writeln!(
-            out,
-            "  {:<kw$}  {}{}: {}",
-            "exit",
-            x.status,
-            x.code.map(|c| format!(" ({c})")).unwrap_or_default(),
-            x.message
-        )?;
-    }
 
-    for (suite, entries) in by_suite(run) {
-        writeln!(
-            out,
-            "\n{suite} ({} benchmark{})",
-            entries.len(),
-            if entries.len() == 1 { "" } else { "s" }
-        )?;
-        let multi_boot = entries.iter().any(|b| b.boot_medians.len() > 1);
-        let has_sizes = entries.iter().any(|b| bench_size(b).is_some());
-        let unit = entries
-            .iter()
-            .map(|b| b.unit.as_str())
-            .find(|u| !u.is_empty())
-            .unwrap_or("cycles");
-        let mut headers = vec!["benchmark"];
-        if has_sizes {
-            headers.push("size");
-        }
-        headers.extend(["median", "p99", "min", "median ns", "p99 ns", "samples"]);
-        if multi_boot {
-            headers.push("boots");
-        }
-        headers.push("status");
-        let mut rows = Vec::new();
-        for b in &entries {
-            let mut r = vec![b.name.clone()];
-            if has_sizes {
-                r.push(bench_size(b).map(human_size).unwrap_or_default());
-            }
-            let ok = b.status == BenchStatus::Ok;
-            let cell = |v: f64| if ok { fmt_num(v) } else { "-".into() };
-            r.push(cell(b.median));
-            r.push(cell(b.p99));
-            r.push(cell(b.min));
-            match (&b.ns, ok) {
-                (Some(ns), true) => {
-                    r.push(human_ns(ns.median));
-                    r.push(human_ns(ns.p99));
-                }
-                _ => {
-                    r.push("-".into());
-                    r.push("-".into());
-                }
-            }
-            r.push(b.samples.to_string());
-            if multi_boot {
-                r.push(b.boot_medians.len().to_string());
-            }
-            r.push(status_text(b));
-            rows.push(r);
-        }
-        let n = headers.len();
-        let mut right = vec![true; n];
-        right[0] = false;
-        right[n - 1] = false;
-        writeln!(out, "  (median/p99/min in {unit})")?;
-        Table {
-            headers,
-            right,
-            rows,
-        }
-        .write(out, "  ")?;
-    }
-    if run.benchmarks.is_empty() {
-        writeln!(out, "\nno benchmarks")?;
-    }
-
-    if !run.selftests.is_empty() {
-        let failed: Vec<_> = run.selftests.iter().filter(|t| !t.passed).collect();
-        writeln!(
-            out,
-            "\nself-tests: {} passed, {} failed",
-            run.selftests.len() - failed.len(),
-            failed.len()
-        )?;
-        for t in failed {
-            writeln!(
-                out,
-                "  FAIL {}{}",
-                t.name,
-                if t.detail.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {}", t.detail)
-                }
-            )?;
-        }
-    }
-    if !run.faults.is_empty() {
-        writeln!(out, "\nfaults:")?;
-        for f in &run.faults {
-            let mut extra = Vec::new();
-            if let Some(v) = f.vector {
-                extra.push(format!("vector {v}"));
-            }
-            if let Some(c) = f.error_code {
-                extra.push(format!("error code {c:#x}"));
-            }
-            if let Some(r) = f.rip {
-                extra.push(format!("rip {r:#x}"));
-            }
-            if let Some(c) = f.cr2 {
-                extra.push(format!("cr2 {c:#x}"));
-            }
-            if let Some(c) = f.cpl {
-                extra.push(format!("cpl {c}"));
-            }
-            let extra = if extra.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", extra.join(", "))
-            };
-            writeln!(out, "  {}: {}{extra}", f.exit.describe(), f.message)?;
-        }
-    }
     if !run.info.is_empty() {
         writeln!(out, "\ninfo:")?;
         let kw = run.info.keys().map(|k| k.len()).max().unwrap_or(0);
@@ -536,7 +252,10 @@ pub fn print_run(run: &RunResults, out: &mut impl Write) -> io::Result<()> {
 mod tests {
     use super::*;
     use crate::results::Env;
-    use kmbench_protocol::{FaultRecord, GuestExit, SelftestRecord, Summary};
+    use kmbench_protocol::{
+        BenchRecord, BenchStatus, FaultRecord, GuestExit, SelftestRecord, Summary,
+    };
+    use std::collections::BTreeMap;
 
     fn entry(
         name: &str,
@@ -552,23 +271,25 @@ mod tests {
             mean: cycles,
         };
         BenchEntry {
-            name: name.into(),
-            suite: suite.into(),
-            status: BenchStatus::Ok,
-            unit: "cycles".into(),
-            samples: 100,
-            min: s.min,
-            median: s.median,
-            p99: s.p99,
-            max: s.max,
-            mean: s.mean,
-            ns: Some(s.scaled(0.5)),
-            params: params
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
-                .collect(),
-            extra: BTreeMap::new(),
-            message: None,
+            record: BenchRecord {
+                name: name.into(),
+                suite: suite.into(),
+                status: BenchStatus::Ok,
+                unit: "cycles".into(),
+                samples: 100,
+                min: s.min,
+                median: s.median,
+                p99: s.p99,
+                max: s.max,
+                mean: s.mean,
+                ns: Some(s.scaled(0.5)),
+                params: params
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect(),
+                extra: BTreeMap::new(),
+                message: None,
+            },
             boot_medians: vec![],
         }
     }
@@ -655,7 +376,7 @@ mod tests {
             "oom: out of memory",
             "1 passed, 1 failed",
             "FAIL slab/redzone: corrupted",
-            "kernel panic: oops (rip 0x1234)",
+            "kernel panic: oops (RIP 0x1234)",
         ] {
             assert!(s.contains(needle), "missing {needle:?} in\n{s}");
         }

@@ -184,7 +184,7 @@ pub fn draw(
         .x_label_area_size(48)
         .y_label_area_size(80);
     let x_fmt = |x: &f64| human_size(x.round() as u64);
-    let y_fmt = |y: &f64| super::human_ns(*y).replace(" ns", "");
+    let y_fmt = |y: &f64| crate::compare::fmt_ns(*y).replace(" ns", "");
     macro_rules! body {
         ($chart:ident) => {{
             $chart
@@ -240,7 +240,7 @@ pub fn write_plots(
     dir: &Path,
 ) -> Result<Vec<PathBuf>, Box<dyn std::error::Error>> {
     let mut written = Vec::new();
-    for (suite, entries) in super::by_suite(run) {
+    for (suite, entries) in crate::table::by_suite(run) {
         let entries: Vec<&BenchEntry> = entries.into_iter().filter(|e| !is_access(e)).collect();
         let series = suite_series(&entries);
         if series.is_empty() {

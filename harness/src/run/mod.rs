@@ -17,7 +17,7 @@ use crate::backend::{AccelKind, Backend, BackendChoice, BootEnd, Event, LaunchSp
 use crate::build;
 use crate::config::{self, Accel, CplSetting, HostBacking};
 use crate::error::{HarnessError, IoContext, Result};
-use crate::host::{self, Hypervisor};
+use crate::host;
 use crate::results::{Env, ExitInfo, RunResults};
 use crate::table;
 
@@ -223,30 +223,6 @@ fn guest_exit_name(e: GuestExit) -> String {
         .unwrap_or_else(|| format!("{e:?}"))
 }
 
-fn describe_fault(f: &FaultRecord) -> String {
-    let mut s = f.message.clone();
-    let mut parts = Vec::new();
-    if let Some(v) = f.vector {
-        parts.push(format!("vector {v}"));
-    }
-    if let Some(e) = f.error_code {
-        parts.push(format!("error code {e:#x}"));
-    }
-    if let Some(r) = f.rip {
-        parts.push(format!("RIP {r:#x}"));
-    }
-    if let Some(c) = f.cr2 {
-        parts.push(format!("CR2 {c:#x}"));
-    }
-    if let Some(c) = f.cpl {
-        parts.push(format!("CPL {c}"));
-    }
-    if !parts.is_empty() {
-        s.push_str(&format!(" ({})", parts.join(", ")));
-    }
-    s
-}
-
 /// Judge one boot from how it ended and what it sent.
 pub fn verdict(end: &BootEnd, data: &BootData, timeout_s: u64) -> Verdict {
     let mk = |ok, st, status: &str, code, message: String| Verdict {
@@ -301,14 +277,7 @@ pub fn verdict(end: &BootEnd, data: &BootData, timeout_s: u64) -> Verdict {
         }
         BootEnd::Exited { exit, raw } => {
             let message = match data.faults.last() {
-                Some(f)
-                    if f.message
-                        .to_lowercase()
-                        .starts_with(&exit.describe().to_lowercase()) =>
-                {
-                    format!("guest {}", f.message)
-                }
-                Some(f) => format!("guest {}: {}", exit.describe(), f.message),
+                Some(f) => format!("guest {}", table::with_exit_kind(*exit, &f.message)),
                 None => format!("guest {} (exit code {})", exit.describe(), exit.code()),
             };
             mk(
@@ -328,7 +297,7 @@ pub fn verdict(end: &BootEnd, data: &BootData, timeout_s: u64) -> Verdict {
         ),
         BootEnd::Unexpected { code, message, .. } => {
             let message = match data.faults.last() {
-                Some(f) => format!("{message}; last fault: {}", describe_fault(f)),
+                Some(f) => format!("{message}; last fault: {}", table::describe_fault(f)),
                 None => message.clone(),
             };
             mk(false, status::UNEXPECTED, "unknown", *code, message)
@@ -536,32 +505,18 @@ pub fn execute(args: &Args) -> Result<RunOutcome> {
     let cfg = &loaded.config;
 
     // Accelerator and hypervisor kind.
-    let accel = match args.accel.unwrap_or(cfg.run.accel) {
-        Accel::Auto => match host::kvm_usable() {
-            Ok(()) => AccelKind::Kvm,
-            Err(e) => {
-                note(quiet, format!("warning: /dev/kvm unusable ({e}); falling back to TCG: TCG numbers are emulation, not hardware numbers"));
-                AccelKind::Tcg
-            }
-        },
-        Accel::Kvm => {
-            host::kvm_usable().map_err(HarnessError::KvmUnavailable)?;
-            AccelKind::Kvm
-        }
-        Accel::Tcg => AccelKind::Tcg,
-    };
     let cpuinfo = host::cpuinfo();
-    let hv = match accel {
-        AccelKind::Tcg => Hypervisor::Tcg,
-        AccelKind::Kvm => host::detect_kvm_kind(Path::new("/sys/module"), &cpuinfo),
-    };
+    let (accel, hv) =
+        host::resolve_accel(args.accel.unwrap_or(cfg.run.accel), &cpuinfo, &mut |m| {
+            note(quiet, m)
+        })?;
     let (cpl_setting, cpl_from) = match args.cpl {
         Some(c) => (c, "cli"),
         None => (cfg.guest.cpl, "config"),
     };
     let (cpl, cpl_source) = host::resolve_cpl(cpl_setting, cpl_from, hv);
-    if hv == Hypervisor::Pvm && cpl == 0 {
-        note(quiet, "warning: CPL0 under kvm_pvm is emulated (~1000x slower); measured code should run at CPL3");
+    if let Some(w) = host::emulated_cpl0_warning(hv, cpl) {
+        note(quiet, w);
     }
 
     // Backend: the embedded VMM needs KVM and boots microvm-style only.

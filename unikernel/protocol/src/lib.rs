@@ -115,6 +115,18 @@ pub enum BenchStatus {
     Unsupported,
 }
 
+impl BenchStatus {
+    /// The serialised (snake_case) name: `ok`, `oom`, `error`, `unsupported`.
+    pub fn label(self) -> &'static str {
+        match self {
+            BenchStatus::Ok => "ok",
+            BenchStatus::Oom => "oom",
+            BenchStatus::Error => "error",
+            BenchStatus::Unsupported => "unsupported",
+        }
+    }
+}
+
 /// One line on the results channel.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
