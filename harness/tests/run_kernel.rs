@@ -62,3 +62,62 @@ fn hang_after_record_is_killed_with_partial_results() {
         "the record sent before the hang is kept"
     );
 }
+
+/// SIGKILL of the harness mid-run: results.json is already there (complete = false, with
+/// the benchmarks that had arrived), and QEMU does not outlive the harness.
+#[test]
+fn sigkill_of_the_harness_leaves_results_and_no_qemu() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kmbench"))
+        .current_dir(common::root())
+        .args(["run", "configs/faults/hang_after_record.toml", "--accel", "tcg", "--backend", "qemu", "--quiet", "--timeout", "60", "--out"])
+        .arg(&out)
+        .env("KMBENCH_KERNEL", common::kernel())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    let results = out.join("results.json");
+    let has_bench = || {
+        std::fs::read_to_string(&results)
+            .ok()
+            .and_then(|t| serde_json::from_str::<kmbench::results::RunResults>(&t).ok())
+            .is_some_and(|r| !r.benchmarks.is_empty())
+    };
+    while !has_bench() {
+        assert!(t0.elapsed() < Duration::from_secs(30), "results.json never showed a benchmark");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let qemu_pids = || {
+        let me = child.id().to_string();
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+                // field 4 of /proc/<pid>/stat is the parent pid
+                stat.split_whitespace().nth(3) == Some(me.as_str()) && stat.contains("qemu")
+            })
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+    };
+    let qemu = qemu_pids();
+    assert!(!qemu.is_empty(), "expected a QEMU child while the guest hangs");
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let r: kmbench::results::RunResults = serde_json::from_str(&std::fs::read_to_string(&results).unwrap()).unwrap();
+    assert!(!r.complete);
+    assert!(r.benchmarks.iter().any(|b| b.name == "timer/rdtsc"), "{:?}", r.benchmarks);
+    let t1 = Instant::now();
+    while qemu.iter().any(|p| std::path::Path::new(&format!("/proc/{p}/stat")).exists()
+        && !std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default().contains(") Z "))
+    {
+        assert!(t1.elapsed() < Duration::from_secs(10), "QEMU {qemu:?} outlived the killed harness");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -204,6 +204,14 @@ impl Backend for Qemu {
 /// Spawn QEMU with piped stdout and stderr, in its own process group: a terminal Ctrl-C
 /// reaches only us; we stop QEMU ourselves.
 pub(crate) fn spawn(command: &mut Command, binary: &Path) -> Result<Child> {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and only affects the child:
+    // QEMU is killed if the harness dies (even by SIGKILL), so no guest outlives a run.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
     command
         .process_group(0)
         .stdin(Stdio::null())

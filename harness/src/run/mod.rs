@@ -322,6 +322,9 @@ pub fn verdict(end: &BootEnd, data: &BootData, timeout_s: u64) -> Verdict {
 // ---------------------------------------------------------------------------------------
 // Results assembly and writing.
 
+/// How often `results.json` is refreshed while a boot streams records.
+const SNAPSHOT_EVERY: Duration = Duration::from_millis(500);
+
 /// Combine the boots into `results.json` content.
 pub fn assemble(
     mut base: RunResults,
@@ -761,10 +764,15 @@ pub fn execute(args: &Args) -> Result<RunOutcome> {
             .collect();
         variants::merge(base.clone(), &parts)
     };
+    // A readable results.json from the start (complete = false, no exit yet), refreshed
+    // while records arrive (below) and after every boot, so even a SIGKILL of the harness
+    // leaves what had arrived.
+    write_results(&dir, &results_of(&base, &runs))?;
     for (vi, boot) in variants::schedule(runs.len(), boots) {
         if !runs[vi].active() {
             continue;
         }
+        let earlier_boots = runs[vi].boots.clone();
         let run = &mut runs[vi];
         let log_path = dir.join(run.log_name(boot, boots));
         let spec = LaunchSpec {
@@ -788,47 +796,82 @@ pub fn execute(args: &Args) -> Result<RunOutcome> {
             None => String::new(),
         };
         let variant_name = run.name.clone();
-        let mut data = BootData::default();
+        // The boot's records, shared with a snapshot thread that refreshes results.json
+        // (at most twice a second, only when something new arrived) for runs without
+        // variants — so a hang or a SIGKILL of the harness still leaves what had arrived.
+        let shared = std::sync::Mutex::new((0u64, BootData::default()));
+        let boot_done = std::sync::atomic::AtomicBool::new(false);
         let mut write_err: Option<std::io::Error> = None;
         let mut launched = Instant::now();
-        let report = {
-            let data = &mut data;
+        let report = std::thread::scope(|scope| {
+            let snapshotter = (!named).then(|| {
+                let (shared, boot_done, earlier_boots, dir, base) = (&shared, &boot_done, &earlier_boots, &dir, &base);
+                scope.spawn(move || {
+                    let mut seen = 0;
+                    loop {
+                        // Woken early (unpark) when the boot ends.
+                        std::thread::park_timeout(SNAPSHOT_EVERY);
+                        if boot_done.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let mut so_far = earlier_boots.clone();
+                        {
+                            let g = shared.lock().unwrap_or_else(|e| e.into_inner());
+                            if g.0 == seen {
+                                continue;
+                            }
+                            seen = g.0;
+                            so_far.push(g.1.clone());
+                        }
+                        let _ = write_results(dir, &assemble(base.clone(), &so_far, None, boots));
+                    }
+                })
+            });
             let records_file = &mut records_file;
             let write_err = &mut write_err;
             let launched = &mut launched;
             let progress = &progress;
             let tag = &tag;
-            backend.boot(&spec, &mut |ev| match ev {
-                Event::Launched => *launched = Instant::now(),
-                Event::Record(r) => {
-                    if data.boot_ms.is_none() {
-                        data.boot_ms = Some(launched.elapsed().as_secs_f64() * 1e3);
-                    }
-                    let mut line = serde_json::json!({
-                        "boot": boot,
-                        "ms": (launched.elapsed().as_secs_f64() * 1e3 * 1000.0).round() / 1000.0,
-                        "record": &r,
-                    });
-                    if let Some(n) = &variant_name {
-                        line["variant"] = serde_json::json!(n);
-                    }
-                    if write_err.is_none() {
-                        let res =
-                            writeln!(records_file, "{line}").and_then(|_| records_file.flush());
-                        if let Err(e) = res {
-                            *write_err = Some(e);
+            let shared = &shared;
+            let r = backend.boot(&spec, &mut |ev| {
+                let mut g = shared.lock().unwrap_or_else(|e| e.into_inner());
+                g.0 += 1;
+                let data = &mut g.1;
+                match ev {
+                    Event::Launched => *launched = Instant::now(),
+                    Event::Record(r) => {
+                        if data.boot_ms.is_none() {
+                            data.boot_ms = Some(launched.elapsed().as_secs_f64() * 1e3);
                         }
+                        let mut line = serde_json::json!({
+                            "boot": boot,
+                            "ms": (launched.elapsed().as_secs_f64() * 1e3 * 1000.0).round() / 1000.0,
+                            "record": &r,
+                        });
+                        if let Some(n) = &variant_name {
+                            line["variant"] = serde_json::json!(n);
+                        }
+                        if write_err.is_none() {
+                            let res = writeln!(records_file, "{line}").and_then(|_| records_file.flush());
+                            if let Err(e) = res {
+                                *write_err = Some(e);
+                            }
+                        }
+                        if let Record::Bench(b) = &r {
+                            progress.set_message(format!("{tag}boot {boot}/{boots}: {}", b.name));
+                        }
+                        data.push(r);
                     }
-                    if let Record::Bench(b) = &r {
-                        progress.set_message(format!("{tag}boot {boot}/{boots}: {}", b.name));
-                    }
-                    data.push(r);
+                    Event::BadRecord { line, error } => data.bad_records.push(format!("{error}: {line}")),
                 }
-                Event::BadRecord { line, error } => {
-                    data.bad_records.push(format!("{error}: {line}"))
-                }
-            })?
-        };
+            });
+            boot_done.store(true, Ordering::Relaxed);
+            if let Some(h) = &snapshotter {
+                h.thread().unpark();
+            }
+            r
+        })?;
+        let data = shared.into_inner().unwrap_or_else(|e| e.into_inner()).1;
         if let Some(e) = write_err {
             note(
                 quiet,
