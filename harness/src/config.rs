@@ -302,8 +302,7 @@ impl Config {
                 .variants
                 .iter()
                 .any(|v| v.host_backing == Some(HostBacking::Hugetlbfs));
-        if hugetlb && !self.run.memory_mib.is_multiple_of(2)
-        {
+        if hugetlb && !self.run.memory_mib.is_multiple_of(2) {
             return Err(
                 "[run] memory_mib must be a multiple of 2 with host_backing = \"hugetlbfs\"".into(),
             );

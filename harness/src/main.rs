@@ -3,7 +3,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
-#[command(name = "kmbench", version, about = "kmalloc vs vmalloc, huge pages vs 4K: measured in a unikernel under KVM")]
+#[command(
+    name = "kmbench",
+    version,
+    about = "kmalloc vs vmalloc, huge pages vs 4K: measured in a unikernel under KVM"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

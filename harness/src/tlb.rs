@@ -34,15 +34,21 @@ use std::io::{self, Write};
 use kmbench_protocol::BenchStatus;
 
 use crate::report::{bench_size, human_size};
-use crate::table::fmt_num;
 use crate::results::{BenchEntry, RunResults};
+use crate::table::fmt_num;
 
 /// Relative rise over the plateau that counts as a step.
 pub const STEP_REL: f64 = 0.25;
 /// Absolute rise (ns) below which a change is noise.
 pub const STEP_ABS_NS: f64 = 0.3;
 
-const MAPPINGS: [&str; 5] = ["direct-4K", "direct-2M", "direct-1G", "vmalloc", "vmalloc_huge"];
+const MAPPINGS: [&str; 5] = [
+    "direct-4K",
+    "direct-2M",
+    "direct-1G",
+    "vmalloc",
+    "vmalloc_huge",
+];
 
 /// One detected latency step.
 #[derive(Clone, Debug, PartialEq)]
@@ -107,7 +113,11 @@ pub fn infer_steps(points: &[(u64, f64)], page_bytes: u64) -> Vec<Step> {
     // The new plateau's level: its points after the transition's last one, if any.
     let settle = |steps: &mut Vec<Step>, plateau: &[f64]| {
         if let Some(last) = steps.last_mut() {
-            last.after_ns = if plateau.len() > 1 { median(&plateau[1..]) } else { plateau[0] };
+            last.after_ns = if plateau.len() > 1 {
+                median(&plateau[1..])
+            } else {
+                plateau[0]
+            };
         }
     };
     let mut i = 1;
@@ -115,8 +125,8 @@ pub fn infer_steps(points: &[(u64, f64)], page_bytes: u64) -> Vec<Step> {
         let level = median(&plateau);
         if is_rise(level, y[i], STEP_REL) {
             settle(&mut steps, &plateau);
-    // A transition whose new plateau settled back near the old one was noise.
-    steps.retain(|s| is_rise(s.before_ns, s.after_ns, STEP_REL / 2.0));
+            // A transition whose new plateau settled back near the old one was noise.
+            steps.retain(|s| is_rise(s.before_ns, s.after_ns, STEP_REL / 2.0));
             let mut j = i;
             while j + 1 < n && is_rise(y[j], y[j + 1], STEP_REL / 2.0) {
                 j += 1;
@@ -197,7 +207,11 @@ fn mapping_page(m: &str) -> u64 {
 
 /// CPUID-reported data-TLB entries: (level, page size) → entries.
 pub fn cpuid_entries(run: &RunResults, variant: &str) -> Vec<(String, String, u64)> {
-    let key = if variant.is_empty() { "tlb/cpuid".to_string() } else { format!("tlb/cpuid@{variant}") };
+    let key = if variant.is_empty() {
+        "tlb/cpuid".to_string()
+    } else {
+        format!("tlb/cpuid@{variant}")
+    };
     let v = run.info.get(&key).or_else(|| run.info.get("tlb/cpuid"));
     let mut out = Vec::new();
     if let Some(list) = v.and_then(|v| v.get("entries")).and_then(|e| e.as_array()) {
@@ -206,8 +220,16 @@ pub fn cpuid_entries(run: &RunResults, variant: &str) -> Vec<(String, String, u6
             if ty == "instruction" {
                 continue;
             }
-            let level = e.get("level").and_then(|t| t.as_str()).unwrap_or("?").to_string();
-            let ps = e.get("page_size").and_then(|t| t.as_str()).unwrap_or("?").to_string();
+            let level = e
+                .get("level")
+                .and_then(|t| t.as_str())
+                .unwrap_or("?")
+                .to_string();
+            let ps = e
+                .get("page_size")
+                .and_then(|t| t.as_str())
+                .unwrap_or("?")
+                .to_string();
             let n = e.get("entries").and_then(|t| t.as_u64()).unwrap_or(0);
             if n > 0 {
                 out.push((level, ps, n));
@@ -231,17 +253,29 @@ fn env_facts(run: &RunResults, variant: &str) -> Vec<String> {
         .extra
         .get("variants")
         .and_then(|v| v.as_array())
-        .and_then(|a| a.iter().find(|x| x.get("name").and_then(|n| n.as_str()) == Some(variant)));
+        .and_then(|a| {
+            a.iter()
+                .find(|x| x.get("name").and_then(|n| n.as_str()) == Some(variant))
+        });
     let get = |k: &str, dflt: String| {
         vinfo
             .and_then(|v| v.get(k))
-            .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string())
+            })
             .unwrap_or(dflt)
     };
     let backing = get("host_backing", e.host_backing.clone());
     let cpl = get("cpl", e.cpl.to_string());
     let dm = get("direct_map_page", e.direct_map_page.clone());
-    let host_thp = e.extra.get("host_thp").and_then(|v| v.as_str()).unwrap_or("?").to_string();
+    let host_thp = e
+        .extra
+        .get("host_thp")
+        .and_then(|v| v.as_str())
+        .unwrap_or("?")
+        .to_string();
     let mut v = vec![format!(
         "hypervisor {} (accel {}, backend {}), guest CPL {cpl}, host backing {backing}, host THP {host_thp}, guest THP none (kmbench maps explicitly; direct map {dm} leaves)",
         e.hypervisor, e.accel, e.backend
@@ -271,9 +305,16 @@ pub fn print_report(run: &RunResults, out: &mut impl Write) -> io::Result<()> {
     if g.is_empty() {
         return Ok(());
     }
-    writeln!(out, "\nTLB (ns per access, median; 4K/2M = direct-4K / direct-2M)")?;
+    writeln!(
+        out,
+        "\nTLB (ns per access, median; 4K/2M = direct-4K / direct-2M)"
+    )?;
     for (variant, patterns) in &g {
-        let title = if variant.is_empty() { String::new() } else { format!(" [{variant}]") };
+        let title = if variant.is_empty() {
+            String::new()
+        } else {
+            format!(" [{variant}]")
+        };
         writeln!(out, "\n== tlb{title}")?;
         for f in env_facts(run, variant) {
             writeln!(out, "  {f}")?;
@@ -282,11 +323,17 @@ pub fn print_report(run: &RunResults, out: &mut impl Write) -> io::Result<()> {
             let cols: Vec<&str> = MAPPINGS
                 .iter()
                 .copied()
-                .filter(|m| maps.get(*m).is_some_and(|pts| pts.values().any(|e| latency(e).is_some())))
+                .filter(|m| {
+                    maps.get(*m)
+                        .is_some_and(|pts| pts.values().any(|e| latency(e).is_some()))
+                })
                 .collect();
             let others: Vec<&String> = maps
                 .keys()
-                .filter(|m| !MAPPINGS.contains(&m.as_str()) && maps[*m].values().any(|e| latency(e).is_some()))
+                .filter(|m| {
+                    !MAPPINGS.contains(&m.as_str())
+                        && maps[*m].values().any(|e| latency(e).is_some())
+                })
                 .collect();
             let sizes: BTreeSet<u64> = maps.values().flat_map(|m| m.keys().copied()).collect();
             writeln!(out, "\n  {pattern}{title}")?;
@@ -332,34 +379,56 @@ pub fn print_report(run: &RunResults, out: &mut impl Write) -> io::Result<()> {
             let unsupported: Vec<String> = maps
                 .iter()
                 .filter(|(_, pts)| !pts.values().any(|e| latency(e).is_some()))
-                .filter_map(|(m, pts)| pts.values().next().map(|e| format!("{m}: {}", e.message.clone().unwrap_or_default())))
+                .filter_map(|(m, pts)| {
+                    pts.values()
+                        .next()
+                        .map(|e| format!("{m}: {}", e.message.clone().unwrap_or_default()))
+                })
                 .collect();
             for u in unsupported {
                 writeln!(out, "  (not measured) {u}")?;
             }
         }
         // Geometry per mapping.
-        let pattern = ["random", "page_stride"].into_iter().find(|p| patterns.contains_key(*p));
+        let pattern = ["random", "page_stride"]
+            .into_iter()
+            .find(|p| patterns.contains_key(*p));
         let Some(pattern) = pattern else { continue };
         let cpu = cpuid_entries(run, variant);
         writeln!(out, "\n  TLB geometry inferred from `{pattern}` (steps where latency rises > {:.0}% over the plateau):", STEP_REL * 100.0)?;
         for (m, pts) in &patterns[pattern] {
             let page = mapping_page(m);
-            let curve: Vec<(u64, f64)> = pts.iter().filter_map(|(b, e)| latency(e).map(|y| (*b, y))).collect();
+            let curve: Vec<(u64, f64)> = pts
+                .iter()
+                .filter_map(|(b, e)| latency(e).map(|y| (*b, y)))
+                .collect();
             if curve.len() < 3 {
                 continue;
             }
             let steps = infer_steps(&curve, page);
             let plabel = page_label(page);
-            let reported: Vec<&(String, String, u64)> = cpu.iter().filter(|(_, ps, _)| ps == plabel).collect();
-            let rep_s = reported.iter().map(|(l, _, n)| format!("{l} {n}")).collect::<Vec<_>>().join(", ");
+            let reported: Vec<&(String, String, u64)> =
+                cpu.iter().filter(|(_, ps, _)| ps == plabel).collect();
+            let rep_s = reported
+                .iter()
+                .map(|(l, _, n)| format!("{l} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ");
             writeln!(
                 out,
                 "    {m} ({plabel} pages; CPUID data TLB {plabel}: {}):",
-                if rep_s.is_empty() { "not reported".to_string() } else { rep_s }
+                if rep_s.is_empty() {
+                    "not reported".to_string()
+                } else {
+                    rep_s
+                }
             )?;
             if steps.is_empty() {
-                writeln!(out, "      no step found (flat within {:.0}%)", STEP_REL * 100.0)?;
+                writeln!(
+                    out,
+                    "      no step found (flat within {:.0}%)",
+                    STEP_REL * 100.0
+                )?;
             }
             for s in &steps {
                 let matched = reported
@@ -454,7 +523,9 @@ mod tests {
         assert_eq!(s[0].entries, 64);
         assert_eq!(s[1].entries, 256);
         assert!((s[1].after_ns - 15.45).abs() < 0.01, "{s:?}");
-        let flat: Vec<(u64, f64)> = (1..20).map(|i| (i * 4096, 5.0 + (i % 3) as f64 * 0.05)).collect();
+        let flat: Vec<(u64, f64)> = (1..20)
+            .map(|i| (i * 4096, 5.0 + (i % 3) as f64 * 0.05))
+            .collect();
         assert!(infer_steps(&flat, 4096).is_empty());
         // one outlier is smoothed away
         let mut spike = flat.clone();

@@ -42,8 +42,17 @@ const EXPECTED: &[&str] = &[
 
 fn check(r: &RunResults, label: &str) {
     for name in EXPECTED {
-        let b = r.benchmarks.iter().find(|b| b.name == *name).unwrap_or_else(|| panic!("{label}: no benchmark {name}"));
-        assert_eq!(b.status, BenchStatus::Ok, "{label}: {name}: {:?}", b.message);
+        let b = r
+            .benchmarks
+            .iter()
+            .find(|b| b.name == *name)
+            .unwrap_or_else(|| panic!("{label}: no benchmark {name}"));
+        assert_eq!(
+            b.status,
+            BenchStatus::Ok,
+            "{label}: {name}: {:?}",
+            b.message
+        );
         assert!(b.samples > 0, "{label}: {name} has no samples");
         assert!(
             b.min <= b.median && b.median <= b.p99 && b.p99 <= b.max,
@@ -55,7 +64,11 @@ fn check(r: &RunResults, label: &str) {
         assert!(ns.min <= ns.median && ns.median <= ns.max);
         assert!(!b.suite.is_empty());
     }
-    for case in r.benchmarks.iter().filter(|b| b.name.starts_with("test_vmalloc/")) {
+    for case in r
+        .benchmarks
+        .iter()
+        .filter(|b| b.name.starts_with("test_vmalloc/"))
+    {
         let passed = case.extra["passed"].as_u64().unwrap();
         let failed = case.extra["failed"].as_u64().unwrap();
         assert!(passed > 0, "{label}: {} passed nothing", case.name);
@@ -63,16 +76,30 @@ fn check(r: &RunResults, label: &str) {
             assert_eq!(failed, 0, "{label}: {} failed {failed} loops", case.name);
         }
     }
-    let phase = r.benchmarks.iter().find(|b| b.name == "vmalloc/phase/4096/lazy/bookkeeping").unwrap();
+    let phase = r
+        .benchmarks
+        .iter()
+        .find(|b| b.name == "vmalloc/phase/4096/lazy/bookkeeping")
+        .unwrap();
     assert_eq!(phase.params["flush_mode"], "lazy");
-    let pair = r.benchmarks.iter().find(|b| b.name == "alloc_pages/pair/0").unwrap();
+    let pair = r
+        .benchmarks
+        .iter()
+        .find(|b| b.name == "alloc_pages/pair/0")
+        .unwrap();
     assert!(pair.extra.contains_key("splits_per_op"));
 }
 
 #[test]
 fn alloc_suites_are_well_formed_at_cpl0_and_cpl3() {
     for cpl in [0u8, 3] {
-        let run = kmbench_run("configs/alloc-quick.toml", Opts { cpl: Some(cpl), ..Default::default() });
+        let run = kmbench_run(
+            "configs/alloc-quick.toml",
+            Opts {
+                cpl: Some(cpl),
+                ..Default::default()
+            },
+        );
         assert_eq!(run.code, 0, "{}", run.context("alloc-quick"));
         check(&run.results, &format!("tcg cpl{cpl}"));
     }
@@ -83,7 +110,13 @@ fn alloc_suites_run_with_mm_debug() {
     let text = std::fs::read_to_string(common::root().join("configs/alloc-quick.toml"))
         .unwrap()
         .replace("seed = 7", "seed = 7\nmm_debug = true");
-    let run = kmbench_run("configs/alloc-quick.toml", Opts { config_text: Some(text), ..Default::default() });
+    let run = kmbench_run(
+        "configs/alloc-quick.toml",
+        Opts {
+            config_text: Some(text),
+            ..Default::default()
+        },
+    );
     assert_eq!(run.code, 0, "{}", run.context("alloc-quick mm_debug"));
     assert!(run.results.env.mm_debug);
     check(&run.results, "tcg mm_debug");

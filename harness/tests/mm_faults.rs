@@ -47,7 +47,11 @@ fn fault_case(name: &str, accel: &str, cpl: Option<u8>, e: &Expect) {
     assert_eq!(r.code, e.code, "{ctx}");
     // A fault ends the run without an End record: results are kept, marked incomplete.
     assert!(!res.complete, "{ctx}");
-    assert_eq!(res.exit.as_ref().expect("exit info").status, e.status, "{ctx}");
+    assert_eq!(
+        res.exit.as_ref().expect("exit info").status,
+        e.status,
+        "{ctx}"
+    );
     assert_eq!(res.env.accel, accel, "{ctx}");
     if let Some(cpl) = cpl {
         assert_eq!(res.env.cpl, cpl, "{ctx}");
@@ -62,11 +66,19 @@ fn fault_case(name: &str, accel: &str, cpl: Option<u8>, e: &Expect) {
     assert_eq!(f.exit, e.exit, "{f:?}; {ctx}");
     let last = r.last_stderr_line();
     for d in e.diagnosis {
-        assert!(f.message.contains(d), "fault message lacks `{d}`: {f:?}; {ctx}");
-        assert!(last.contains(d), "last stderr line lacks `{d}`: {last:?}; {ctx}");
+        assert!(
+            f.message.contains(d),
+            "fault message lacks `{d}`: {f:?}; {ctx}"
+        );
+        assert!(
+            last.contains(d),
+            "last stderr line lacks `{d}`: {last:?}; {ctx}"
+        );
     }
     if let Some(vectors) = e.vectors {
-        let v = f.vector.unwrap_or_else(|| panic!("no vector: {f:?}; {ctx}"));
+        let v = f
+            .vector
+            .unwrap_or_else(|| panic!("no vector: {f:?}; {ctx}"));
         assert!(vectors.contains(&v), "vector {v} not in {vectors:?}: {f:?}");
         assert!(f.rip.is_some(), "{f:?}");
         if v == 14 {

@@ -48,7 +48,11 @@ fn check_passed(r: &Run, page: &str, accel: &str, cpl: Option<u8>, mm_debug: boo
     let res = &r.results;
     assert_eq!(r.code, 0, "{ctx}");
     assert!(res.complete, "{ctx}");
-    assert_eq!(res.exit.as_ref().expect("exit info").status, "success", "{ctx}");
+    assert_eq!(
+        res.exit.as_ref().expect("exit info").status,
+        "success",
+        "{ctx}"
+    );
     assert_eq!(res.env.accel, accel, "{ctx}");
     assert_eq!(res.env.direct_map_page, page, "{ctx}");
     assert_eq!(res.env.mm_debug, mm_debug, "{ctx}");
@@ -89,9 +93,16 @@ fn check_passed(r: &Run, page: &str, accel: &str, cpl: Option<u8>, mm_debug: boo
 
     // The direct map the guest built.
     let dm = res.info.get("mm/direct_map").unwrap_or_else(|| {
-        panic!("{label}: no mm/direct_map info; info keys {:?}", res.info.keys())
+        panic!(
+            "{label}: no mm/direct_map info; info keys {:?}",
+            res.info.keys()
+        )
     });
-    assert_eq!(dm.get("leaf").and_then(|l| l.as_str()), Some(page), "{label}: {dm}");
+    assert_eq!(
+        dm.get("leaf").and_then(|l| l.as_str()),
+        Some(page),
+        "{label}: {dm}"
+    );
     match page {
         "2M" => assert!(u64_field(dm, "leaves_2m", &label) > 0, "{label}: {dm}"),
         "1G" => assert!(u64_field(dm, "leaves_1g", &label) > 0, "{label}: {dm}"),
@@ -174,8 +185,14 @@ fn direct_map_1g_without_pdpe1gb_is_rejected_by_the_guest() {
         assert!(!res.complete, "{ctx}");
         assert_eq!(res.exit.as_ref().unwrap().status, "config_error", "{ctx}");
         let hello = res.env.guest.as_ref().expect("hello record");
-        assert!(!hello.features.page_1g, "the wrapper did not hide 1 GiB pages; {ctx}");
-        let f = res.faults.last().unwrap_or_else(|| panic!("no fault record; {ctx}"));
+        assert!(
+            !hello.features.page_1g,
+            "the wrapper did not hide 1 GiB pages; {ctx}"
+        );
+        let f = res
+            .faults
+            .last()
+            .unwrap_or_else(|| panic!("no fault record; {ctx}"));
         assert_eq!(f.exit, kmbench_protocol::GuestExit::ConfigError, "{ctx}");
         assert!(f.message.contains("pdpe1gb"), "{}", f.message);
         assert!(r.last_stderr_line().contains("pdpe1gb"), "{ctx}");

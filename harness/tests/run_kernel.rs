@@ -73,7 +73,18 @@ fn sigkill_of_the_harness_leaves_results_and_no_qemu() {
     let out = tmp.path().join("run");
     let mut child = Command::new(env!("CARGO_BIN_EXE_kmbench"))
         .current_dir(common::root())
-        .args(["run", "configs/faults/hang_after_record.toml", "--accel", "tcg", "--backend", "qemu", "--quiet", "--timeout", "60", "--out"])
+        .args([
+            "run",
+            "configs/faults/hang_after_record.toml",
+            "--accel",
+            "tcg",
+            "--backend",
+            "qemu",
+            "--quiet",
+            "--timeout",
+            "60",
+            "--out",
+        ])
         .arg(&out)
         .env("KMBENCH_KERNEL", common::kernel())
         .stdin(Stdio::null())
@@ -90,7 +101,10 @@ fn sigkill_of_the_harness_leaves_results_and_no_qemu() {
             .is_some_and(|r| !r.benchmarks.is_empty())
     };
     while !has_bench() {
-        assert!(t0.elapsed() < Duration::from_secs(30), "results.json never showed a benchmark");
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "results.json never showed a benchmark"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let qemu_pids = || {
@@ -107,17 +121,31 @@ fn sigkill_of_the_harness_leaves_results_and_no_qemu() {
             .collect::<Vec<_>>()
     };
     let qemu = qemu_pids();
-    assert!(!qemu.is_empty(), "expected a QEMU child while the guest hangs");
+    assert!(
+        !qemu.is_empty(),
+        "expected a QEMU child while the guest hangs"
+    );
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    let r: kmbench::results::RunResults = serde_json::from_str(&std::fs::read_to_string(&results).unwrap()).unwrap();
+    let r: kmbench::results::RunResults =
+        serde_json::from_str(&std::fs::read_to_string(&results).unwrap()).unwrap();
     assert!(!r.complete);
-    assert!(r.benchmarks.iter().any(|b| b.name == "timer/rdtsc"), "{:?}", r.benchmarks);
+    assert!(
+        r.benchmarks.iter().any(|b| b.name == "timer/rdtsc"),
+        "{:?}",
+        r.benchmarks
+    );
     let t1 = Instant::now();
-    while qemu.iter().any(|p| std::path::Path::new(&format!("/proc/{p}/stat")).exists()
-        && !std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default().contains(") Z "))
-    {
-        assert!(t1.elapsed() < Duration::from_secs(10), "QEMU {qemu:?} outlived the killed harness");
+    while qemu.iter().any(|p| {
+        std::path::Path::new(&format!("/proc/{p}/stat")).exists()
+            && !std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .unwrap_or_default()
+                .contains(") Z ")
+    }) {
+        assert!(
+            t1.elapsed() < Duration::from_secs(10),
+            "QEMU {qemu:?} outlived the killed harness"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -6,11 +6,21 @@ use common::{kmbench_run, run, Opts};
 use kmbench_protocol::BenchStatus;
 
 const PATTERNS: [&str; 4] = ["random", "random_line", "page_stride", "sequential"];
-const MAPPINGS: [&str; 5] = ["direct-4K", "direct-2M", "direct-1G", "vmalloc", "vmalloc_huge"];
+const MAPPINGS: [&str; 5] = [
+    "direct-4K",
+    "direct-2M",
+    "direct-1G",
+    "vmalloc",
+    "vmalloc_huge",
+];
 
 /// `4KiB`, `64MiB`, `1GiB`, or 3 significant digits (`1.41MiB`).
 fn label_ok(label: &str, bytes: u64) -> bool {
-    let (num, unit) = label.split_at(label.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(label.len()));
+    let (num, unit) = label.split_at(
+        label
+            .find(|c: char| c.is_ascii_alphabetic())
+            .unwrap_or(label.len()),
+    );
     let mult = match unit {
         "B" => 1u64,
         "KiB" => 1 << 10,
@@ -18,7 +28,9 @@ fn label_ok(label: &str, bytes: u64) -> bool {
         "GiB" => 1 << 30,
         _ => return false,
     };
-    let Ok(v) = num.parse::<f64>() else { return false };
+    let Ok(v) = num.parse::<f64>() else {
+        return false;
+    };
     let exact = bytes as f64 / mult as f64;
     (v - exact).abs() / exact < 0.01 && (bytes.is_multiple_of(mult) == !num.contains('.'))
 }
@@ -45,25 +57,48 @@ fn tlb_quick_records_report_and_plots() {
             ok += 1;
             assert!(b.samples > 0);
             assert!(b.min > 0.0, "{}", b.name);
-            assert!(b.min <= b.median && b.median <= b.p99 && b.p99 <= b.max, "{b:?}");
+            assert!(
+                b.min <= b.median && b.median <= b.p99 && b.p99 <= b.max,
+                "{b:?}"
+            );
             assert!(b.ns.is_some());
             assert_eq!(b.extra["dtlb_misses"], "unavailable", "TCG exposes no PMU");
-            assert!(b.params["pages"].as_u64().is_some() && b.params["accesses"].as_u64().is_some());
+            assert!(
+                b.params["pages"].as_u64().is_some() && b.params["accesses"].as_u64().is_some()
+            );
         } else {
             // only direct-1G may be missing here (no 1 GiB of free RAM in 512 MiB)
             assert_eq!(segs[2], "direct-1G", "{b:?}");
-            assert!(matches!(b.status, BenchStatus::Oom | BenchStatus::Unsupported));
+            assert!(matches!(
+                b.status,
+                BenchStatus::Oom | BenchStatus::Unsupported
+            ));
             assert!(b.message.as_deref().is_some_and(|m| !m.is_empty()));
         }
     }
     // every pattern × mapping except direct-1G measured
     assert!(ok >= 4 * 4 * 4, "{ok} ok records");
     assert!(r.info.contains_key("tlb/cpuid"), "{:?}", r.info.keys());
-    for n in ["tlbflush/invlpg", "tlbflush/invlpg/refill", "tlbflush/cr3", "tlbflush/cr3/refill", "tlbflush/invpcid"] {
+    for n in [
+        "tlbflush/invlpg",
+        "tlbflush/invlpg/refill",
+        "tlbflush/cr3",
+        "tlbflush/cr3/refill",
+        "tlbflush/invpcid",
+    ] {
         assert!(r.benchmarks.iter().any(|b| b.name == n), "{n} missing");
     }
-    for n in ["map/4K/2MiB", "unmap/4K/2MiB", "map/2M/2MiB", "unmap/2M/2MiB"] {
-        let b = r.benchmarks.iter().find(|b| b.name == n).unwrap_or_else(|| panic!("{n} missing"));
+    for n in [
+        "map/4K/2MiB",
+        "unmap/4K/2MiB",
+        "map/2M/2MiB",
+        "unmap/2M/2MiB",
+    ] {
+        let b = r
+            .benchmarks
+            .iter()
+            .find(|b| b.name == n)
+            .unwrap_or_else(|| panic!("{n} missing"));
         assert_eq!(b.status, BenchStatus::Ok, "{b:?}");
         assert!(b.extra.contains_key("per_leaf_cycles"));
     }
@@ -119,12 +154,23 @@ host_backing = "hugetlbfs"
     let huge = &vars[2];
     let huge_ran = huge["status"] != "skipped";
     if !huge_ran {
-        assert!(huge["message"].as_str().unwrap().contains("huge pages"), "{huge}");
-        assert!(r.stderr.contains("variant hugetlbfs skipped"), "{}", r.stderr);
+        assert!(
+            huge["message"].as_str().unwrap().contains("huge pages"),
+            "{huge}"
+        );
+        assert!(
+            r.stderr.contains("variant hugetlbfs skipped"),
+            "{}",
+            r.stderr
+        );
     }
     assert_eq!(vars[1]["direct_map_page"], "4K");
     for v in ["small", "thp"] {
-        let names: Vec<_> = res.benchmarks.iter().filter(|b| b.name.ends_with(&format!("@{v}"))).collect();
+        let names: Vec<_> = res
+            .benchmarks
+            .iter()
+            .filter(|b| b.name.ends_with(&format!("@{v}")))
+            .collect();
         assert!(!names.is_empty(), "no @{v} results");
         for b in names {
             assert_eq!(b.params["variant"], v);
@@ -136,7 +182,11 @@ host_backing = "hugetlbfs"
     // ABBA: small, thp, [hugetlbfs, hugetlbfs,] thp, small
     for v in ["small", "thp"] {
         for boot in 1..=2 {
-            assert!(r.tmp.path().join(format!("run/guest-{v}-{boot}.log")).exists());
+            assert!(r
+                .tmp
+                .path()
+                .join(format!("run/guest-{v}-{boot}.log"))
+                .exists());
         }
     }
     let mut out = Vec::new();

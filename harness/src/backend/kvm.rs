@@ -339,7 +339,10 @@ fn cmdline_with_tsc_khz(cmdline: &str, tsc_khz: Option<u32>) -> String {
     match serde_json::from_str::<GuestPlan>(json) {
         Ok(mut plan) => {
             plan.tsc_khz.get_or_insert(khz as u64);
-            format!("{CMDLINE_PLAN_KEY}{}", serde_json::to_string(&plan).expect("plans serialise"))
+            format!(
+                "{CMDLINE_PLAN_KEY}{}",
+                serde_json::to_string(&plan).expect("plans serialise")
+            )
         }
         Err(_) => cmdline.to_string(),
     }
@@ -615,7 +618,11 @@ fn create_vm(spec: &LaunchSpec, stats: &mut VmmStats) -> std::result::Result<Vm,
         .map_err(|e| format!("KVM_CREATE_VCPU: {e}"))?;
     let tsc_khz = vcpu.get_tsc_khz().ok().filter(|k| *k != 0);
     stats.tsc_khz = tsc_khz;
-    write_boot_structures(&mem, host.len as u64, &cmdline_with_tsc_khz(&spec.cmdline, tsc_khz))?;
+    write_boot_structures(
+        &mem,
+        host.len as u64,
+        &cmdline_with_tsc_khz(&spec.cmdline, tsc_khz),
+    )?;
     phase(stats, "boot_structures");
     let (cpuid, notes) = build_cpuid(&kvm, tsc_khz)?;
     stats.cpuid = notes;

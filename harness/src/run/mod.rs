@@ -11,8 +11,8 @@ use kmbench_protocol::{
     CMDLINE_PLAN_KEY, RESULTS_SCHEMA,
 };
 
-use crate::backend::qemu::{self, Qemu};
 use crate::backend::kvm::{self as kvm_vmm, KvmVmm};
+use crate::backend::qemu::{self, Qemu};
 use crate::backend::{AccelKind, Backend, BackendChoice, BootEnd, Event, LaunchSpec};
 use crate::build;
 use crate::config::{self, Accel, CplSetting, HostBacking};
@@ -565,7 +565,10 @@ pub fn execute(args: &Args) -> Result<RunOutcome> {
     }
     let thp = host::thp_mode("enabled");
     let wants_thp = backing == HostBacking::Thp
-        || cfg.variants.iter().any(|v| v.host_backing == Some(HostBacking::Thp));
+        || cfg
+            .variants
+            .iter()
+            .any(|v| v.host_backing == Some(HostBacking::Thp));
     if wants_thp && thp == "never" {
         note(quiet, "warning: host_backing = \"thp\" but host THP is disabled (transparent_hugepage/enabled = never)");
     }
@@ -616,7 +619,11 @@ pub fn execute(args: &Args) -> Result<RunOutcome> {
         let plan_json = serde_json::to_string(&plan)
             .map_err(|e| HarnessError::Other(format!("serialising plan: {e}")))?;
         let skipped = (name.is_some() && vcfg.run.host_backing == HostBacking::Hugetlbfs)
-            .then(|| check_huge_pages(vcfg.run.memory_mib).err().map(|e| e.to_string()))
+            .then(|| {
+                check_huge_pages(vcfg.run.memory_mib)
+                    .err()
+                    .map(|e| e.to_string())
+            })
             .flatten();
         Ok(VariantRun {
             name,
@@ -648,7 +655,9 @@ pub fn execute(args: &Args) -> Result<RunOutcome> {
         }
     }
     if runs.iter().all(|r| r.skipped.is_some()) {
-        return Err(HarnessError::Other("every variant was skipped (see above)".into()));
+        return Err(HarnessError::Other(
+            "every variant was skipped (see above)".into(),
+        ));
     }
     let plan = runs[0].plan.clone();
 
@@ -805,7 +814,8 @@ pub fn execute(args: &Args) -> Result<RunOutcome> {
         let mut launched = Instant::now();
         let report = std::thread::scope(|scope| {
             let snapshotter = (!named).then(|| {
-                let (shared, boot_done, earlier_boots, dir, base) = (&shared, &boot_done, &earlier_boots, &dir, &base);
+                let (shared, boot_done, earlier_boots, dir, base) =
+                    (&shared, &boot_done, &earlier_boots, &dir, &base);
                 scope.spawn(move || {
                     let mut seen = 0;
                     loop {
@@ -882,7 +892,8 @@ pub fn execute(args: &Args) -> Result<RunOutcome> {
         for (k, v) in backend.extra() {
             base.env.extra.insert(k, v);
         }
-        if !use_vmm && accel == AccelKind::Kvm && matches!(report.end, BootEnd::LaunchFailed { .. }) {
+        if !use_vmm && accel == AccelKind::Kvm && matches!(report.end, BootEnd::LaunchFailed { .. })
+        {
             // A stale probe result must not stick: the next run probes again.
             qemu::forget_cpu_model(&probe_cache, &probe_key);
         }
@@ -890,7 +901,14 @@ pub fn execute(args: &Args) -> Result<RunOutcome> {
             progress.suspend(|| print_log_tail(&log_path, 15));
         }
         if !v.ok && named {
-            note(quiet, format!("variant {}: {} (its remaining boots are skipped)", run.label(), v.info.message));
+            note(
+                quiet,
+                format!(
+                    "variant {}: {} (its remaining boots are skipped)",
+                    run.label(),
+                    v.info.message
+                ),
+            );
         }
         run.boots.push(data);
         let interrupted = v.status == status::INTERRUPTED;

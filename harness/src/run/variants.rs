@@ -194,10 +194,7 @@ mod tests {
         let s: Vec<usize> = schedule(2, 3).into_iter().map(|(i, _)| i).collect();
         assert_eq!(s, [0, 1, 1, 0, 0, 1]);
         let s = schedule(3, 2);
-        assert_eq!(
-            s,
-            [(0, 1), (1, 1), (2, 1), (2, 2), (1, 2), (0, 2)]
-        );
+        assert_eq!(s, [(0, 1), (1, 1), (2, 1), (2, 2), (1, 2), (0, 2)]);
         assert_eq!(schedule(3, 1).len(), 3);
     }
 }

@@ -149,7 +149,8 @@ pub fn derive_config(config: &str, set: &[(&str, &str, toml::Value)]) -> String 
 /// appended to the `-cpu` value (e.g. ",pdpe1gb=off" to hide 1 GiB pages).
 pub fn qemu_with_cpu_suffix(dir: &Path, suffix: &str) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
-    let qemu = kmbench::host::find_in_path("qemu-system-x86_64").expect("qemu-system-x86_64 in PATH");
+    let qemu =
+        kmbench::host::find_in_path("qemu-system-x86_64").expect("qemu-system-x86_64 in PATH");
     let script = format!(
         "#!/bin/sh\n\
          # Appends {suffix} to the -cpu value, then runs the real QEMU.\n\

@@ -18,7 +18,11 @@ struct Guard {
 }
 
 const MAX_GUARDS: usize = 16;
-static mut GUARDS: [Guard; MAX_GUARDS] = [Guard { start: 0, end: 0, name: "" }; MAX_GUARDS];
+static mut GUARDS: [Guard; MAX_GUARDS] = [Guard {
+    start: 0,
+    end: 0,
+    name: "",
+}; MAX_GUARDS];
 static mut NR_GUARDS: usize = 0;
 
 /// Register an unmapped guard range below a stack.
@@ -37,7 +41,10 @@ fn stack_guard_hit(addr: u64, slack: u64) -> Option<&'static str> {
     // SAFETY: read-only access to a table only written during init.
     let guards = unsafe { &*core::ptr::addr_of!(GUARDS) };
     let n = unsafe { NR_GUARDS };
-    guards[..n].iter().find(|g| addr + slack >= g.start && addr < g.end + slack).map(|g| g.name)
+    guards[..n]
+        .iter()
+        .find(|g| addr + slack >= g.start && addr < g.end + slack)
+        .map(|g| g.name)
 }
 
 /// JSON string escaping for the hand-formatted record.
@@ -89,7 +96,12 @@ pub fn die(exit: GuestExit, message: fmt::Arguments, info: FaultInfo) -> ! {
     port::outsb(ports::SERIAL_LOG, log.as_bytes());
 
     let mut rec = LineBuf::new();
-    let _ = write!(rec, "{RECORD_PREFIX}{{\"type\":\"fault\",\"exit\":\"{}\",\"message\":\"{}\"", exit_name(exit), Escaped(msg));
+    let _ = write!(
+        rec,
+        "{RECORD_PREFIX}{{\"type\":\"fault\",\"exit\":\"{}\",\"message\":\"{}\"",
+        exit_name(exit),
+        Escaped(msg)
+    );
     if let Some(v) = info.vector {
         let _ = write!(rec, ",\"vector\":{v}");
     }
@@ -113,7 +125,9 @@ pub fn die(exit: GuestExit, message: fmt::Arguments, info: FaultInfo) -> ! {
 fn read_cr2() -> u64 {
     let v: u64;
     // SAFETY: exception handlers run at CPL0; reading CR2 has no side effects.
-    unsafe { core::arch::asm!("mov {0}, cr2", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        core::arch::asm!("mov {0}, cr2", out(reg) v, options(nomem, nostack, preserves_flags))
+    };
     v
 }
 
@@ -121,7 +135,13 @@ pub fn fatal_exception(frame: &TrapFrame) -> ! {
     let vector = frame.vector;
     let cpl = (frame.cs & 3) as u8;
     let cr2 = if vector == 14 { Some(read_cr2()) } else { None };
-    let info = FaultInfo { vector: Some(vector as u8), error_code: Some(frame.error_code), rip: Some(frame.rip), cr2, cpl: Some(cpl) };
+    let info = FaultInfo {
+        vector: Some(vector as u8),
+        error_code: Some(frame.error_code),
+        rip: Some(frame.rip),
+        cr2,
+        cpl: Some(cpl),
+    };
     if let Some(addr) = cr2 {
         if let Some(stack) = stack_guard_hit(addr, 0) {
             die(GuestExit::StackOverflow,
@@ -135,7 +155,14 @@ pub fn fatal_exception(frame: &TrapFrame) -> ! {
         }
     }
     if vector == 3 {
-        die(GuestExit::Exception, format_args!("gate called with unknown operation {} at RIP 0x{:x} (CPL{cpl})", frame.rax, frame.rip), info);
+        die(
+            GuestExit::Exception,
+            format_args!(
+                "gate called with unknown operation {} at RIP 0x{:x} (CPL{cpl})",
+                frame.rax, frame.rip
+            ),
+            info,
+        );
     }
     match cr2 {
         Some(addr) if addr < 4096 => die(GuestExit::Exception,
@@ -152,7 +179,16 @@ pub fn fatal_exception(frame: &TrapFrame) -> ! {
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
-    let (file, line) = info.location().map(|l| (l.file(), l.line())).unwrap_or(("?", 0));
-    die(GuestExit::Panic, format_args!("kernel panic at {file}:{line}: {}", info.message()),
-        FaultInfo { cpl: Some(arch::privileged::current_cpl()), ..Default::default() })
+    let (file, line) = info
+        .location()
+        .map(|l| (l.file(), l.line()))
+        .unwrap_or(("?", 0));
+    die(
+        GuestExit::Panic,
+        format_args!("kernel panic at {file}:{line}: {}", info.message()),
+        FaultInfo {
+            cpl: Some(arch::privileged::current_cpl()),
+            ..Default::default()
+        },
+    )
 }

@@ -22,7 +22,9 @@ pub mod timing;
 
 use alloc::string::{String, ToString};
 use arch::{cpuid, gdt, idt, privileged, pvh, tsc, usermode};
-use kmbench_protocol::{FaultInjection, GuestExit, GuestPlan, Hello, Record, CMDLINE_PLAN_KEY, PROTOCOL_VERSION};
+use kmbench_protocol::{
+    FaultInjection, GuestExit, GuestPlan, Hello, Record, CMDLINE_PLAN_KEY, PROTOCOL_VERSION,
+};
 
 static mut ENTRY_TSC: u64 = 0;
 
@@ -44,7 +46,11 @@ fn peek_cpl(start_info: u64) -> u8 {
                 return 0;
             }
         }
-        if *cmdline.add(pat.len()) == b'3' { 3 } else { 0 }
+        if *cmdline.add(pat.len()) == b'3' {
+            3
+        } else {
+            0
+        }
     }
 }
 
@@ -90,22 +96,39 @@ fn parse_plan(boot: &pvh::BootInfo) -> GuestPlan {
     let json = &cmdline[pos + CMDLINE_PLAN_KEY.len()..];
     match serde_json::from_str::<GuestPlan>(json) {
         Ok(p) => p,
-        Err(e) => fault::die(GuestExit::ConfigError, format_args!("cannot parse the run plan on the command line: {e}"), Default::default()),
+        Err(e) => fault::die(
+            GuestExit::ConfigError,
+            format_args!("cannot parse the run plan on the command line: {e}"),
+            Default::default(),
+        ),
     }
 }
 
 /// The rest of the boot and the run, at the run's CPL.
 extern "C" fn run_main(start_info: u64) -> ! {
     console::init();
-    log::info!("kmbench kernel {} at CPL{}", env!("CARGO_PKG_VERSION"), privileged::current_cpl());
+    log::info!(
+        "kmbench kernel {} at CPL{}",
+        env!("CARGO_PKG_VERSION"),
+        privileged::current_cpl()
+    );
     let boot = match pvh::BootInfo::parse(start_info) {
         Ok(b) => b,
-        Err(e) => fault::die(GuestExit::ConfigError, format_args!("bad PVH start info: {e:?}"), Default::default()),
+        Err(e) => fault::die(
+            GuestExit::ConfigError,
+            format_args!("bad PVH start info: {e:?}"),
+            Default::default(),
+        ),
     };
     let plan = parse_plan(&boot);
     let (tsc_hz, tsc_source) = tsc::frequency(plan.tsc_khz);
     timing::set_tsc_hz(tsc_hz);
-    log::info!("TSC {} Hz ({}), invariant: {}", tsc_hz, tsc_source, cpuid::invariant_tsc());
+    log::info!(
+        "TSC {} Hz ({}), invariant: {}",
+        tsc_hz,
+        tsc_source,
+        cpuid::invariant_tsc()
+    );
     let hello = Hello {
         protocol: PROTOCOL_VERSION,
         kernel: env!("CARGO_PKG_VERSION").to_string(),
@@ -128,7 +151,13 @@ extern "C" fn run_main(start_info: u64) -> ! {
     let plan = alloc::boxed::Box::leak(alloc::boxed::Box::new(plan));
     // SAFETY: the run stack was just mapped (with its guard) and is user-accessible when
     // the run is at CPL3; nothing on the boot stack is used after the switch.
-    unsafe { usermode::switch_stack(run_on_guarded_stack, mm_report.run_stack_top, plan as *const GuestPlan as u64) }
+    unsafe {
+        usermode::switch_stack(
+            run_on_guarded_stack,
+            mm_report.run_stack_top,
+            plan as *const GuestPlan as u64,
+        )
+    }
 }
 
 extern "C" fn run_on_guarded_stack(plan: u64) -> ! {
@@ -142,25 +171,35 @@ fn report_mm(r: &mm::InitReport, plan: &GuestPlan) {
     let free = mm::mm().pages.buddy.nr_free_pages();
     log::info!(
         "mm: direct map {} leaves (4K {}, 2M {}, 1G {}), {} table pages; {} MiB free",
-        plan.direct_map_page.label(), r.direct_map_leaves[0], r.direct_map_leaves[1], r.direct_map_leaves[2],
-        r.direct_map_table_pages, free * 4096 >> 20
+        plan.direct_map_page.label(),
+        r.direct_map_leaves[0],
+        r.direct_map_leaves[1],
+        r.direct_map_leaves[2],
+        r.direct_map_table_pages,
+        free * 4096 >> 20
     );
-    report::info("mm/direct_map", json!({
-        "leaf": plan.direct_map_page.label(),
-        "leaves_4k": r.direct_map_leaves[0], "leaves_2m": r.direct_map_leaves[1], "leaves_1g": r.direct_map_leaves[2],
-        "table_pages": r.direct_map_table_pages, "table_bytes": r.direct_map_table_pages * 4096,
-    }));
-    report::info("mm/boot", json!({
-        "free_pages_after_boot": r.free_pages_after_boot,
-        "free_bytes_after_boot": r.free_pages_after_boot * 4096,
-        "bootmem_used_bytes": r.bootmem_used,
-        "mem_map_bytes": r.mem_map_bytes,
-        "heap_pool_bytes": r.heap_pool_bytes,
-        "image_table_pages": r.image_table_pages,
-        "page_1g_cpuid": r.page_1g_cpuid,
-        "page_1g_usable": r.page_1g_usable,
-        "buddyinfo": mm::mm().pages.buddy.free_counts().to_vec(),
-    }));
+    report::info(
+        "mm/direct_map",
+        json!({
+            "leaf": plan.direct_map_page.label(),
+            "leaves_4k": r.direct_map_leaves[0], "leaves_2m": r.direct_map_leaves[1], "leaves_1g": r.direct_map_leaves[2],
+            "table_pages": r.direct_map_table_pages, "table_bytes": r.direct_map_table_pages * 4096,
+        }),
+    );
+    report::info(
+        "mm/boot",
+        json!({
+            "free_pages_after_boot": r.free_pages_after_boot,
+            "free_bytes_after_boot": r.free_pages_after_boot * 4096,
+            "bootmem_used_bytes": r.bootmem_used,
+            "mem_map_bytes": r.mem_map_bytes,
+            "heap_pool_bytes": r.heap_pool_bytes,
+            "image_table_pages": r.image_table_pages,
+            "page_1g_cpuid": r.page_1g_cpuid,
+            "page_1g_usable": r.page_1g_usable,
+            "buddyinfo": mm::mm().pages.buddy.free_counts().to_vec(),
+        }),
+    );
 }
 
 fn inject_fault(kind: FaultInjection) {
@@ -201,8 +240,20 @@ fn run_plan(plan: &GuestPlan) -> ! {
         bench::run_all(plan);
     }
     let failed = report::selftests_failed();
-    let exit = if failed == 0 { GuestExit::Success } else { GuestExit::Failure };
-    report::emit(&Record::End(kmbench_protocol::EndRecord { exit, benchmarks: report::benchmarks_emitted(), selftests_failed: failed }));
-    log::info!("done: {} benchmarks, {} self-test failures", report::benchmarks_emitted(), failed);
+    let exit = if failed == 0 {
+        GuestExit::Success
+    } else {
+        GuestExit::Failure
+    };
+    report::emit(&Record::End(kmbench_protocol::EndRecord {
+        exit,
+        benchmarks: report::benchmarks_emitted(),
+        selftests_failed: failed,
+    }));
+    log::info!(
+        "done: {} benchmarks, {} self-test failures",
+        report::benchmarks_emitted(),
+        failed
+    );
     arch::exit(exit)
 }

@@ -3,10 +3,12 @@
 //! One record per line, `KMB1 <json>\n` (see `kmbench_protocol`), written with a single
 //! `rep outsb`. The harness parses exactly these types; it never reads the log.
 use crate::arch::port;
-use core::sync::atomic::{AtomicU32, Ordering};
-use kmbench_protocol::{encode_record, ports, BenchRecord, BenchStatus, InfoRecord, Record, SelftestRecord, Summary};
 use alloc::collections::BTreeMap;
 use alloc::string::{String, ToString};
+use core::sync::atomic::{AtomicU32, Ordering};
+use kmbench_protocol::{
+    encode_record, ports, BenchRecord, BenchStatus, InfoRecord, Record, SelftestRecord, Summary,
+};
 
 static BENCHMARKS: AtomicU32 = AtomicU32::new(0);
 static SELFTESTS_FAILED: AtomicU32 = AtomicU32::new(0);
@@ -35,7 +37,10 @@ pub fn selftests_failed() -> u32 {
 }
 
 pub fn info(key: &str, value: serde_json::Value) {
-    emit(&Record::Info(InfoRecord { key: key.to_string(), value }));
+    emit(&Record::Info(InfoRecord {
+        key: key.to_string(),
+        value,
+    }));
 }
 
 pub fn selftest(name: &str, passed: bool, detail: String) {
@@ -44,7 +49,11 @@ pub fn selftest(name: &str, passed: bool, detail: String) {
     } else {
         log::error!("selftest {name}: FAILED: {detail}");
     }
-    emit(&Record::Selftest(SelftestRecord { name: name.to_string(), passed, detail }));
+    emit(&Record::Selftest(SelftestRecord {
+        name: name.to_string(),
+        passed,
+        detail,
+    }));
 }
 
 /// A benchmark result in cycles, with the ns view derived from the TSC frequency.
@@ -57,7 +66,12 @@ pub struct Bench<'a> {
 
 impl<'a> Bench<'a> {
     pub fn new(suite: &'a str, name: String) -> Self {
-        Bench { name, suite, params: BTreeMap::new(), extra: BTreeMap::new() }
+        Bench {
+            name,
+            suite,
+            params: BTreeMap::new(),
+            extra: BTreeMap::new(),
+        }
     }
     pub fn param(mut self, k: &str, v: impl Into<serde_json::Value>) -> Self {
         self.params.insert(k.to_string(), v.into());
@@ -81,7 +95,13 @@ impl<'a> Bench<'a> {
             return self.emit_status(BenchStatus::Error, "no samples");
         };
         let ns = crate::timing::cycles_to_ns_factor();
-        log::info!("bench {}: median {:.1} cycles ({:.1} ns), n={}", self.name, s.median, s.median * ns, n);
+        log::info!(
+            "bench {}: median {:.1} cycles ({:.1} ns), n={}",
+            self.name,
+            s.median,
+            s.median * ns,
+            n
+        );
         emit(&Record::Bench(BenchRecord {
             name: self.name,
             suite: self.suite.to_string(),

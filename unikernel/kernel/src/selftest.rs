@@ -8,7 +8,7 @@ use crate::report::selftest;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use kmbench_mm::{kmalloc::KMALLOC_SIZES, Gfp, GFP_KERNEL, MAX_ORDER, __GFP_ZERO};
+use kmbench_mm::{kmalloc::KMALLOC_SIZES, Gfp, __GFP_ZERO, GFP_KERNEL, MAX_ORDER};
 use kmbench_protocol::PageSize;
 use x86_64::structures::paging::PageTableFlags as F;
 
@@ -61,16 +61,27 @@ fn image_permissions() -> Result<String, String> {
     }
     // SAFETY: only addresses of linker symbols are taken.
     let (text, rodata, data) = unsafe {
-        (&__kernel_start as *const u8 as u64, &__text_end as *const u8 as u64, &__rodata_end as *const u8 as u64)
+        (
+            &__kernel_start as *const u8 as u64,
+            &__text_end as *const u8 as u64,
+            &__rodata_end as *const u8 as u64,
+        )
     };
     let (_, _, ft) = translate(text).ok_or("text unmapped")?;
     let (_, _, fr) = translate(rodata).ok_or("rodata unmapped")?;
     let (_, _, fd) = translate(data).ok_or("data unmapped")?;
-    let ok = !ft.contains(F::WRITABLE) && !ft.contains(F::NO_EXECUTE)
-        && !fr.contains(F::WRITABLE) && fr.contains(F::NO_EXECUTE)
-        && fd.contains(F::WRITABLE) && fd.contains(F::NO_EXECUTE);
+    let ok = !ft.contains(F::WRITABLE)
+        && !ft.contains(F::NO_EXECUTE)
+        && !fr.contains(F::WRITABLE)
+        && fr.contains(F::NO_EXECUTE)
+        && fd.contains(F::WRITABLE)
+        && fd.contains(F::NO_EXECUTE);
     let d = format!("text {ft:?}; rodata {fr:?}; data {fd:?}");
-    if ok { Ok(d) } else { Err(d) }
+    if ok {
+        Ok(d)
+    } else {
+        Err(d)
+    }
 }
 
 fn direct_map_leaf() -> Result<String, String> {
@@ -90,7 +101,10 @@ fn direct_map_leaf() -> Result<String, String> {
         let virt = PAGE_OFFSET + phys + 0x1000;
         if let Some((p, leaf, _)) = translate(virt) {
             if p != phys + 0x1000 {
-                return Err(format!("virt {virt:#x} maps phys {p:#x}, expected {:#x}", phys + 0x1000));
+                return Err(format!(
+                    "virt {virt:#x} maps phys {p:#x}, expected {:#x}",
+                    phys + 0x1000
+                ));
             }
             checked += 1;
             if leaf == want && found.is_none() {
@@ -99,10 +113,16 @@ fn direct_map_leaf() -> Result<String, String> {
         }
         phys += step;
     }
-    let biggest = mm::mm().direct_map_leaves[match want { Leaf::K4 => 0, Leaf::M2 => 1, Leaf::G1 => 2 }];
+    let biggest = mm::mm().direct_map_leaves[match want {
+        Leaf::K4 => 0,
+        Leaf::M2 => 1,
+        Leaf::G1 => 2,
+    }];
     if let Some(v) = found {
         if probe_read(v).is_err() {
-            return Err(format!("{v:#x} is mapped by a {want:?} leaf but reading it faults"));
+            return Err(format!(
+                "{v:#x} is mapped by a {want:?} leaf but reading it faults"
+            ));
         }
     }
     match found {
@@ -119,7 +139,9 @@ fn buddy_orders() -> Result<String, String> {
         let p = mm::alloc_pages(order, GFP_KERNEL).ok_or(format!("order {order} failed"))?;
         let phys = p.as_ptr() as u64 - PAGE_OFFSET;
         if phys % (4096 << order) != 0 {
-            return Err(format!("order {order} block at {phys:#x} is not aligned to its size"));
+            return Err(format!(
+                "order {order} block at {phys:#x} is not aligned to its size"
+            ));
         }
         got.push((p, order));
     }
@@ -136,9 +158,13 @@ fn buddy_orders() -> Result<String, String> {
     };
     let after = mm::mm().pages.buddy.nr_free_pages();
     if before != after {
-        return Err(format!("free pages {before} before, {after} after freeing everything"));
+        return Err(format!(
+            "free pages {before} before, {after} after freeing everything"
+        ));
     }
-    Ok(format!("orders 0..10 aligned and coalesced back ({after} free pages); {big_note}"))
+    Ok(format!(
+        "orders 0..10 aligned and coalesced back ({after} free pages); {big_note}"
+    ))
 }
 
 fn kmalloc_classes() -> Result<String, String> {
@@ -150,7 +176,11 @@ fn kmalloc_classes() -> Result<String, String> {
                 return Err(format!("kmalloc({size}) returned null"));
             }
             // Power-of-two classes are naturally aligned; debug mode's redzones only keep 8.
-            let align = if size.is_power_of_two() && !mm::mm().mm_debug { size.min(4096) } else { 8 };
+            let align = if size.is_power_of_two() && !mm::mm().mm_debug {
+                size.min(4096)
+            } else {
+                8
+            };
             if p as usize % align != 0 {
                 return Err(format!("kmalloc({size}) = {p:p} not {align}-aligned"));
             }
@@ -163,15 +193,22 @@ fn kmalloc_classes() -> Result<String, String> {
         }
         for (p, i) in ptrs {
             // SAFETY: p is a live object of `size` bytes written above.
-            let ok = unsafe { core::slice::from_raw_parts(p, size) }.iter().all(|&b| b == i);
+            let ok = unsafe { core::slice::from_raw_parts(p, size) }
+                .iter()
+                .all(|&b| b == i);
             if !ok {
-                return Err(format!("kmalloc({size}) object {p:p} lost its contents (overlap?)"));
+                return Err(format!(
+                    "kmalloc({size}) object {p:p} lost its contents (overlap?)"
+                ));
             }
             mm::kfree(p);
         }
     }
     mm::kfree(core::ptr::null_mut());
-    Ok(format!("{} classes: aligned, ksize ≥ size, contents kept; kfree(NULL) is a no-op", KMALLOC_SIZES.len()))
+    Ok(format!(
+        "{} classes: aligned, ksize ≥ size, contents kept; kfree(NULL) is a no-op",
+        KMALLOC_SIZES.len()
+    ))
 }
 
 fn phys_contiguous(p: u64, len: u64) -> Result<(), String> {
@@ -179,7 +216,10 @@ fn phys_contiguous(p: u64, len: u64) -> Result<(), String> {
     while page < p + len {
         let (phys, _, _) = translate(page).ok_or(format!("{page:#x} unmapped"))?;
         if phys != page - PAGE_OFFSET {
-            return Err(format!("page {page:#x} maps {phys:#x}, not {:#x}", page - PAGE_OFFSET));
+            return Err(format!(
+                "page {page:#x} maps {phys:#x}, not {:#x}",
+                page - PAGE_OFFSET
+            ));
         }
         page += 4096;
     }
@@ -197,14 +237,20 @@ fn kmalloc_contiguous() -> Result<String, String> {
         mm::kfree(p);
         out.push_str(&format!("{size} "));
     }
-    Ok(format!("page-table walk: kmalloc of {out}bytes is physically contiguous in the direct map"))
+    Ok(format!(
+        "page-table walk: kmalloc of {out}bytes is physically contiguous in the direct map"
+    ))
 }
 
 fn kmalloc_variants() -> Result<String, String> {
     let m = mm::mm();
     let p = mm::kzalloc(512, GFP_KERNEL);
     // SAFETY: p is a live 512-byte object.
-    if p.is_null() || unsafe { core::slice::from_raw_parts(p, 512) }.iter().any(|&b| b != 0) {
+    if p.is_null()
+        || unsafe { core::slice::from_raw_parts(p, 512) }
+            .iter()
+            .any(|&b| b != 0)
+    {
         return Err("kzalloc(512) not zeroed".into());
     }
     // SAFETY: as above; dirty it so the next zeroed allocation of the slot is meaningful.
@@ -212,11 +258,19 @@ fn kmalloc_variants() -> Result<String, String> {
     mm::kfree(p);
     let p = mm::kmalloc(512, GFP_KERNEL | __GFP_ZERO);
     // SAFETY: p is a live 512-byte object.
-    if p.is_null() || unsafe { core::slice::from_raw_parts(p, 512) }.iter().any(|&b| b != 0) {
+    if p.is_null()
+        || unsafe { core::slice::from_raw_parts(p, 512) }
+            .iter()
+            .any(|&b| b != 0)
+    {
         return Err("kmalloc(512, __GFP_ZERO) not zeroed".into());
     }
     mm::kfree(p);
-    if !m.kmalloc.kcalloc(&mut m.pages, usize::MAX / 2, 4, GFP_KERNEL).is_null() {
+    if !m
+        .kmalloc
+        .kcalloc(&mut m.pages, usize::MAX / 2, 4, GFP_KERNEL)
+        .is_null()
+    {
         return Err("kcalloc overflow did not return null".into());
     }
     let p = m.kmalloc.kcalloc(&mut m.pages, 16, 8, GFP_KERNEL);
@@ -227,7 +281,11 @@ fn kmalloc_variants() -> Result<String, String> {
     unsafe { core::ptr::write_bytes(p, 0x5a, 128) };
     let q = m.kmalloc.krealloc(&mut m.pages, p, 4096, GFP_KERNEL);
     // SAFETY: q is a live object of at least 4096 bytes whose first 128 came from p.
-    if q.is_null() || unsafe { core::slice::from_raw_parts(q, 128) }.iter().any(|&b| b != 0x5a) {
+    if q.is_null()
+        || unsafe { core::slice::from_raw_parts(q, 128) }
+            .iter()
+            .any(|&b| b != 0x5a)
+    {
         return Err("krealloc did not keep the contents".into());
     }
     mm::kfree(q);
@@ -248,18 +306,29 @@ fn vmalloc_area() -> Result<String, String> {
         }
         let via_lookup = mm::mm().vmalloc.vmalloc_to_page(p + i * 4096 + 7);
         if via_lookup != Some(phys + 7) {
-            return Err(format!("vmalloc_to_page disagrees with the page tables at page {i}"));
+            return Err(format!(
+                "vmalloc_to_page disagrees with the page tables at page {i}"
+            ));
         }
         frames.push(phys);
     }
-    let inner = mm::mm().vmalloc.find_area(p + 5 * 4096 + 100).ok_or("interior address not found in any area")?;
+    let inner = mm::mm()
+        .vmalloc
+        .find_area(p + 5 * 4096 + 100)
+        .ok_or("interior address not found in any area")?;
     if inner.start != p {
-        return Err(format!("find_area(interior) = {:#x}, expected {p:#x}", inner.start));
+        return Err(format!(
+            "find_area(interior) = {:#x}, expected {p:#x}",
+            inner.start
+        ));
     }
     // SAFETY: the area is 64 KiB of freshly mapped memory.
     unsafe {
         core::ptr::write_bytes(p as *mut u8, 0x77, size);
-        if core::slice::from_raw_parts(p as *const u8, size).iter().any(|&b| b != 0x77) {
+        if core::slice::from_raw_parts(p as *const u8, size)
+            .iter()
+            .any(|&b| b != 0x77)
+        {
             return Err("area contents not kept".into());
         }
     }
@@ -276,7 +345,11 @@ fn vmalloc_area() -> Result<String, String> {
     }
     let z = mm::vzalloc(8 * 4096);
     // SAFETY: z is an 8-page area just mapped.
-    if z.is_null() || unsafe { core::slice::from_raw_parts(z, 8 * 4096) }.iter().any(|&b| b != 0) {
+    if z.is_null()
+        || unsafe { core::slice::from_raw_parts(z, 8 * 4096) }
+            .iter()
+            .any(|&b| b != 0)
+    {
         return Err("vzalloc not zeroed".into());
     }
     mm::vfree(z);
@@ -318,7 +391,10 @@ fn vmalloc_vfree() -> Result<String, String> {
     }
     let after = mm::mm().pages.buddy.nr_free_pages();
     if after < before + 4 {
-        return Err(format!("vfree returned {} pages, expected ≥ 4", after - before));
+        return Err(format!(
+            "vfree returned {} pages, expected ≥ 4",
+            after - before
+        ));
     }
     Ok("PTEs cleared, area gone, frames back in the buddy".into())
 }
@@ -348,8 +424,12 @@ fn stack_guard() -> Result<String, String> {
     let bottom = (sp & !(mm::stacks::STACK_SIZE - 1)) as u64;
     let guard = bottom - 4096;
     match (translate(guard), probe_read(guard)) {
-        (None, Err(())) => Ok(format!("the page below the run stack ({guard:#x}) is unmapped and faults")),
-        _ => Err(format!("guard page {guard:#x} below the run stack is accessible")),
+        (None, Err(())) => Ok(format!(
+            "the page below the run stack ({guard:#x}) is unmapped and faults"
+        )),
+        _ => Err(format!(
+            "guard page {guard:#x} below the run stack is accessible"
+        )),
     }
 }
 
@@ -385,19 +465,33 @@ fn oom() -> Result<String, String> {
     m.kmalloc.shrink(&mut m.pages);
     let after = mm::mm().pages.buddy.nr_free_pages();
     if none_left != 0 || pg.is_some() || !v.is_null() {
-        return Err(format!("after exhausting RAM: {none_left} pages left, alloc_pages {:?}, vmalloc {v:p}", pg.is_some()));
+        return Err(format!(
+            "after exhausting RAM: {none_left} pages left, alloc_pages {:?}, vmalloc {v:p}",
+            pg.is_some()
+        ));
     }
     if after < before {
-        return Err(format!("{} pages not returned after the OOM test", before - after));
+        return Err(format!(
+            "{} pages not returned after the OOM test",
+            before - after
+        ));
     }
-    Ok(format!("huge requests and exhausted RAM give NULL/None, no panic; kmalloc(8192) under OOM: {}",
-        if k.is_null() { "NULL" } else { "served from a partial slab" }))
+    Ok(format!(
+        "huge requests and exhausted RAM give NULL/None, no panic; kmalloc(8192) under OOM: {}",
+        if k.is_null() {
+            "NULL"
+        } else {
+            "served from a partial slab"
+        }
+    ))
 }
 
 fn debug_double_free() -> Result<String, String> {
     let m = mm::mm();
     let p = m.kmalloc.kmalloc(&mut m.pages, 64, GFP_KERNEL);
-    m.kmalloc.kfree(&mut m.pages, p).map_err(|e| format!("first kfree failed: {e}"))?;
+    m.kmalloc
+        .kfree(&mut m.pages, p)
+        .map_err(|e| format!("first kfree failed: {e}"))?;
     match m.kmalloc.kfree(&mut m.pages, p) {
         Err(e) => Ok(format!("detected: {e}")),
         Ok(()) => Err("second kfree was accepted".into()),

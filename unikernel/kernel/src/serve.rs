@@ -32,13 +32,20 @@ pub fn run() {
     // FIFO on (16 bytes): QEMU hands the guest more than one byte per chardev read.
     port::outb(FCR, 0x07);
     let ovh = basic::measure_timer_overhead();
-    report::info("serve/ready", serde_json::json!({
-        "ops": SERVE_OPS.to_vec(),
-        "timer_overhead": ovh,
-        "tsc_hz": timing::tsc_hz(),
-        "cpl": privileged::run_cpl(),
-    }));
-    log::info!("serve: ready on COM2 ({:#x}); timer overhead {} cycles", ports::CONTROL, ovh);
+    report::info(
+        "serve/ready",
+        serde_json::json!({
+            "ops": SERVE_OPS.to_vec(),
+            "timer_overhead": ovh,
+            "tsc_hz": timing::tsc_hz(),
+            "cpl": privileged::run_cpl(),
+        }),
+    );
+    log::info!(
+        "serve: ready on COM2 ({:#x}); timer overhead {} cycles",
+        ports::CONTROL,
+        ovh
+    );
     let mut line: Vec<u8> = Vec::with_capacity(256);
     let mut served: u64 = 0;
     loop {
@@ -73,7 +80,13 @@ pub fn run() {
             Ok(cycles) => {
                 let ns = cycles as f64 * timing::cycles_to_ns_factor();
                 report::emit(&Record::Measurement(MeasurementRecord {
-                    id: req.id, op: req.op, arg: req.arg, iters: req.iters, cycles, ns, error: None,
+                    id: req.id,
+                    op: req.op,
+                    arg: req.arg,
+                    iters: req.iters,
+                    cycles,
+                    ns,
+                    error: None,
                 }));
             }
             Err(msg) => answer_error(req.id, &req.op, req.arg, req.iters, msg),
@@ -84,7 +97,13 @@ pub fn run() {
 fn answer_error(id: u64, op: &str, arg: u64, iters: u64, error: String) {
     log::warn!("serve: request {id} ({op}): {error}");
     report::emit(&Record::Measurement(MeasurementRecord {
-        id, op: op.to_string(), arg, iters, cycles: 0, ns: 0.0, error: Some(error),
+        id,
+        op: op.to_string(),
+        arg,
+        iters,
+        cycles: 0,
+        ns: 0.0,
+        error: Some(error),
     }));
 }
 
@@ -122,7 +141,11 @@ fn timed(iters: u64, mut f: impl FnMut() -> bool) -> Result<u64, String> {
         ok &= f();
     }
     let b = tsc::stop();
-    if ok { Ok((b - a).saturating_sub(ovh)) } else { Err("out of memory".to_string()) }
+    if ok {
+        Ok((b - a).saturating_sub(ovh))
+    } else {
+        Err("out of memory".to_string())
+    }
 }
 
 /// Run one request's `iters` iterations of `op`.
@@ -139,7 +162,11 @@ fn measure(op: &str, arg: u64, iters: u64) -> Result<u64, String> {
             let size = arg as usize;
             let zero = op == "kzalloc_pair";
             timed(iters, || {
-                let p = if zero { mm::kzalloc(size, GFP_KERNEL) } else { mm::kmalloc(size, GFP_KERNEL) };
+                let p = if zero {
+                    mm::kzalloc(size, GFP_KERNEL)
+                } else {
+                    mm::kmalloc(size, GFP_KERNEL)
+                };
                 if p.is_null() {
                     return false;
                 }
@@ -149,7 +176,9 @@ fn measure(op: &str, arg: u64, iters: u64) -> Result<u64, String> {
         }
         "alloc_pages_pair" => {
             if arg > MAX_ORDER as u64 {
-                return Err(format!("alloc_pages_pair: order {arg} above MAX_ORDER ({MAX_ORDER})"));
+                return Err(format!(
+                    "alloc_pages_pair: order {arg} above MAX_ORDER ({MAX_ORDER})"
+                ));
             }
             let order = arg as u8;
             timed(iters, || match mm::alloc_pages(order, Gfp(0)) {
@@ -162,7 +191,9 @@ fn measure(op: &str, arg: u64, iters: u64) -> Result<u64, String> {
         }
         "vmalloc_pair" => {
             if arg == 0 || arg > MAX_VMALLOC {
-                return Err(format!("vmalloc_pair: size {arg} outside 1..={MAX_VMALLOC}"));
+                return Err(format!(
+                    "vmalloc_pair: size {arg} outside 1..={MAX_VMALLOC}"
+                ));
             }
             let size = arg as usize;
             timed(iters, || {
@@ -185,6 +216,9 @@ fn measure(op: &str, arg: u64, iters: u64) -> Result<u64, String> {
                 true
             })
         }
-        other => Err(format!("unknown op `{other}` (known: {}, quit)", SERVE_OPS.join(", "))),
+        other => Err(format!(
+            "unknown op `{other}` (known: {}, quit)",
+            SERVE_OPS.join(", ")
+        )),
     }
 }

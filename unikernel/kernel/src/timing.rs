@@ -12,7 +12,11 @@ pub fn tsc_hz() -> u64 {
 }
 pub fn cycles_to_ns_factor() -> f64 {
     let hz = tsc_hz();
-    if hz == 0 { 0.0 } else { 1e9 / hz as f64 }
+    if hz == 0 {
+        0.0
+    } else {
+        1e9 / hz as f64
+    }
 }
 
 /// Cycles a `tsc::start()`/`tsc::stop()` pair costs with nothing between them (median),

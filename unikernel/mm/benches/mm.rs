@@ -77,5 +77,11 @@ fn vmalloc_pair(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, kmalloc_pair, kmalloc_alloc_n_free_n, pages_pair, vmalloc_pair);
+criterion_group!(
+    benches,
+    kmalloc_pair,
+    kmalloc_alloc_n_free_n,
+    pages_pair,
+    vmalloc_pair
+);
 criterion_main!(benches);

@@ -62,7 +62,10 @@ impl PageDesc {
             KIND_FREE => PageState::Free { order: self.order },
             KIND_TAIL => PageState::Tail,
             KIND_ALLOCATED => PageState::Allocated { order: self.order },
-            KIND_SLAB => PageState::Slab { cache: self.cache, order: self.order },
+            KIND_SLAB => PageState::Slab {
+                cache: self.cache,
+                order: self.order,
+            },
             KIND_SLAB_TAIL => PageState::SlabTail { cache: self.cache },
             KIND_LARGE => PageState::Large { order: self.order },
             KIND_VMALLOC => PageState::Vmalloc { order: self.order },
@@ -137,14 +140,23 @@ impl BuddyAllocator {
             free_area: [NONE; NR_ORDERS],
             nr_free: [0; NR_ORDERS],
             nonempty: 0,
-            stats: BuddyStats { allocs: 0, frees: 0, splits: 0, merges: 0, failures: 0 },
+            stats: BuddyStats {
+                allocs: 0,
+                frees: 0,
+                splits: 0,
+                merges: 0,
+                failures: 0,
+            },
         }
     }
 
     /// Take over `mem_map` describing pfns from `base_pfn`; every page starts Reserved.
     /// Hand usable RAM over with [`free_range`](Self::free_range).
     pub fn init(&mut self, base_pfn: u64, mem_map: &'static mut [PageDesc]) {
-        assert!(mem_map.len() < NONE as usize, "mem_map too large for u32 links");
+        assert!(
+            mem_map.len() < NONE as usize,
+            "mem_map too large for u32 links"
+        );
         mem_map.fill(PageDesc::RESERVED);
         *self = BuddyAllocator::empty();
         self.mem_map = mem_map;
@@ -196,13 +208,19 @@ impl BuddyAllocator {
             }
             let n = 1usize << order;
             // Shrink the block if part of it is not Reserved.
-            if let Some(bad) = self.mem_map[idx..idx + n].iter().position(|d| d.kind != KIND_RESERVED) {
+            if let Some(bad) = self.mem_map[idx..idx + n]
+                .iter()
+                .position(|d| d.kind != KIND_RESERVED)
+            {
                 // bad >= 1 (the head is Reserved): largest 2^k <= bad, still aligned.
                 order = 63 - (bad as u64).leading_zeros() as u8;
             }
             let n = 1usize << order;
             for d in &mut self.mem_map[idx + 1..idx + n] {
-                *d = PageDesc { kind: KIND_TAIL, ..PageDesc::RESERVED };
+                *d = PageDesc {
+                    kind: KIND_TAIL,
+                    ..PageDesc::RESERVED
+                };
             }
             self.free_one(idx, order, false);
             pfn += n as u64;
@@ -286,9 +304,18 @@ impl BuddyAllocator {
         match d.kind {
             KIND_ALLOCATED if d.order == order => {}
             KIND_ALLOCATED => {
-                return Err(MmError::BadOrder { pfn, allocated: d.order, freed: order })
+                return Err(MmError::BadOrder {
+                    pfn,
+                    allocated: d.order,
+                    freed: order,
+                })
             }
-            KIND_FREE => return Err(MmError::PageDoubleFree { pfn, order: d.order }),
+            KIND_FREE => {
+                return Err(MmError::PageDoubleFree {
+                    pfn,
+                    order: d.order,
+                })
+            }
             KIND_TAIL => {
                 return Err(MmError::PageNotAllocated {
                     pfn,
@@ -394,7 +421,8 @@ mod tests {
     use proptest::prelude::*;
 
     fn buddy(base: u64, n: usize) -> BuddyAllocator {
-        let map: &'static mut [PageDesc] = Box::leak(vec![PageDesc::RESERVED; n].into_boxed_slice());
+        let map: &'static mut [PageDesc] =
+            Box::leak(vec![PageDesc::RESERVED; n].into_boxed_slice());
         let mut b = BuddyAllocator::empty();
         b.init(base, map);
         b.free_range(base, base + n as u64);
@@ -439,16 +467,42 @@ mod tests {
     fn misuse_is_detected() {
         let mut b = buddy(0, 64);
         let p = b.alloc_pages(2).unwrap();
-        assert!(matches!(b.free_pages(p, 3), Err(MmError::BadOrder { allocated: 2, freed: 3, .. })));
-        assert!(matches!(b.free_pages(p, 1), Err(MmError::BadOrder { allocated: 2, freed: 1, .. })));
-        assert!(matches!(b.free_pages(p + 1, 0), Err(MmError::PageNotAllocated { .. })));
-        assert!(matches!(b.free_pages(1000, 0), Err(MmError::PfnOutOfRange { pfn: 1000 })));
-        assert!(matches!(b.free_pages(p + 1, 1), Err(MmError::InvalidOrder { .. })));
+        assert!(matches!(
+            b.free_pages(p, 3),
+            Err(MmError::BadOrder {
+                allocated: 2,
+                freed: 3,
+                ..
+            })
+        ));
+        assert!(matches!(
+            b.free_pages(p, 1),
+            Err(MmError::BadOrder {
+                allocated: 2,
+                freed: 1,
+                ..
+            })
+        ));
+        assert!(matches!(
+            b.free_pages(p + 1, 0),
+            Err(MmError::PageNotAllocated { .. })
+        ));
+        assert!(matches!(
+            b.free_pages(1000, 0),
+            Err(MmError::PfnOutOfRange { pfn: 1000 })
+        ));
+        assert!(matches!(
+            b.free_pages(p + 1, 1),
+            Err(MmError::InvalidOrder { .. })
+        ));
         b.free_pages(p, 2).unwrap();
         let e = b.free_pages(p, 2).unwrap_err();
         assert!(matches!(e, MmError::PageDoubleFree { .. }));
         assert!(e.to_string().contains("double free_pages"));
-        assert!(matches!(b.free_pages(p, 19), Err(MmError::InvalidOrder { .. })));
+        assert!(matches!(
+            b.free_pages(p, 19),
+            Err(MmError::InvalidOrder { .. })
+        ));
         assert_eq!(b.nr_free_pages(), 64);
     }
 

@@ -13,10 +13,18 @@ pub enum MmError {
     ForeignPointer { addr: u64, reason: &'static str },
     /// Bytes after the object (its redzone) were overwritten: a buffer overrun.
     /// `offset` is the first bad byte, counted from the object's start.
-    Redzone { addr: u64, cache: &'static str, offset: usize },
+    Redzone {
+        addr: u64,
+        cache: &'static str,
+        offset: usize,
+    },
     /// A freed object's poison (0x6b) was changed before it was reallocated: someone
     /// wrote through a dangling pointer. `offset` is the first bad byte.
-    UseAfterFree { addr: u64, cache: &'static str, offset: usize },
+    UseAfterFree {
+        addr: u64,
+        cache: &'static str,
+        offset: usize,
+    },
     /// `free_pages` with an order other than the block's allocation order.
     BadOrder { pfn: u64, allocated: u8, freed: u8 },
     /// An order above `MAX_ORDER`, or a pfn not aligned to its order.

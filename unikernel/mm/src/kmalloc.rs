@@ -7,7 +7,9 @@
 //! search, no lock (single CPU; the caller serialises).
 use alloc::vec::Vec;
 
-use crate::buddy::{KIND_ALLOCATED, KIND_FREE, KIND_LARGE, KIND_SLAB, KIND_SLAB_TAIL, KIND_TAIL, KIND_VMALLOC};
+use crate::buddy::{
+    KIND_ALLOCATED, KIND_FREE, KIND_LARGE, KIND_SLAB, KIND_SLAB_TAIL, KIND_TAIL, KIND_VMALLOC,
+};
 use crate::error::MmError;
 use crate::gfp::Gfp;
 use crate::page_alloc::PageAllocator;
@@ -20,11 +22,22 @@ pub const ZERO_SIZE_PTR: *mut u8 = 16 as *mut u8;
 /// Largest size served by a slab cache; bigger requests use `alloc_pages`.
 pub const KMALLOC_MAX_CACHE_SIZE: usize = 8192;
 /// Size classes, as in Linux's `kmalloc_info`.
-pub const KMALLOC_SIZES: [usize; NR_KMALLOC_CACHES] =
-    [8, 16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192];
+pub const KMALLOC_SIZES: [usize; NR_KMALLOC_CACHES] = [
+    8, 16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192,
+];
 pub const KMALLOC_NAMES: [&str; NR_KMALLOC_CACHES] = [
-    "kmalloc-8", "kmalloc-16", "kmalloc-32", "kmalloc-64", "kmalloc-96", "kmalloc-128",
-    "kmalloc-192", "kmalloc-256", "kmalloc-512", "kmalloc-1k", "kmalloc-2k", "kmalloc-4k",
+    "kmalloc-8",
+    "kmalloc-16",
+    "kmalloc-32",
+    "kmalloc-64",
+    "kmalloc-96",
+    "kmalloc-128",
+    "kmalloc-192",
+    "kmalloc-256",
+    "kmalloc-512",
+    "kmalloc-1k",
+    "kmalloc-2k",
+    "kmalloc-4k",
     "kmalloc-8k",
 ];
 pub const NR_KMALLOC_CACHES: usize = 13;
@@ -80,10 +93,29 @@ impl Default for Kmalloc {
 const fn caches(debug: bool) -> [KmemCache; NR_KMALLOC_CACHES] {
     macro_rules! c {
         ($i:expr) => {
-            KmemCache::new($i, KMALLOC_NAMES[$i as usize], KMALLOC_SIZES[$i as usize], debug)
+            KmemCache::new(
+                $i,
+                KMALLOC_NAMES[$i as usize],
+                KMALLOC_SIZES[$i as usize],
+                debug,
+            )
         };
     }
-    [c!(0), c!(1), c!(2), c!(3), c!(4), c!(5), c!(6), c!(7), c!(8), c!(9), c!(10), c!(11), c!(12)]
+    [
+        c!(0),
+        c!(1),
+        c!(2),
+        c!(3),
+        c!(4),
+        c!(5),
+        c!(6),
+        c!(7),
+        c!(8),
+        c!(9),
+        c!(10),
+        c!(11),
+        c!(12),
+    ]
 }
 
 impl Kmalloc {
@@ -94,7 +126,12 @@ impl Kmalloc {
 
     /// `debug` = mm_debug: redzones, poisoning, double-free/foreign-pointer checks.
     pub const fn with_debug(debug: bool) -> Self {
-        Kmalloc { caches: caches(debug), debug, large_live: 0, large_pages: 0 }
+        Kmalloc {
+            caches: caches(debug),
+            debug,
+            large_live: 0,
+            large_pages: 0,
+        }
     }
 
     pub fn debug(&self) -> bool {
@@ -277,8 +314,12 @@ impl Kmalloc {
                 return Ok(());
             }
             KIND_LARGE => "it points inside a large kmalloc block, not at its start",
-            KIND_FREE => "its page is free in the buddy allocator (already freed, or never allocated)",
-            KIND_TAIL => "it points into a multi-page block that is not a kmalloc slab (or a free block)",
+            KIND_FREE => {
+                "its page is free in the buddy allocator (already freed, or never allocated)"
+            }
+            KIND_TAIL => {
+                "it points into a multi-page block that is not a kmalloc slab (or a free block)"
+            }
             KIND_ALLOCATED => "its page came from alloc_pages, not kmalloc; use free_pages",
             KIND_VMALLOC => "its page backs a vmalloc area; use vfree",
             _ => "its page is reserved memory (kernel image, firmware, mem_map)",
@@ -346,13 +387,35 @@ mod tests {
     #[test]
     fn index_table_matches_linux() {
         let cases = [
-            (1, 8), (8, 8), (9, 16), (16, 16), (17, 32), (32, 32), (33, 64), (64, 64),
-            (65, 96), (96, 96), (97, 128), (128, 128), (129, 192), (192, 192), (193, 256),
-            (256, 256), (257, 512), (1000, 1024), (1025, 2048), (4096, 4096), (4097, 8192),
+            (1, 8),
+            (8, 8),
+            (9, 16),
+            (16, 16),
+            (17, 32),
+            (32, 32),
+            (33, 64),
+            (64, 64),
+            (65, 96),
+            (96, 96),
+            (97, 128),
+            (128, 128),
+            (129, 192),
+            (192, 192),
+            (193, 256),
+            (256, 256),
+            (257, 512),
+            (1000, 1024),
+            (1025, 2048),
+            (4096, 4096),
+            (4097, 8192),
             (8192, 8192),
         ];
         for (size, class) in cases {
-            assert_eq!(KMALLOC_SIZES[kmalloc_index(size).unwrap()], class, "size {size}");
+            assert_eq!(
+                KMALLOC_SIZES[kmalloc_index(size).unwrap()],
+                class,
+                "size {size}"
+            );
         }
         assert_eq!(kmalloc_index(0), None);
         assert_eq!(kmalloc_index(8193), None);
@@ -414,10 +477,14 @@ mod tests {
         k.kfree(&mut a.pa, p).unwrap();
         let z = k.kzalloc(&mut a.pa, 100, GFP_KERNEL);
         // SAFETY: z is a live 128-byte object.
-        assert!(unsafe { core::slice::from_raw_parts(z, 128) }.iter().all(|&b| b == 0));
+        assert!(unsafe { core::slice::from_raw_parts(z, 128) }
+            .iter()
+            .all(|&b| b == 0));
         let c = k.kcalloc(&mut a.pa, 10, 30, GFP_KERNEL);
         assert_eq!(k.ksize(&a.pa, c), 512);
-        assert!(k.kcalloc(&mut a.pa, usize::MAX / 2, 3, GFP_KERNEL).is_null());
+        assert!(k
+            .kcalloc(&mut a.pa, usize::MAX / 2, 3, GFP_KERNEL)
+            .is_null());
         // krealloc grows and keeps contents.
         // SAFETY: z is live with 128 bytes.
         unsafe { core::ptr::write_bytes(z, 0x11, 100) };
@@ -427,11 +494,15 @@ mod tests {
         assert_ne!(g, z);
         assert_eq!(k.ksize(&a.pa, g), 8192);
         // SAFETY: g is live with 8192 bytes.
-        assert!(unsafe { core::slice::from_raw_parts(g, 100) }.iter().all(|&b| b == 0x11));
+        assert!(unsafe { core::slice::from_raw_parts(g, 100) }
+            .iter()
+            .all(|&b| b == 0x11));
         let big = k.krealloc(&mut a.pa, g, 100_000, GFP_KERNEL);
         assert_eq!(k.ksize(&a.pa, big), 32 << 12);
         // SAFETY: big is live with 128 KiB.
-        assert!(unsafe { core::slice::from_raw_parts(big, 100) }.iter().all(|&b| b == 0x11));
+        assert!(unsafe { core::slice::from_raw_parts(big, 100) }
+            .iter()
+            .all(|&b| b == 0x11));
         assert_eq!(k.krealloc(&mut a.pa, big, 0, GFP_KERNEL), ZERO_SIZE_PTR);
         k.kfree(&mut a.pa, c).unwrap();
         assert_eq!(k.nr_allocated(), 0);
@@ -448,10 +519,16 @@ mod tests {
         assert_eq!(k.large_stats(), (1, 4));
         // SAFETY: pointer arithmetic inside the allocation.
         let mid = unsafe { p.add(4096) };
-        assert!(matches!(k.kfree(&mut a.pa, mid), Err(MmError::ForeignPointer { .. })));
+        assert!(matches!(
+            k.kfree(&mut a.pa, mid),
+            Err(MmError::ForeignPointer { .. })
+        ));
         // SAFETY: as above.
         let mid = unsafe { p.add(8) };
-        assert!(matches!(k.kfree(&mut a.pa, mid), Err(MmError::ForeignPointer { .. })));
+        assert!(matches!(
+            k.kfree(&mut a.pa, mid),
+            Err(MmError::ForeignPointer { .. })
+        ));
         k.kfree(&mut a.pa, p).unwrap();
         assert_eq!(a.pa.buddy.nr_free_pages(), before);
         assert!(k.kmalloc(&mut a.pa, 1 << 40, GFP_KERNEL).is_null());
@@ -465,22 +542,39 @@ mod tests {
         k.kfree(&mut a.pa, p).unwrap();
         k.kfree(&mut a.pa, q).unwrap();
         let e = k.kfree(&mut a.pa, p).unwrap_err(); // not the freelist head: needs debug
-        assert_eq!(e, MmError::DoubleFree { addr: p as u64, cache: "kmalloc-64" });
+        assert_eq!(
+            e,
+            MmError::DoubleFree {
+                addr: p as u64,
+                cache: "kmalloc-64"
+            }
+        );
         let msg = e.to_string();
-        assert!(msg.contains("double kfree") && msg.contains("kmalloc-64"), "{msg}");
+        assert!(
+            msg.contains("double kfree") && msg.contains("kmalloc-64"),
+            "{msg}"
+        );
         assert!(msg.contains(&std::format!("{:#x}", p as u64)));
         // Non-debug mode still catches the immediate double free.
         let (mut a, mut k) = setup(false);
         let p = k.kmalloc(&mut a.pa, 32, GFP_KERNEL);
         k.kfree(&mut a.pa, p).unwrap();
-        assert!(matches!(k.kfree(&mut a.pa, p), Err(MmError::DoubleFree { cache: "kmalloc-32", .. })));
+        assert!(matches!(
+            k.kfree(&mut a.pa, p),
+            Err(MmError::DoubleFree {
+                cache: "kmalloc-32",
+                ..
+            })
+        ));
     }
 
     #[test]
     fn foreign_pointers_detected() {
         let (mut a, mut k) = setup(true);
         let stack = 0u64;
-        let e = k.kfree(&mut a.pa, &stack as *const u64 as *mut u8).unwrap_err();
+        let e = k
+            .kfree(&mut a.pa, &stack as *const u64 as *mut u8)
+            .unwrap_err();
         assert!(matches!(e, MmError::ForeignPointer { .. }));
         assert!(e.to_string().contains("not in the direct map"), "{e}");
         let p = k.kmalloc(&mut a.pa, 96, GFP_KERNEL);
@@ -495,7 +589,9 @@ mod tests {
         let e = k.kfree(&mut a.pa, page).unwrap_err();
         assert!(e.to_string().contains("free in the buddy"), "{e}");
         // Slab pages refuse free_pages.
-        let e = a.pa.free_pages(((p as usize) & !(PAGE_SIZE - 1)) as *mut u8, 0).unwrap_err();
+        let e =
+            a.pa.free_pages(((p as usize) & !(PAGE_SIZE - 1)) as *mut u8, 0)
+                .unwrap_err();
         assert!(matches!(e, MmError::PageNotAllocated { .. }));
         k.kfree(&mut a.pa, p).unwrap();
         assert_eq!(k.nr_allocated(), 0);
@@ -507,7 +603,10 @@ mod tests {
         let p = k.kmalloc(&mut a.pa, 64, GFP_KERNEL);
         // SAFETY: pointer arithmetic inside the object.
         let mid = unsafe { p.add(16) };
-        assert!(matches!(k.kfree(&mut a.pa, mid), Err(MmError::ForeignPointer { .. })));
+        assert!(matches!(
+            k.kfree(&mut a.pa, mid),
+            Err(MmError::ForeignPointer { .. })
+        ));
         k.kfree(&mut a.pa, p).unwrap();
     }
 
@@ -515,11 +614,18 @@ mod tests {
     fn redzone_overrun_detected() {
         let (mut a, mut k) = setup(true);
         let p = k.kmalloc(&mut a.pa, 30, GFP_KERNEL); // kmalloc-32
-        // SAFETY: deliberately writes one byte past the 32-byte object into its redzone,
-        // which is memory of the same slab (debug layout).
+                                                      // SAFETY: deliberately writes one byte past the 32-byte object into its redzone,
+                                                      // which is memory of the same slab (debug layout).
         unsafe { p.add(32).write(0) };
         let e = k.kfree(&mut a.pa, p).unwrap_err();
-        assert_eq!(e, MmError::Redzone { addr: p as u64, cache: "kmalloc-32", offset: 32 });
+        assert_eq!(
+            e,
+            MmError::Redzone {
+                addr: p as u64,
+                cache: "kmalloc-32",
+                offset: 32
+            }
+        );
         assert!(e.to_string().contains("past the end"), "{e}");
         assert_eq!(k.ksize(&a.pa, p), 32);
     }
@@ -534,7 +640,14 @@ mod tests {
         let q = k.kmalloc(&mut a.pa, 16, GFP_KERNEL);
         assert_eq!(p, q);
         let e = k.take_debug_report().unwrap();
-        assert_eq!(e, MmError::UseAfterFree { addr: p as u64, cache: "kmalloc-16", offset: 3 });
+        assert_eq!(
+            e,
+            MmError::UseAfterFree {
+                addr: p as u64,
+                cache: "kmalloc-16",
+                offset: 3
+            }
+        );
         assert!(e.to_string().contains("use after free"));
     }
 
@@ -542,7 +655,10 @@ mod tests {
     fn set_debug_rules() {
         let (mut a, mut k) = setup(false);
         let p = k.kmalloc(&mut a.pa, 8, GFP_KERNEL);
-        assert_eq!(k.set_debug(&mut a.pa, true), Err(MmError::DebugModeBusy { live_objects: 1 }));
+        assert_eq!(
+            k.set_debug(&mut a.pa, true),
+            Err(MmError::DebugModeBusy { live_objects: 1 })
+        );
         k.kfree(&mut a.pa, p).unwrap();
         k.set_debug(&mut a.pa, true).unwrap();
         assert!(k.debug());
@@ -556,7 +672,9 @@ mod tests {
     fn spare_slab_policy_and_stats() {
         let (mut a, mut k) = setup(false);
         let initial = a.pa.buddy.nr_free_pages();
-        let v: Vec<*mut u8> = (0..2000).map(|_| k.kmalloc(&mut a.pa, 64, GFP_KERNEL)).collect();
+        let v: Vec<*mut u8> = (0..2000)
+            .map(|_| k.kmalloc(&mut a.pa, 64, GFP_KERNEL))
+            .collect();
         let st = &k.cache_stats()[3];
         assert_eq!(st.name, "kmalloc-64");
         assert_eq!(st.active_objects, 2000);

@@ -52,7 +52,7 @@ pub mod testing;
 pub use buddy::{mem_map_bytes, BuddyAllocator, BuddyStats, PageDesc, PageState};
 pub use direct_map::DirectMap;
 pub use error::MmError;
-pub use gfp::{Gfp, GFP_ATOMIC, GFP_KERNEL, __GFP_ZERO};
+pub use gfp::{Gfp, __GFP_ZERO, GFP_ATOMIC, GFP_KERNEL};
 pub use kmalloc::{CacheStats, Kmalloc, ZERO_SIZE_PTR};
 pub use page_alloc::PageAllocator;
 pub use vmalloc::{

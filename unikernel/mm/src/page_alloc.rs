@@ -20,7 +20,10 @@ pub struct PageAllocator {
 impl PageAllocator {
     /// Manages nothing until `buddy.init` + `free_range`; usable in a `static`.
     pub const fn empty() -> Self {
-        PageAllocator { buddy: BuddyAllocator::empty(), direct_map: DirectMap { offset: 0 } }
+        PageAllocator {
+            buddy: BuddyAllocator::empty(),
+            direct_map: DirectMap { offset: 0 },
+        }
     }
 
     /// Allocate 2^order pages; returns their direct-map address. `__GFP_ZERO` zeroes.
@@ -41,7 +44,10 @@ impl PageAllocator {
     pub fn free_pages(&mut self, addr: *mut u8, order: u8) -> Result<(), MmError> {
         let phys = self.direct_map.virt_to_phys(addr);
         if phys & (PAGE_SIZE as u64 - 1) != 0 {
-            return Err(MmError::InvalidOrder { pfn: phys >> PAGE_SHIFT, order });
+            return Err(MmError::InvalidOrder {
+                pfn: phys >> PAGE_SHIFT,
+                order,
+            });
         }
         self.buddy.free_pages(phys >> PAGE_SHIFT, order)
     }
@@ -62,7 +68,7 @@ impl PageAllocator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gfp::{GFP_KERNEL, __GFP_ZERO};
+    use crate::gfp::{__GFP_ZERO, GFP_KERNEL};
     use crate::testing::HostArena;
 
     #[test]
@@ -82,7 +88,10 @@ mod tests {
         assert!(pa.virt_to_page(q.as_ptr()).is_some());
         // SAFETY: pointer arithmetic only, q+1 stays inside the block.
         let mid = unsafe { q.as_ptr().add(1) };
-        assert!(matches!(pa.free_pages(mid, 1), Err(MmError::InvalidOrder { .. })));
+        assert!(matches!(
+            pa.free_pages(mid, 1),
+            Err(MmError::InvalidOrder { .. })
+        ));
         pa.free_pages(q.as_ptr(), 1).unwrap();
         assert_eq!(pa.buddy.nr_free_pages(), total);
     }

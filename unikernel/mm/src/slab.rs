@@ -6,9 +6,7 @@
 //! slab's freelist head, in-use count and owner live in its head page's [`PageDesc`], so
 //! `kfree` finds everything from the address alone. The cache allocates from one "cpu"
 //! slab and keeps the other non-full slabs on a partial list.
-use crate::buddy::{
-    PageDesc, KIND_ALLOCATED, KIND_SLAB, KIND_SLAB_TAIL, KIND_TAIL, NONE,
-};
+use crate::buddy::{PageDesc, KIND_ALLOCATED, KIND_SLAB, KIND_SLAB_TAIL, KIND_TAIL, NONE};
 use crate::error::MmError;
 use crate::gfp::GFP_KERNEL;
 use crate::page_alloc::PageAllocator;
@@ -79,7 +77,11 @@ impl KmemCache {
     /// A cache of `size`-byte objects (`size` a multiple of 8, ≤ 8 KiB).
     pub const fn new(index: u8, name: &'static str, size: usize, debug: bool) -> Self {
         let (stride, fp_offset, order, objects) = layout(size, debug);
-        let align = if size.is_power_of_two() && !debug { size } else { 8 };
+        let align = if size.is_power_of_two() && !debug {
+            size
+        } else {
+            8
+        };
         KmemCache {
             name,
             index,
@@ -156,7 +158,11 @@ impl KmemCache {
             // bytes the buddy just gave us; nobody else references it yet.
             unsafe {
                 let obj = base.add(j * stride);
-                let next = if j + 1 < self.objects as usize { obj.add(stride) as u64 } else { 0 };
+                let next = if j + 1 < self.objects as usize {
+                    obj.add(stride) as u64
+                } else {
+                    0
+                };
                 (obj.add(self.fp_offset as usize) as *mut u64).write_unaligned(next);
                 if self.debug {
                     self.poison(obj);
@@ -184,7 +190,11 @@ impl KmemCache {
             pa.buddy.desc_mut(idx + j).kind = KIND_TAIL;
         }
         let d = pa.buddy.desc_mut(idx);
-        *d = PageDesc { kind: KIND_ALLOCATED, order: self.order, ..PageDesc::RESERVED };
+        *d = PageDesc {
+            kind: KIND_ALLOCATED,
+            order: self.order,
+            ..PageDesc::RESERVED
+        };
         let pfn = pa.buddy.base_pfn() + idx as u64;
         let r = pa.buddy.free_pages(pfn, self.order);
         debug_assert!(r.is_ok());
@@ -231,7 +241,10 @@ impl KmemCache {
             self.debug_check_free(pa, idx, addr)?;
         } else if pa.buddy.desc(idx).freelist == addr {
             // The one double free that is free to detect (SLAB_FREELIST_HARDENED).
-            return Err(MmError::DoubleFree { addr, cache: self.name });
+            return Err(MmError::DoubleFree {
+                addr,
+                cache: self.name,
+            });
         }
         let d = pa.buddy.desc_mut(idx);
         // SAFETY: `addr` is an allocated object of this slab (page owner checked by the
@@ -317,14 +330,22 @@ impl KmemCache {
         // SAFETY: `obj` was just taken off this cache's freelist, so the object and its
         // redzone (within the stride) belong to this cache.
         let body = unsafe { core::slice::from_raw_parts(p, n) };
-        let bad = body[..n - 1]
-            .iter()
-            .position(|&b| b != POISON_FREE)
-            .or(if body[n - 1] != POISON_END { Some(n - 1) } else { None });
+        let bad =
+            body[..n - 1]
+                .iter()
+                .position(|&b| b != POISON_FREE)
+                .or(if body[n - 1] != POISON_END {
+                    Some(n - 1)
+                } else {
+                    None
+                });
         if let Some(offset) = bad {
             if self.debug_report.is_none() {
-                self.debug_report =
-                    Some(MmError::UseAfterFree { addr: obj, cache: self.name, offset });
+                self.debug_report = Some(MmError::UseAfterFree {
+                    addr: obj,
+                    cache: self.name,
+                    offset,
+                });
             }
         }
         // SAFETY: as above; the redzone follows the object inside the stride.
@@ -332,10 +353,17 @@ impl KmemCache {
     }
 
     #[cold]
-    fn debug_check_free(&mut self, pa: &PageAllocator, idx: usize, addr: u64) -> Result<(), MmError> {
+    fn debug_check_free(
+        &mut self,
+        pa: &PageAllocator,
+        idx: usize,
+        addr: u64,
+    ) -> Result<(), MmError> {
         let base = pa.direct_map.pfn_to_virt(pa.buddy.base_pfn() + idx as u64) as u64;
         let off = addr.wrapping_sub(base);
-        if !off.is_multiple_of(self.stride as u64) || off / self.stride as u64 >= self.objects as u64 {
+        if !off.is_multiple_of(self.stride as u64)
+            || off / self.stride as u64 >= self.objects as u64
+        {
             return Err(MmError::ForeignPointer {
                 addr,
                 reason: "it points inside a slab object, not at its start",
@@ -346,10 +374,17 @@ impl KmemCache {
         // the redzone addr+n..addr+n+REDZONE_BYTES is inside the slab.
         let rz = unsafe { core::slice::from_raw_parts((addr as *const u8).add(n), REDZONE_BYTES) };
         if rz.iter().all(|&b| b == RED_INACTIVE) {
-            return Err(MmError::DoubleFree { addr, cache: self.name });
+            return Err(MmError::DoubleFree {
+                addr,
+                cache: self.name,
+            });
         }
         if let Some(i) = rz.iter().position(|&b| b != RED_ACTIVE) {
-            return Err(MmError::Redzone { addr, cache: self.name, offset: n + i });
+            return Err(MmError::Redzone {
+                addr,
+                cache: self.name,
+                offset: n + i,
+            });
         }
         // SAFETY: the object is allocated and being freed by its owner.
         unsafe { self.poison(addr as *mut u8) };

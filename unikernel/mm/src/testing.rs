@@ -110,19 +110,28 @@ impl VmallocHw for FakePageTable {
     fn map(&mut self, virt: u64, phys: u64, size: LeafSize) -> Result<(), MmError> {
         if let Some(n) = self.fail_after.as_mut() {
             if *n == 0 {
-                return Err(MmError::MapFailed { virt, reason: "injected failure" });
+                return Err(MmError::MapFailed {
+                    virt,
+                    reason: "injected failure",
+                });
             }
             *n -= 1;
         }
         let b = size.bytes();
         if !virt.is_multiple_of(b) || !phys.is_multiple_of(b) {
-            return Err(MmError::MapFailed { virt, reason: "misaligned leaf" });
+            return Err(MmError::MapFailed {
+                virt,
+                reason: "misaligned leaf",
+            });
         }
         if self.translate(virt).is_some()
             || (size == LeafSize::Size2M
                 && (0..512).any(|i| self.entries.contains_key(&(virt + i * 4096))))
         {
-            return Err(MmError::MapFailed { virt, reason: "already mapped" });
+            return Err(MmError::MapFailed {
+                virt,
+                reason: "already mapped",
+            });
         }
         self.entries.insert(virt, (phys, size));
         Ok(())

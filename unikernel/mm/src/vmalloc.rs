@@ -176,7 +176,11 @@ const fn align_up(x: u64, a: u64) -> u64 {
 impl Vmalloc {
     /// A vmalloc space over `[start, end)` (page aligned), flush mode `Lazy`.
     pub fn new(start: u64, end: u64) -> Self {
-        assert!(start.is_multiple_of(PAGE_SIZE as u64) && end.is_multiple_of(PAGE_SIZE as u64) && start < end);
+        assert!(
+            start.is_multiple_of(PAGE_SIZE as u64)
+                && end.is_multiple_of(PAGE_SIZE as u64)
+                && start < end
+        );
         let mut free = BTreeMap::new();
         free.insert(start, end);
         Vmalloc {
@@ -222,19 +226,37 @@ impl Vmalloc {
     }
 
     /// `vmalloc(size)`: 4 KiB leaves, page alignment. Null on failure (nothing leaks).
-    pub fn vmalloc(&mut self, pa: &mut PageAllocator, hw: &mut impl VmallocHw, size: usize, gfp: Gfp) -> *mut u8 {
+    pub fn vmalloc(
+        &mut self,
+        pa: &mut PageAllocator,
+        hw: &mut impl VmallocHw,
+        size: usize,
+        gfp: Gfp,
+    ) -> *mut u8 {
         self.vmalloc_phased(pa, hw, size, PAGE_SIZE as u64, gfp, false, &mut NoHook)
     }
 
     /// `vzalloc(size)`: zeroed (each frame zeroed through the direct map).
-    pub fn vzalloc(&mut self, pa: &mut PageAllocator, hw: &mut impl VmallocHw, size: usize, gfp: Gfp) -> *mut u8 {
+    pub fn vzalloc(
+        &mut self,
+        pa: &mut PageAllocator,
+        hw: &mut impl VmallocHw,
+        size: usize,
+        gfp: Gfp,
+    ) -> *mut u8 {
         self.vmalloc(pa, hw, size, gfp | crate::gfp::__GFP_ZERO)
     }
 
     /// `vmalloc_huge(size)`: 2 MiB leaves (order-9 frames, 2 MiB-aligned start) when
     /// `size >= 2 MiB`; the size is rounded up to 2 MiB. Falls back to 4 KiB leaves when
     /// that fails (no order-9 block, no aligned range), like Linux.
-    pub fn vmalloc_huge(&mut self, pa: &mut PageAllocator, hw: &mut impl VmallocHw, size: usize, gfp: Gfp) -> *mut u8 {
+    pub fn vmalloc_huge(
+        &mut self,
+        pa: &mut PageAllocator,
+        hw: &mut impl VmallocHw,
+        size: usize,
+        gfp: Gfp,
+    ) -> *mut u8 {
         self.vmalloc_phased(pa, hw, size, PAGE_SIZE as u64, gfp, true, &mut NoHook)
     }
 
@@ -353,7 +375,15 @@ impl Vmalloc {
         }
         self.stats.allocs += 1;
         self.by_addr.insert(start, start + size);
-        self.areas.insert(start, VmArea { size, requested, leaf, frames });
+        self.areas.insert(
+            start,
+            VmArea {
+                size,
+                requested,
+                leaf,
+                frames,
+            },
+        );
         Some(start as usize as *mut u8)
     }
 
@@ -402,7 +432,12 @@ impl Vmalloc {
 
     /// `vfree(ptr)`. Null is a no-op; anything but an area's start is an error and
     /// changes nothing.
-    pub fn vfree(&mut self, pa: &mut PageAllocator, hw: &mut impl VmallocHw, ptr: *mut u8) -> Result<(), MmError> {
+    pub fn vfree(
+        &mut self,
+        pa: &mut PageAllocator,
+        hw: &mut impl VmallocHw,
+        ptr: *mut u8,
+    ) -> Result<(), MmError> {
         self.vfree_phased(pa, hw, ptr, &mut NoHook)
     }
 
@@ -420,7 +455,10 @@ impl Vmalloc {
         let start = ptr as usize as u64;
         let Some(area) = self.areas.remove(&start) else {
             return Err(match self.find_area(start) {
-                Some(info) => MmError::VfreeInterior { addr: start, area_start: info.start },
+                Some(info) => MmError::VfreeInterior {
+                    addr: start,
+                    area_start: info.start,
+                },
                 None => MmError::NotVmallocArea { addr: start },
             });
         };
@@ -537,7 +575,11 @@ mod tests {
     const VEND: u64 = VSTART + (1 << 32);
 
     fn setup() -> (HostArena, FakePageTable, Vmalloc) {
-        (HostArena::new(16 << 20), FakePageTable::new(), Vmalloc::new(VSTART, VEND))
+        (
+            HostArena::new(16 << 20),
+            FakePageTable::new(),
+            Vmalloc::new(VSTART, VEND),
+        )
     }
 
     #[test]
@@ -548,10 +590,15 @@ mod tests {
         let p = vm.vmalloc(&mut a.pa, &mut hw, 3 * 4096 + 1, GFP_KERNEL) as u64;
         assert_eq!(p, VSTART);
         let info = vm.find_area(p + 5000).unwrap();
-        assert_eq!((info.start, info.size, info.nr_leaves, info.guard), (p, 16384, 4, p + 16384));
+        assert_eq!(
+            (info.start, info.size, info.nr_leaves, info.guard),
+            (p, 16384, 4, p + 16384)
+        );
         assert!(hw.translate(info.guard).is_none(), "guard page unmapped");
         assert!(vm.find_area(info.guard).is_none());
-        let mut frames: Vec<u64> = (0..4).map(|i| hw.translate(p + i * 4096).unwrap()).collect();
+        let mut frames: Vec<u64> = (0..4)
+            .map(|i| hw.translate(p + i * 4096).unwrap())
+            .collect();
         assert_eq!(vm.vmalloc_to_page(p + 4096 + 7), Some(frames[1] + 7));
         frames.sort();
         frames.dedup();
@@ -587,7 +634,9 @@ mod tests {
             let phys = vm.vmalloc_to_page(v + i * 4096).unwrap();
             let virt = a.pa.direct_map.phys_to_virt(phys);
             // SAFETY: the frame is a page of the arena, owned by the vmalloc area.
-            assert!(unsafe { core::slice::from_raw_parts(virt, 4096) }.iter().all(|&b| b == 0));
+            assert!(unsafe { core::slice::from_raw_parts(virt, 4096) }
+                .iter()
+                .all(|&b| b == 0));
         }
         vm.vfree(&mut a.pa, &mut hw, v as *mut u8).unwrap();
     }
@@ -598,10 +647,17 @@ mod tests {
         vm.set_flush_mode(FlushMode::PerPage);
         let p = vm.vmalloc(&mut a.pa, &mut hw, 33 * 4096, GFP_KERNEL);
         vm.vfree(&mut a.pa, &mut hw, p).unwrap();
-        assert_eq!((hw.full_flushes, hw.range_flushes), (1, 0), "33 pages -> full flush");
+        assert_eq!(
+            (hw.full_flushes, hw.range_flushes),
+            (1, 0),
+            "33 pages -> full flush"
+        );
         let p = vm.vmalloc(&mut a.pa, &mut hw, 32 * 4096, GFP_KERNEL);
         vm.vfree(&mut a.pa, &mut hw, p).unwrap();
-        assert_eq!((hw.full_flushes, hw.range_flushes, hw.invlpg_pages), (1, 1, 32));
+        assert_eq!(
+            (hw.full_flushes, hw.range_flushes, hw.invlpg_pages),
+            (1, 1, 32)
+        );
         vm.set_flush_mode(FlushMode::Full);
         let p = vm.vmalloc(&mut a.pa, &mut hw, 4096, GFP_KERNEL);
         vm.vfree(&mut a.pa, &mut hw, p).unwrap();
@@ -622,7 +678,10 @@ mod tests {
         let q = vm.vmalloc(&mut a.pa, &mut hw, 4 * 4096, GFP_KERNEL);
         assert_ne!(p, q, "lazily freed range not reused before the purge");
         vm.vfree(&mut a.pa, &mut hw, q).unwrap();
-        assert_eq!(hw.full_flushes, 0, "8 pages pending is not above the threshold");
+        assert_eq!(
+            hw.full_flushes, 0,
+            "8 pages pending is not above the threshold"
+        );
         let r = vm.vmalloc(&mut a.pa, &mut hw, 4096, GFP_KERNEL);
         vm.vfree(&mut a.pa, &mut hw, r).unwrap();
         assert_eq!(hw.full_flushes, 1);
@@ -645,7 +704,9 @@ mod tests {
         let mut vm = Vmalloc::new(VSTART, VSTART + 4 * 8192);
         let p = vm.vmalloc(&mut a.pa, &mut hw, 4096, GFP_KERNEL);
         vm.vfree(&mut a.pa, &mut hw, p).unwrap();
-        let ps: Vec<*mut u8> = (0..4).map(|_| vm.vmalloc(&mut a.pa, &mut hw, 4096, GFP_KERNEL)).collect();
+        let ps: Vec<*mut u8> = (0..4)
+            .map(|_| vm.vmalloc(&mut a.pa, &mut hw, 4096, GFP_KERNEL))
+            .collect();
         assert!(ps.iter().all(|p| !p.is_null()));
         assert_eq!(vm.stats().purges, 1);
         assert!(vm.vmalloc(&mut a.pa, &mut hw, 4096, GFP_KERNEL).is_null());
@@ -658,7 +719,10 @@ mod tests {
         let p = vm.vmalloc_huge(&mut a.pa, &mut hw, (4 << 20) + 1, GFP_KERNEL) as u64;
         assert_eq!(p % (2 << 20), 0);
         let info = vm.find_area(p).unwrap();
-        assert_eq!((info.leaf, info.nr_leaves, info.size), (LeafSize::Size2M, 3, 6 << 20));
+        assert_eq!(
+            (info.leaf, info.nr_leaves, info.size),
+            (LeafSize::Size2M, 3, 6 << 20)
+        );
         for (v, ph, s) in hw.leaves() {
             assert_eq!(s, LeafSize::Size2M);
             assert_eq!((v % (2 << 20), ph % (2 << 20)), (0, 0));
@@ -713,7 +777,9 @@ mod tests {
             assert_eq!(p % (1 << shift), 0, "align 2^{shift}");
             vm.vfree(&mut a.pa, &mut hw, p as *mut u8).unwrap();
         }
-        assert!(vm.vmalloc_align(&mut a.pa, &mut hw, 4096, 3, GFP_KERNEL).is_null());
+        assert!(vm
+            .vmalloc_align(&mut a.pa, &mut hw, 4096, 3, GFP_KERNEL)
+            .is_null());
         assert!(vm.vmalloc(&mut a.pa, &mut hw, 0, GFP_KERNEL).is_null());
     }
 
@@ -725,12 +791,17 @@ mod tests {
         for shift in 0..64u32 {
             let p = vm.vmalloc_align(&mut a.pa, &mut hw, 4096, 1u64 << shift, GFP_KERNEL) as u64;
             if p != 0 {
-                assert!(p >= start && p + 4096 <= end, "align 2^{shift}: {p:#x} outside the range");
+                assert!(
+                    p >= start && p + 4096 <= end,
+                    "align 2^{shift}: {p:#x} outside the range"
+                );
                 assert_eq!(p % (1u64 << shift), 0);
                 vm.vfree(&mut a.pa, &mut hw, p as *mut u8).unwrap();
             }
         }
-        assert!(vm.vmalloc_align(&mut a.pa, &mut hw, 4096, 1u64 << 63, GFP_KERNEL).is_null());
+        assert!(vm
+            .vmalloc_align(&mut a.pa, &mut hw, 4096, 1u64 << 63, GFP_KERNEL)
+            .is_null());
     }
 
     #[test]
@@ -738,20 +809,41 @@ mod tests {
         let (mut a, mut hw, mut vm) = setup();
         vm.vfree(&mut a.pa, &mut hw, core::ptr::null_mut()).unwrap();
         let p = vm.vmalloc(&mut a.pa, &mut hw, 8192, GFP_KERNEL) as u64;
-        let e = vm.vfree(&mut a.pa, &mut hw, (p + 4096) as *mut u8).unwrap_err();
-        assert_eq!(e, MmError::VfreeInterior { addr: p + 4096, area_start: p });
+        let e = vm
+            .vfree(&mut a.pa, &mut hw, (p + 4096) as *mut u8)
+            .unwrap_err();
+        assert_eq!(
+            e,
+            MmError::VfreeInterior {
+                addr: p + 4096,
+                area_start: p
+            }
+        );
         assert!(e.to_string().contains("inside the vmalloc area"), "{e}");
-        let e = vm.vfree(&mut a.pa, &mut hw, (p + 8192) as *mut u8).unwrap_err(); // guard
+        let e = vm
+            .vfree(&mut a.pa, &mut hw, (p + 8192) as *mut u8)
+            .unwrap_err(); // guard
         assert_eq!(e, MmError::NotVmallocArea { addr: p + 8192 });
-        let e = vm.vfree(&mut a.pa, &mut hw, 0x1234_5000 as *mut u8).unwrap_err();
-        assert!(e.to_string().contains("not the start of any vmalloc area"), "{e}");
+        let e = vm
+            .vfree(&mut a.pa, &mut hw, 0x1234_5000 as *mut u8)
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("not the start of any vmalloc area"),
+            "{e}"
+        );
         assert_eq!(hw.nr_mapped(), 2, "errors change nothing");
         vm.vfree(&mut a.pa, &mut hw, p as *mut u8).unwrap();
-        assert!(matches!(vm.vfree(&mut a.pa, &mut hw, p as *mut u8), Err(MmError::NotVmallocArea { .. })));
+        assert!(matches!(
+            vm.vfree(&mut a.pa, &mut hw, p as *mut u8),
+            Err(MmError::NotVmallocArea { .. })
+        ));
         // vmalloc frames refuse kfree/free_pages.
         let q = vm.vmalloc(&mut a.pa, &mut hw, 4096, GFP_KERNEL) as u64;
         let phys = vm.vmalloc_to_page(q).unwrap();
-        assert!(matches!(a.pa.buddy.free_pages(phys >> 12, 0), Err(MmError::PageNotAllocated { .. })));
+        assert!(matches!(
+            a.pa.buddy.free_pages(phys >> 12, 0),
+            Err(MmError::PageNotAllocated { .. })
+        ));
         vm.vfree(&mut a.pa, &mut hw, q as *mut u8).unwrap();
     }
 
@@ -768,14 +860,18 @@ mod tests {
         assert_eq!(vm.stats().areas, 0);
         // Map failure half-way: everything undone.
         hw.fail_after = Some(3);
-        assert!(vm.vmalloc(&mut a.pa, &mut hw, 8 * 4096, GFP_KERNEL).is_null());
+        assert!(vm
+            .vmalloc(&mut a.pa, &mut hw, 8 * 4096, GFP_KERNEL)
+            .is_null());
         hw.fail_after = None;
         assert_eq!(a.pa.buddy.nr_free_pages(), free0);
         assert_eq!(vm.free_bytes(), VEND - VSTART);
         assert_eq!(hw.nr_mapped(), 0);
         // Address space exhaustion.
         let mut small = Vmalloc::new(VSTART, VSTART + 8192);
-        assert!(small.vmalloc(&mut a.pa, &mut hw, 8192, GFP_KERNEL).is_null());
+        assert!(small
+            .vmalloc(&mut a.pa, &mut hw, 8192, GFP_KERNEL)
+            .is_null());
         assert_eq!(a.pa.buddy.nr_free_pages(), free0);
     }
 
@@ -783,11 +879,26 @@ mod tests {
     fn phases_are_reported_in_order() {
         let (mut a, mut hw, mut vm) = setup();
         let mut seen = Vec::new();
-        let p = vm.vmalloc_phased(&mut a.pa, &mut hw, 4096, 4096, GFP_KERNEL, false, &mut |ph| seen.push(ph));
-        vm.vfree_phased(&mut a.pa, &mut hw, p, &mut |ph| seen.push(ph)).unwrap();
+        let p = vm.vmalloc_phased(
+            &mut a.pa,
+            &mut hw,
+            4096,
+            4096,
+            GFP_KERNEL,
+            false,
+            &mut |ph| seen.push(ph),
+        );
+        vm.vfree_phased(&mut a.pa, &mut hw, p, &mut |ph| seen.push(ph))
+            .unwrap();
         assert_eq!(
             seen,
-            [Phase::Reserved, Phase::Mapped, Phase::Unmapped, Phase::Flushed, Phase::Released]
+            [
+                Phase::Reserved,
+                Phase::Mapped,
+                Phase::Unmapped,
+                Phase::Flushed,
+                Phase::Released
+            ]
         );
     }
 }

@@ -30,7 +30,9 @@ fn pattern(p: *mut u8, len: usize, seed: u8) {
 fn check(p: *const u8, len: usize, seed: u8) -> bool {
     // SAFETY: callers pass a live allocation of at least len bytes.
     let s = unsafe { std::slice::from_raw_parts(p, len) };
-    s.iter().enumerate().all(|(i, &b)| b == seed.wrapping_add(i as u8))
+    s.iter()
+        .enumerate()
+        .all(|(i, &b)| b == seed.wrapping_add(i as u8))
 }
 
 proptest! {
@@ -85,7 +87,11 @@ proptest! {
 
 #[derive(Clone, Debug)]
 enum VOp {
-    Alloc { pages: usize, huge: bool, align_shift: u8 },
+    Alloc {
+        pages: usize,
+        huge: bool,
+        align_shift: u8,
+    },
     Free(usize),
 }
 

@@ -265,7 +265,15 @@ pub struct Request {
 }
 
 /// The operations a serve-mode guest understands (besides `quit`).
-pub const SERVE_OPS: [&str; 7] = ["kmalloc_pair", "kzalloc_pair", "alloc_pages_pair", "vmalloc_pair", "gate_roundtrip", "alu", "nop"];
+pub const SERVE_OPS: [&str; 7] = [
+    "kmalloc_pair",
+    "kzalloc_pair",
+    "alloc_pages_pair",
+    "vmalloc_pair",
+    "gate_roundtrip",
+    "alu",
+    "nop",
+];
 
 /// The guest's answer to one [`Request`]: `cycles` for all `iters` iterations together
 /// (TSC, the empty timer's overhead subtracted once), `ns` the same from the TSC frequency.
@@ -302,13 +310,20 @@ pub fn encode_record(record: &Record) -> String {
 
 /// Parse one results-channel line; `None` for lines that are not records.
 pub fn decode_record(line: &str) -> Option<Result<Record, serde_json::Error>> {
-    let body = line.trim_end_matches(['\r', '\n']).strip_prefix(RECORD_PREFIX)?;
+    let body = line
+        .trim_end_matches(['\r', '\n'])
+        .strip_prefix(RECORD_PREFIX)?;
     Some(serde_json::from_str(body))
 }
 
 /// Helper for building params maps.
-pub fn params<const N: usize>(pairs: [(&str, serde_json::Value); N]) -> BTreeMap<String, serde_json::Value> {
-    pairs.into_iter().map(|(k, v)| (String::from(k), v)).collect()
+pub fn params<const N: usize>(
+    pairs: [(&str, serde_json::Value); N],
+) -> BTreeMap<String, serde_json::Value> {
+    pairs
+        .into_iter()
+        .map(|(k, v)| (String::from(k), v))
+        .collect()
 }
 
 /// Convenience for list-of-records producers.
@@ -331,7 +346,11 @@ mod tests {
 
     #[test]
     fn record_framing_round_trips() {
-        let r = Record::Selftest(SelftestRecord { name: "x".to_string(), passed: true, detail: String::new() });
+        let r = Record::Selftest(SelftestRecord {
+            name: "x".to_string(),
+            passed: true,
+            detail: String::new(),
+        });
         let line = encode_record(&r);
         assert!(line.starts_with("KMB1 {"));
         assert_eq!(decode_record(&line).unwrap().unwrap(), r);
@@ -340,12 +359,23 @@ mod tests {
 
     #[test]
     fn serve_request_and_measurement_round_trip() {
-        let q = Request { id: 7, op: "kmalloc_pair".to_string(), arg: 64, iters: 1000 };
+        let q = Request {
+            id: 7,
+            op: "kmalloc_pair".to_string(),
+            arg: 64,
+            iters: 1000,
+        };
         let line = encode_request(&q);
         assert!(line.ends_with('\n') && !line[..line.len() - 1].contains('\n'));
         assert_eq!(serde_json::from_str::<Request>(line.trim_end()).unwrap(), q);
         let m = Record::Measurement(MeasurementRecord {
-            id: 7, op: q.op.clone(), arg: 64, iters: 1000, cycles: 12345, ns: 5000.5, error: None,
+            id: 7,
+            op: q.op.clone(),
+            arg: 64,
+            iters: 1000,
+            cycles: 12345,
+            ns: 5000.5,
+            error: None,
         });
         let enc = encode_record(&m);
         assert!(enc.contains("\"type\":\"measurement\"") && !enc.contains("error"));

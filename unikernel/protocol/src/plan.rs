@@ -200,7 +200,10 @@ pub struct AluSuite {
 }
 impl Default for AluSuite {
     fn default() -> Self {
-        AluSuite { samples: 1_000, iterations: 1_000 }
+        AluSuite {
+            samples: 1_000,
+            iterations: 1_000,
+        }
     }
 }
 
@@ -246,7 +249,12 @@ pub struct PagesSuite {
 }
 impl Default for PagesSuite {
     fn default() -> Self {
-        PagesSuite { orders: vec![0, 1, 2, 3, 9, 10], n: 1_000, samples: 2_000, warmup: 100 }
+        PagesSuite {
+            orders: vec![0, 1, 2, 3, 9, 10],
+            n: 1_000,
+            samples: 2_000,
+            warmup: 100,
+        }
     }
 }
 
@@ -287,7 +295,10 @@ pub struct StackVsHeapSuite {
 }
 impl Default for StackVsHeapSuite {
     fn default() -> Self {
-        StackVsHeapSuite { buffer: 2048, samples: 5_000 }
+        StackVsHeapSuite {
+            buffer: 2048,
+            samples: 5_000,
+        }
     }
 }
 
@@ -299,7 +310,10 @@ pub struct TalcVsSlabSuite {
 }
 impl Default for TalcVsSlabSuite {
     fn default() -> Self {
-        TalcVsSlabSuite { sizes: vec![8, 64, 512, 4096], samples: 5_000 }
+        TalcVsSlabSuite {
+            sizes: vec![8, 64, 512, 4096],
+            samples: 5_000,
+        }
     }
 }
 
@@ -392,7 +406,10 @@ pub struct TlbFlushSuite {
 }
 impl Default for TlbFlushSuite {
     fn default() -> Self {
-        TlbFlushSuite { samples: 500, refill_pages: 512 }
+        TlbFlushSuite {
+            samples: 500,
+            refill_pages: 512,
+        }
     }
 }
 
@@ -404,10 +421,12 @@ pub struct MapSuite {
 }
 impl Default for MapSuite {
     fn default() -> Self {
-        MapSuite { sizes: vec![2 << 20, 64 << 20], samples: 20 }
+        MapSuite {
+            sizes: vec![2 << 20, 64 << 20],
+            samples: 20,
+        }
     }
 }
-
 
 #[cfg(test)]
 mod tests {

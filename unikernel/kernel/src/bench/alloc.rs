@@ -14,7 +14,10 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::hint::black_box;
 use kmbench_mm::{Gfp, Phase, GFP_KERNEL, MAX_ORDER};
-use kmbench_protocol::{BenchStatus, FlushMode, GuestPlan, KmallocSuite, PagesSuite, StackVsHeapSuite, TalcVsSlabSuite, VmallocSuite};
+use kmbench_protocol::{
+    BenchStatus, FlushMode, GuestPlan, KmallocSuite, PagesSuite, StackVsHeapSuite, TalcVsSlabSuite,
+    VmallocSuite,
+};
 
 /// Deterministic xorshift64* for workloads with a fixed seed.
 pub struct Rng(u64);
@@ -81,9 +84,22 @@ pub fn kmalloc_suite(cfg: &KmallocSuite, plan: &GuestPlan) {
             black_box(p);
             mm::kfree(p);
         });
-        let r = bench("kmalloc", format!("kmalloc/pair/{size}"), dbg).param("size", size).param("batch", b)
-            .extra("path", if cheap { "slab" } else { "page allocator (kmalloc_large)" });
-        if oom { r.emit_status(BenchStatus::Oom, "kmalloc returned NULL") } else { r.emit_cycles_f64(&mut s) }
+        let r = bench("kmalloc", format!("kmalloc/pair/{size}"), dbg)
+            .param("size", size)
+            .param("batch", b)
+            .extra(
+                "path",
+                if cheap {
+                    "slab"
+                } else {
+                    "page allocator (kmalloc_large)"
+                },
+            );
+        if oom {
+            r.emit_status(BenchStatus::Oom, "kmalloc returned NULL")
+        } else {
+            r.emit_cycles_f64(&mut s)
+        }
     }
     for &size in &cfg.n_sizes {
         alloc_n_free_n(cfg, size as usize, dbg);
@@ -98,7 +114,10 @@ pub fn kmalloc_suite(cfg: &KmallocSuite, plan: &GuestPlan) {
                 mm::kfree(p);
             }
         });
-        bench("kmalloc", format!("kzalloc/pair/{size}"), dbg).param("size", size).param("batch", b).emit_cycles_f64(&mut s);
+        bench("kmalloc", format!("kzalloc/pair/{size}"), dbg)
+            .param("size", size)
+            .param("batch", b)
+            .emit_cycles_f64(&mut s);
     }
     if cfg.mixed_ops > 0 {
         mixed(cfg, plan);
@@ -122,7 +141,8 @@ fn alloc_n_free_n(cfg: &KmallocSuite, size: usize, dbg: bool) {
             for &p in &ptrs {
                 mm::kfree(p);
             }
-            bench("kmalloc", format!("kmalloc/alloc_n/{size}"), dbg).emit_status(BenchStatus::Oom, "kmalloc returned NULL");
+            bench("kmalloc", format!("kmalloc/alloc_n/{size}"), dbg)
+                .emit_status(BenchStatus::Oom, "kmalloc returned NULL");
             return;
         }
         let c = tsc::start();
@@ -137,10 +157,16 @@ fn alloc_n_free_n(cfg: &KmallocSuite, size: usize, dbg: bool) {
             free_s.push(((d - c) as f64 - ovh) / n as f64);
         }
     }
-    bench("kmalloc", format!("kmalloc/alloc_n/{size}"), dbg).param("size", size).param("n", n)
-        .extra("pattern", "slab_test: N kmalloc then N kfree, per op").emit_cycles_f64(&mut alloc_s);
-    bench("kmalloc", format!("kmalloc/free_n/{size}"), dbg).param("size", size).param("n", n)
-        .extra("pattern", "slab_test: N kmalloc then N kfree, per op").emit_cycles_f64(&mut free_s);
+    bench("kmalloc", format!("kmalloc/alloc_n/{size}"), dbg)
+        .param("size", size)
+        .param("n", n)
+        .extra("pattern", "slab_test: N kmalloc then N kfree, per op")
+        .emit_cycles_f64(&mut alloc_s);
+    bench("kmalloc", format!("kmalloc/free_n/{size}"), dbg)
+        .param("size", size)
+        .param("n", n)
+        .extra("pattern", "slab_test: N kmalloc then N kfree, per op")
+        .emit_cycles_f64(&mut free_s);
 }
 
 /// Random sizes (8 B … 8 KiB, log-uniform), random interleaving of alloc and free
@@ -161,9 +187,17 @@ fn mixed(cfg: &KmallocSuite, plan: &GuestPlan) {
             let alloc = n_live == 0 || (n_live < 1024 && rng.below(2) == 0);
             let size = 8usize << rng.below(11);
             let size = size + rng.below(size as u64) as usize / 2;
-            let idx = if n_live == 0 { 0 } else { rng.below(n_live as u64) as usize };
+            let idx = if n_live == 0 {
+                0
+            } else {
+                rng.below(n_live as u64) as usize
+            };
             ops.push((alloc, size.min(8192), idx));
-            if alloc { n_live += 1 } else { n_live -= 1 }
+            if alloc {
+                n_live += 1
+            } else {
+                n_live -= 1
+            }
         }
         let a = tsc::start();
         for &(alloc, size, idx) in &ops {
@@ -180,8 +214,13 @@ fn mixed(cfg: &KmallocSuite, plan: &GuestPlan) {
     for p in live {
         mm::kfree(p);
     }
-    bench("kmalloc", "kmalloc/mixed".to_string(), plan.mm_debug).param("ops", chunks * chunk).param("seed", plan.seed)
-        .extra("pattern", "random sizes 8 B-8 KiB, random alloc/free over ≤1024 live objects; per op")
+    bench("kmalloc", "kmalloc/mixed".to_string(), plan.mm_debug)
+        .param("ops", chunks * chunk)
+        .param("seed", plan.seed)
+        .extra(
+            "pattern",
+            "random sizes 8 B-8 KiB, random alloc/free over ≤1024 live objects; per op",
+        )
         .emit_cycles_f64(&mut s);
 }
 
@@ -191,22 +230,32 @@ pub fn pages_suite(cfg: &PagesSuite) {
     let dbg = mm::mm().mm_debug;
     for &order in &cfg.orders {
         if order > MAX_ORDER {
-            bench("pages", format!("alloc_pages/pair/{order}"), dbg).emit_status(BenchStatus::Error, "order above MAX_ORDER (18)");
+            bench("pages", format!("alloc_pages/pair/{order}"), dbg)
+                .emit_status(BenchStatus::Error, "order above MAX_ORDER (18)");
             continue;
         }
         let before = mm::mm().pages.buddy.stats();
         let b = PAIR_BATCH;
         let mut oom = false;
-        let mut s = batched(cfg.samples, cfg.warmup, b, || match mm::alloc_pages(order, Gfp(0)) {
-            Some(p) => mm::free_pages(black_box(p.as_ptr()), order),
-            None => oom = true,
+        let mut s = batched(cfg.samples, cfg.warmup, b, || {
+            match mm::alloc_pages(order, Gfp(0)) {
+                Some(p) => mm::free_pages(black_box(p.as_ptr()), order),
+                None => oom = true,
+            }
         });
         let after = mm::mm().pages.buddy.stats();
         let ops = ((cfg.samples + cfg.warmup) * b) as f64;
-        let r = bench("pages", format!("alloc_pages/pair/{order}"), dbg).param("order", order).param("bytes", 4096u64 << order).param("batch", b)
+        let r = bench("pages", format!("alloc_pages/pair/{order}"), dbg)
+            .param("order", order)
+            .param("bytes", 4096u64 << order)
+            .param("batch", b)
             .extra("splits_per_op", (after.splits - before.splits) as f64 / ops)
             .extra("merges_per_op", (after.merges - before.merges) as f64 / ops);
-        if oom { r.emit_status(BenchStatus::Oom, "no free block of this order") } else { r.emit_cycles_f64(&mut s) }
+        if oom {
+            r.emit_status(BenchStatus::Oom, "no free block of this order")
+        } else {
+            r.emit_cycles_f64(&mut s)
+        }
         alloc_n_pages(cfg, order, dbg);
     }
 }
@@ -215,7 +264,8 @@ fn alloc_n_pages(cfg: &PagesSuite, order: u8, dbg: bool) {
     let free_blocks = mm::mm().pages.buddy.nr_free_pages() >> order;
     let n = (cfg.n as u64).min(free_blocks / 2) as usize;
     if n == 0 {
-        bench("pages", format!("alloc_pages/alloc_n/{order}"), dbg).emit_status(BenchStatus::Oom, "not enough free memory");
+        bench("pages", format!("alloc_pages/alloc_n/{order}"), dbg)
+            .emit_status(BenchStatus::Oom, "not enough free memory");
         return;
     }
     let rounds = (cfg.samples / 100).max(5);
@@ -241,10 +291,16 @@ fn alloc_n_pages(cfg: &PagesSuite, order: u8, dbg: bool) {
     }
     let after = mm::mm().pages.buddy.stats();
     let ops = (n as u64 * (rounds as u64 + 1)) as f64;
-    bench("pages", format!("alloc_pages/alloc_n/{order}"), dbg).param("order", order).param("n", n)
-        .extra("splits_per_op", (after.splits - before.splits) as f64 / ops).emit_cycles_f64(&mut a_s);
-    bench("pages", format!("alloc_pages/free_n/{order}"), dbg).param("order", order).param("n", n)
-        .extra("merges_per_op", (after.merges - before.merges) as f64 / ops).emit_cycles_f64(&mut f_s);
+    bench("pages", format!("alloc_pages/alloc_n/{order}"), dbg)
+        .param("order", order)
+        .param("n", n)
+        .extra("splits_per_op", (after.splits - before.splits) as f64 / ops)
+        .emit_cycles_f64(&mut a_s);
+    bench("pages", format!("alloc_pages/free_n/{order}"), dbg)
+        .param("order", order)
+        .param("n", n)
+        .extra("merges_per_op", (after.merges - before.merges) as f64 / ops)
+        .emit_cycles_f64(&mut f_s);
 }
 
 // ---- vmalloc ----------------------------------------------------------------------
@@ -284,7 +340,15 @@ fn vmalloc_once(size: usize, align: u64, huge: bool) -> Option<VmallocSample> {
     let m = mm::mm();
     let mut st = Stamps::default();
     let t0 = tsc::start();
-    let p = m.vmalloc.vmalloc_phased(&mut m.pages, &mut m.pt, size, align, GFP_KERNEL, huge, &mut |ph| st.mark(ph));
+    let p = m.vmalloc.vmalloc_phased(
+        &mut m.pages,
+        &mut m.pt,
+        size,
+        align,
+        GFP_KERNEL,
+        huge,
+        &mut |ph| st.mark(ph),
+    );
     let t1 = tsc::stop();
     if p.is_null() {
         return None;
@@ -293,7 +357,9 @@ fn vmalloc_once(size: usize, align: u64, huge: bool) -> Option<VmallocSample> {
     // test_vmalloc does (outside the timed region).
     unsafe { p.write_volatile(1) };
     let t2 = tsc::start();
-    let r = m.vmalloc.vfree_phased(&mut m.pages, &mut m.pt, p, &mut |ph| st.mark(ph));
+    let r = m
+        .vmalloc
+        .vfree_phased(&mut m.pages, &mut m.pt, p, &mut |ph| st.mark(ph));
     let t3 = tsc::stop();
     if let Err(e) = r {
         mm::misuse("vfree", e)
@@ -327,7 +393,9 @@ pub fn vmalloc_suite(cfg: &VmallocSuite, plan: &GuestPlan) {
         let m = mm::mm();
         m.vmalloc.purge_lazy(&mut m.pt);
     }
-    mm::mm().vmalloc.set_flush_mode(mm::to_mm_flush(plan.flush_mode));
+    mm::mm()
+        .vmalloc
+        .set_flush_mode(mm::to_mm_flush(plan.flush_mode));
     for &size in &cfg.huge_sizes {
         vmalloc_pair(cfg, size as usize, plan.flush_mode, true, dbg);
     }
@@ -341,7 +409,11 @@ pub fn vmalloc_suite(cfg: &VmallocSuite, plan: &GuestPlan) {
 
 fn vmalloc_pair(cfg: &VmallocSuite, size: usize, mode: FlushMode, huge: bool, dbg: bool) {
     let prefix = if huge { "vmalloc_huge" } else { "vmalloc" };
-    let suffix = if huge { String::new() } else { format!("/{}", flush_label(mode)) };
+    let suffix = if huge {
+        String::new()
+    } else {
+        format!("/{}", flush_label(mode))
+    };
     // Big areas are slow (every PTE write traps under a shadow-paging hypervisor): fewer samples.
     let pages = (size / 4096).max(1) as u32;
     let samples = (cfg.samples / (pages / 64).max(1)).max(10);
@@ -351,18 +423,28 @@ fn vmalloc_pair(cfg: &VmallocSuite, size: usize, mode: FlushMode, huge: bool, db
             Some(s) if i >= cfg.warmup.min(samples) => v.push(s),
             Some(_) => {}
             None => {
-                bench("vmalloc", format!("{prefix}/pair/{size}{suffix}"), dbg).param("size", size)
+                bench("vmalloc", format!("{prefix}/pair/{size}{suffix}"), dbg)
+                    .param("size", size)
                     .emit_status(BenchStatus::Oom, "vmalloc returned NULL");
                 return;
             }
         }
     }
     let ovh = timing::timer_overhead();
-    let col = |f: fn(&VmallocSample) -> u64| -> Vec<f64> { v.iter().map(|s| f(s).saturating_sub(ovh) as f64).collect() };
-    let base = |name: String| {
-        bench("vmalloc", name, dbg).param("size", size).param("pages", pages).param("flush_mode", flush_label(mode)).param("huge", huge)
+    let col = |f: fn(&VmallocSample) -> u64| -> Vec<f64> {
+        v.iter().map(|s| f(s).saturating_sub(ovh) as f64).collect()
     };
-    let mut pair: Vec<f64> = v.iter().map(|s| (s.alloc + s.free).saturating_sub(2 * ovh) as f64).collect();
+    let base = |name: String| {
+        bench("vmalloc", name, dbg)
+            .param("size", size)
+            .param("pages", pages)
+            .param("flush_mode", flush_label(mode))
+            .param("huge", huge)
+    };
+    let mut pair: Vec<f64> = v
+        .iter()
+        .map(|s| (s.alloc + s.free).saturating_sub(2 * ovh) as f64)
+        .collect();
     base(format!("{prefix}/pair/{size}{suffix}")).emit_cycles_f64(&mut pair);
     base(format!("{prefix}/alloc/{size}{suffix}")).emit_cycles_f64(&mut col(|s| s.alloc));
     base(format!("{prefix}/free/{size}{suffix}")).emit_cycles_f64(&mut col(|s| s.free));
@@ -370,8 +452,13 @@ fn vmalloc_pair(cfg: &VmallocSuite, size: usize, mode: FlushMode, huge: bool, db
         .extra("what", "area + frame allocation on vmalloc, range + frame release on vfree (no page-table writes)")
         .emit_cycles_f64(&mut to_f64(&v.iter().map(|s| s.bookkeeping).collect::<Vec<_>>()));
     base(format!("{prefix}/phase/{size}{suffix}/pte_writes"))
-        .extra("what", "PTE writes into the live page tables: map on vmalloc, unmap on vfree")
-        .emit_cycles_f64(&mut to_f64(&v.iter().map(|s| s.pte_writes).collect::<Vec<_>>()));
+        .extra(
+            "what",
+            "PTE writes into the live page tables: map on vmalloc, unmap on vfree",
+        )
+        .emit_cycles_f64(&mut to_f64(
+            &v.iter().map(|s| s.pte_writes).collect::<Vec<_>>(),
+        ));
     base(format!("{prefix}/phase/{size}{suffix}/tlb_flush"))
         .extra("what", "TLB invalidation on vfree (INVLPG batch, CR3 reload, or lazy: usually none, sometimes a purge)")
         .emit_cycles_f64(&mut to_f64(&v.iter().map(|s| s.flush).collect::<Vec<_>>()));
@@ -402,7 +489,9 @@ fn test_vmalloc(cfg: &VmallocSuite, plan: &GuestPlan) {
                 mm::vfree(p);
             }
         }
-        run_case("full_fit_alloc_test", loops, plan, || touch_and_vfree(mm::vmalloc(page, GFP_KERNEL)));
+        run_case("full_fit_alloc_test", loops, plan, || {
+            touch_and_vfree(mm::vmalloc(page, GFP_KERNEL))
+        });
         for p in keep {
             if !p.is_null() {
                 mm::vfree(p);
@@ -412,7 +501,9 @@ fn test_vmalloc(cfg: &VmallocSuite, plan: &GuestPlan) {
     {
         let busy = 15_000usize.min((mm::mm().pages.buddy.nr_free_pages() / 4) as usize);
         let list: Vec<*mut u8> = (0..busy).map(|_| mm::vmalloc(page, GFP_KERNEL)).collect();
-        run_case("long_busy_list_alloc_test", loops, plan, || touch_and_vfree(mm::vmalloc(page, GFP_KERNEL)));
+        run_case("long_busy_list_alloc_test", loops, plan, || {
+            touch_and_vfree(mm::vmalloc(page, GFP_KERNEL))
+        });
         for p in list {
             if !p.is_null() {
                 mm::vfree(p);
@@ -426,7 +517,9 @@ fn test_vmalloc(cfg: &VmallocSuite, plan: &GuestPlan) {
         i += 1;
         touch_and_vfree(mm::vmalloc(n * page, GFP_KERNEL))
     });
-    run_case("fix_align_alloc_test", loops, plan, || touch_and_vfree(vmalloc_align(5 * page, 32 << 10)));
+    run_case("fix_align_alloc_test", loops, plan, || {
+        touch_and_vfree(vmalloc_align(5 * page, 32 << 10))
+    });
     let mut i = 0;
     run_case("random_size_align_alloc_test", loops, plan, || {
         let r = draws[i % draws.len()];
@@ -449,7 +542,8 @@ fn vmalloc_align(size: usize, align: u64) -> *mut u8 {
         return core::ptr::null_mut();
     }
     let m = mm::mm();
-    m.vmalloc.vmalloc_align(&mut m.pages, &mut m.pt, size, align.max(4096), GFP_KERNEL)
+    m.vmalloc
+        .vmalloc_align(&mut m.pages, &mut m.pt, size, align.max(4096), GFP_KERNEL)
 }
 
 fn touch_and_vfree(p: *mut u8) -> bool {
@@ -470,7 +564,11 @@ fn run_case(name: &str, loops: u32, plan: &GuestPlan, mut iteration: impl FnMut(
         let a = tsc::start();
         let ok = iteration();
         let b = tsc::stop();
-        if ok { passed += 1 } else { failed += 1 }
+        if ok {
+            passed += 1
+        } else {
+            failed += 1
+        }
         s.push((b - a).saturating_sub(ovh) as f64);
     }
     let mean: f64 = s.iter().sum::<f64>() / s.len().max(1) as f64;
@@ -482,7 +580,10 @@ fn run_case(name: &str, loops: u32, plan: &GuestPlan, mut iteration: impl FnMut(
         .extra("passed", passed)
         .extra("failed", failed)
         .extra("avg_usec", avg_usec)
-        .extra("linux", "lib/test_vmalloc.c semantics, one CPU; compare with test_vmalloc.sh's Summary line")
+        .extra(
+            "linux",
+            "lib/test_vmalloc.c semantics, one CPU; compare with test_vmalloc.sh's Summary line",
+        )
         .emit_cycles_f64(&mut s);
 }
 
@@ -521,8 +622,15 @@ static mut PERCPU_SCRATCH: *mut u8 = core::ptr::null_mut();
 fn with_percpu_buffer(size: usize) {
     // SAFETY: single CPU, interrupts off: nothing else touches the scratch slot meanwhile.
     let p = unsafe {
-        let p = core::ptr::replace(core::ptr::addr_of_mut!(PERCPU_SCRATCH), core::ptr::null_mut());
-        if p.is_null() { mm::kmalloc(size, GFP_KERNEL) } else { p }
+        let p = core::ptr::replace(
+            core::ptr::addr_of_mut!(PERCPU_SCRATCH),
+            core::ptr::null_mut(),
+        );
+        if p.is_null() {
+            mm::kmalloc(size, GFP_KERNEL)
+        } else {
+            p
+        }
     };
     work(p, size);
     // SAFETY: as above; the slot is empty because we took it.
@@ -534,11 +642,24 @@ pub fn stack_vs_heap_suite(cfg: &StackVsHeapSuite) {
     let dbg = mm::mm().mm_debug;
     let b = 64;
     let mut s = batched(cfg.samples, 100, b, with_stack_buffer);
-    bench("stack_vs_heap", format!("stack_vs_heap/stack/{size}"), dbg).param("buffer", 2048).param("batch", b).emit_cycles_f64(&mut s);
+    bench("stack_vs_heap", format!("stack_vs_heap/stack/{size}"), dbg)
+        .param("buffer", 2048)
+        .param("batch", b)
+        .emit_cycles_f64(&mut s);
     let mut s = batched(cfg.samples, 100, b, || with_kmalloc_buffer(size));
-    bench("stack_vs_heap", format!("stack_vs_heap/kmalloc/{size}"), dbg).param("buffer", size).param("batch", b).emit_cycles_f64(&mut s);
+    bench(
+        "stack_vs_heap",
+        format!("stack_vs_heap/kmalloc/{size}"),
+        dbg,
+    )
+    .param("buffer", size)
+    .param("batch", b)
+    .emit_cycles_f64(&mut s);
     let mut s = batched(cfg.samples, 100, b, || with_percpu_buffer(size));
-    bench("stack_vs_heap", format!("stack_vs_heap/percpu/{size}"), dbg).param("buffer", size).param("batch", b).emit_cycles_f64(&mut s);
+    bench("stack_vs_heap", format!("stack_vs_heap/percpu/{size}"), dbg)
+        .param("buffer", size)
+        .param("batch", b)
+        .emit_cycles_f64(&mut s);
 }
 
 pub fn talc_vs_slab_suite(cfg: &TalcVsSlabSuite) {
@@ -558,13 +679,18 @@ pub fn talc_vs_slab_suite(cfg: &TalcVsSlabSuite) {
                 }
             }
         });
-        bench("talc_vs_slab", format!("talc_vs_slab/talc/{size}"), dbg).param("size", size).param("batch", b).emit_cycles_f64(&mut s);
+        bench("talc_vs_slab", format!("talc_vs_slab/talc/{size}"), dbg)
+            .param("size", size)
+            .param("batch", b)
+            .emit_cycles_f64(&mut s);
         let mut s = batched(cfg.samples, 100, b, || {
             let p = mm::kmalloc(size, GFP_KERNEL);
             black_box(p);
             mm::kfree(p);
         });
-        bench("talc_vs_slab", format!("talc_vs_slab/kmalloc/{size}"), dbg).param("size", size).param("batch", b).emit_cycles_f64(&mut s);
+        bench("talc_vs_slab", format!("talc_vs_slab/kmalloc/{size}"), dbg)
+            .param("size", size)
+            .param("batch", b)
+            .emit_cycles_f64(&mut s);
     }
 }
-

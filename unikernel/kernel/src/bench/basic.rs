@@ -10,11 +10,13 @@ use kmbench_protocol::{AluSuite, GateSuite, TimerSuite};
 
 /// Median of the cost of an empty `start()`/`stop()` pair; stored for later subtraction.
 pub fn measure_timer_overhead() -> u64 {
-    let mut s: Vec<u64> = (0..2000).map(|_| {
-        let a = tsc::start();
-        let b = tsc::stop();
-        b - a
-    }).collect();
+    let mut s: Vec<u64> = (0..2000)
+        .map(|_| {
+            let a = tsc::start();
+            let b = tsc::stop();
+            b - a
+        })
+        .collect();
     s.sort_unstable();
     let med = s[s.len() / 2];
     timing::set_timer_overhead(med);
@@ -23,18 +25,24 @@ pub fn measure_timer_overhead() -> u64 {
 
 pub fn timer(cfg: &TimerSuite) {
     let n = cfg.samples.max(1) as usize;
-    let mut raw: Vec<u64> = (0..n).map(|_| {
-        let a = tsc::rdtsc();
-        let b = tsc::rdtsc();
-        b.wrapping_sub(a)
-    }).collect();
-    Bench::new("timer", "timer/rdtsc".to_string()).param("samples", n).emit_cycles(&mut raw);
+    let mut raw: Vec<u64> = (0..n)
+        .map(|_| {
+            let a = tsc::rdtsc();
+            let b = tsc::rdtsc();
+            b.wrapping_sub(a)
+        })
+        .collect();
+    Bench::new("timer", "timer/rdtsc".to_string())
+        .param("samples", n)
+        .emit_cycles(&mut raw);
 
-    let mut pair: Vec<u64> = (0..n).map(|_| {
-        let a = tsc::start();
-        let b = tsc::stop();
-        b - a
-    }).collect();
+    let mut pair: Vec<u64> = (0..n)
+        .map(|_| {
+            let a = tsc::start();
+            let b = tsc::stop();
+            b - a
+        })
+        .collect();
     let ovh = measure_timer_overhead();
     Bench::new("timer", "timer/serialized".to_string())
         .param("samples", n)
@@ -45,12 +53,14 @@ pub fn timer(cfg: &TimerSuite) {
 
 fn per_op_samples(n: usize, mut op: impl FnMut()) -> Vec<u64> {
     let ovh = timing::timer_overhead();
-    (0..n).map(|_| {
-        let a = tsc::start();
-        op();
-        let b = tsc::stop();
-        (b - a).saturating_sub(ovh)
-    }).collect()
+    (0..n)
+        .map(|_| {
+            let a = tsc::start();
+            op();
+            let b = tsc::stop();
+            (b - a).saturating_sub(ovh)
+        })
+        .collect()
 }
 
 pub fn gate(cfg: &GateSuite) {
@@ -64,20 +74,37 @@ pub fn gate(cfg: &GateSuite) {
     });
     Bench::new("gate", "gate/roundtrip".to_string())
         .param("cpl", cpl)
-        .extra("mechanism", "int3 through a DPL-3 IDT gate + iretq, no-op handler")
+        .extra(
+            "mechanism",
+            "int3 through a DPL-3 IDT gate + iretq, no-op handler",
+        )
         .emit_cycles(&mut s);
 
     let page = &s as *const _ as u64 & !0xfff;
     let mut s = per_op_samples(n, || privileged::invlpg(page));
     Bench::new("gate", "gate/invlpg".to_string())
         .param("cpl", cpl)
-        .extra("mechanism", if cpl == 0 { "invlpg instruction" } else { "gate + invlpg" })
+        .extra(
+            "mechanism",
+            if cpl == 0 {
+                "invlpg instruction"
+            } else {
+                "gate + invlpg"
+            },
+        )
         .emit_cycles(&mut s);
 
     let mut s = per_op_samples(n, privileged::flush_tlb_all);
     Bench::new("gate", "gate/cr3-reload".to_string())
         .param("cpl", cpl)
-        .extra("mechanism", if cpl == 0 { "mov cr3 (reload)" } else { "gate + mov cr3 (reload)" })
+        .extra(
+            "mechanism",
+            if cpl == 0 {
+                "mov cr3 (reload)"
+            } else {
+                "gate + mov cr3 (reload)"
+            },
+        )
         .emit_cycles(&mut s);
 }
 
@@ -97,15 +124,20 @@ pub fn dependent_adds(iterations: u64) -> u64 {
 pub fn alu(cfg: &AluSuite) {
     let iters = cfg.iterations.max(1) as u64;
     let ovh = timing::timer_overhead() as f64;
-    let mut s: Vec<f64> = (0..cfg.samples.max(1)).map(|_| {
-        let a = tsc::start();
-        core::hint::black_box(dependent_adds(iters));
-        let b = tsc::stop();
-        ((b - a) as f64 - ovh).max(0.0) / iters as f64
-    }).collect();
+    let mut s: Vec<f64> = (0..cfg.samples.max(1))
+        .map(|_| {
+            let a = tsc::start();
+            core::hint::black_box(dependent_adds(iters));
+            let b = tsc::stop();
+            ((b - a) as f64 - ovh).max(0.0) / iters as f64
+        })
+        .collect();
     Bench::new("alu", "alu/dependent-add".to_string())
         .param("iterations", iters)
         .param("cpl", run_cpl())
-        .extra("unit_note", "cycles per iteration of a 2-add dependent chain + loop")
+        .extra(
+            "unit_note",
+            "cycles per iteration of a 2-add dependent chain + loop",
+        )
         .emit_cycles_f64(&mut s);
 }

@@ -40,7 +40,9 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::arch::asm;
 use kmbench_mm::{Gfp, PageAllocator};
-use kmbench_protocol::{AccessPattern, BenchStatus, GuestPlan, MapSuite, Mapping, TlbFlushSuite, TlbSuite};
+use kmbench_protocol::{
+    AccessPattern, BenchStatus, GuestPlan, MapSuite, Mapping, TlbFlushSuite, TlbSuite,
+};
 use serde_json::json;
 use x86_64::structures::paging::{FrameAllocator, PhysFrame, Size4KiB};
 use x86_64::PhysAddr;
@@ -166,23 +168,49 @@ impl Pmu {
             return None;
         }
         // Event select: event[7:0] | umask<<8 | USR(16) | OS(17) | EN(22); AMD event[11:8] at 35:32.
-        let sel = |event: u64, umask: u64| (event & 0xff) | (umask << 8) | (1 << 16) | (1 << 17) | (1 << 22) | ((event >> 8) << 32);
+        let sel = |event: u64, umask: u64| {
+            (event & 0xff) | (umask << 8) | (1 << 16) | (1 << 17) | (1 << 22) | ((event >> 8) << 32)
+        };
         let mut counters = Vec::new();
         let desc;
         if cpuid::is_amd() {
             // PerfEvtSel0/1 (legacy MSRs, present on every AMD core with counters).
-            let events = [("l1_dtlb_miss", 0x45u64, 0xffu64), ("l2_dtlb_miss", 0x45, 0xf0)];
+            let events = [
+                ("l1_dtlb_miss", 0x45u64, 0xffu64),
+                ("l2_dtlb_miss", 0x45, 0xf0),
+            ];
             for (i, (name, ev, um)) in events.iter().enumerate() {
                 wrmsr(0xc001_0004 + i as u32, 0);
                 wrmsr(0xc001_0000 + i as u32, sel(*ev, *um));
                 counters.push((*name, 0xc001_0004 + i as u32));
             }
-            desc = "AMD ls_l1_d_tlb_miss (0x45/0xff) and L2 DTLB misses (0x45/0xf0), PerfEvtSel0/1".to_string();
+            desc = "AMD ls_l1_d_tlb_miss (0x45/0xff) and L2 DTLB misses (0x45/0xf0), PerfEvtSel0/1"
+                .to_string();
         } else {
             let l1 = cpuid::cpuid(1, 0).eax;
             let model = ((l1 >> 4) & 0xf) | (((l1 >> 16) & 0xf) << 4);
             // Ice Lake and later client/server cores use 0x12; older ones 0x08.
-            let newer = matches!(model, 0x6a | 0x6c | 0x7d | 0x7e | 0x8c | 0x8d | 0x8f | 0x97 | 0x9a | 0xa7 | 0xaa | 0xac | 0xb7 | 0xba | 0xbd | 0xbf | 0xcf | 0xad | 0xae);
+            let newer = matches!(
+                model,
+                0x6a | 0x6c
+                    | 0x7d
+                    | 0x7e
+                    | 0x8c
+                    | 0x8d
+                    | 0x8f
+                    | 0x97
+                    | 0x9a
+                    | 0xa7
+                    | 0xaa
+                    | 0xac
+                    | 0xb7
+                    | 0xba
+                    | 0xbd
+                    | 0xbf
+                    | 0xcf
+                    | 0xad
+                    | 0xae
+            );
             let ev = if newer { 0x12 } else { 0x08 };
             wrmsr(0xc1, 0);
             wrmsr(0x186, sel(ev, 0x0e));
@@ -200,11 +228,16 @@ impl Pmu {
 /// PMU facts every access record carries.
 fn pmu_extra<'a>(b: Bench<'a>, pmu: Option<&Pmu>, per_access: &[Vec<f64>]) -> Bench<'a> {
     match pmu {
-        None => b.extra("dtlb_misses", "unavailable").extra("pmu", PMU_ABSENT),
+        None => b
+            .extra("dtlb_misses", "unavailable")
+            .extra("pmu", PMU_ABSENT),
         Some(p) => {
             let mut b = b.extra("pmu", p.desc.clone());
             for (i, &(name, _)) in p.counters.iter().enumerate() {
-                let mut v: Vec<f64> = per_access.iter().filter_map(|s| s.get(i).copied()).collect();
+                let mut v: Vec<f64> = per_access
+                    .iter()
+                    .filter_map(|s| s.get(i).copied())
+                    .collect();
                 v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(core::cmp::Ordering::Equal));
                 let med = v.get(v.len() / 2).copied().unwrap_or(0.0);
                 b = b.extra(&format!("{name}_per_access"), med);
@@ -333,7 +366,9 @@ unsafe impl FrameAllocator<Size4KiB> for BuddyFrames<'_> {
     fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
         let p = self.pages.alloc_pages(0, Gfp(0))?;
         self.taken += 1;
-        Some(PhysFrame::containing_address(PhysAddr::new(p.as_ptr() as u64 - PAGE_OFFSET)))
+        Some(PhysFrame::containing_address(PhysAddr::new(
+            p.as_ptr() as u64 - PAGE_OFFSET,
+        )))
     }
 }
 
@@ -350,7 +385,10 @@ fn table(phys: u64) -> *mut u64 {
 fn window_map(virt: u64, phys: u64, leaf: Leaf) -> Result<(), &'static str> {
     let m = mm::mm();
     let flags = m.pt.leaf_flags(true, false);
-    let mut frames = BuddyFrames { pages: &mut m.pages, taken: 0 };
+    let mut frames = BuddyFrames {
+        pages: &mut m.pages,
+        taken: 0,
+    };
     m.pt.map_leaf(virt, phys, leaf, flags, &mut frames)
 }
 
@@ -497,25 +535,54 @@ fn map_blocks(blocks: &[(u64, u8)], leaf: Leaf) -> Result<u64, &'static str> {
 }
 
 /// A buffer of up to `want` bytes of the given mapping kind.
-fn build_buffer(mapping: Mapping, want: u64, scatter_4k: bool, seed: u64) -> Result<Buffer, (BenchStatus, String)> {
+fn build_buffer(
+    mapping: Mapping,
+    want: u64,
+    scatter_4k: bool,
+    seed: u64,
+) -> Result<Buffer, (BenchStatus, String)> {
     let leaf = leaf_of(mapping);
     let avail = available_bytes();
     let bytes = want.min(avail) / leaf.bytes() * leaf.bytes();
     if bytes == 0 {
-        return Err((BenchStatus::Oom, format!("{} needs at least {} of free RAM, {} available", mapping.label(), size_label(leaf.bytes()), size_label(avail))));
+        return Err((
+            BenchStatus::Oom,
+            format!(
+                "{} needs at least {} of free RAM, {} available",
+                mapping.label(),
+                size_label(leaf.bytes()),
+                size_label(avail)
+            ),
+        ));
     }
     match mapping {
         Mapping::Vmalloc | Mapping::VmallocHuge => {
             let mut b = bytes;
             while b >= leaf.bytes() {
-                let p = if mapping == Mapping::Vmalloc { mm::vmalloc(b as usize, Gfp(0)) } else { mm::vmalloc_huge(b as usize, Gfp(0)) };
+                let p = if mapping == Mapping::Vmalloc {
+                    mm::vmalloc(b as usize, Gfp(0))
+                } else {
+                    mm::vmalloc_huge(b as usize, Gfp(0))
+                };
                 if !p.is_null() {
-                    let how = if mapping == Mapping::Vmalloc { "vmalloc: 4K leaves over order-0 frames" } else { "vmalloc_huge: 2M leaves over order-9 blocks" };
-                    return Ok(Buffer { base: p as u64, bytes: b, backing: Backing::Vmalloc(p), how: how.to_string() });
+                    let how = if mapping == Mapping::Vmalloc {
+                        "vmalloc: 4K leaves over order-0 frames"
+                    } else {
+                        "vmalloc_huge: 2M leaves over order-9 blocks"
+                    };
+                    return Ok(Buffer {
+                        base: p as u64,
+                        bytes: b,
+                        backing: Backing::Vmalloc(p),
+                        how: how.to_string(),
+                    });
                 }
                 b = b / 2 / leaf.bytes() * leaf.bytes();
             }
-            Err((BenchStatus::Oom, format!("{} of {} failed", mapping.label(), size_label(bytes))))
+            Err((
+                BenchStatus::Oom,
+                format!("{} of {} failed", mapping.label(), size_label(bytes)),
+            ))
         }
         _ => {
             window_teardown();
@@ -538,7 +605,12 @@ fn build_buffer(mapping: Mapping, want: u64, scatter_4k: bool, seed: u64) -> Res
                 }
                 for (i, &f) in frames.iter().enumerate() {
                     if let Err(e) = window_map(BENCH_MAP_START + i as u64 * PAGE, f, Leaf::K4) {
-                        let b = Buffer { base: BENCH_MAP_START, bytes: 0, backing: Backing::Frames(frames), how: String::new() };
+                        let b = Buffer {
+                            base: BENCH_MAP_START,
+                            bytes: 0,
+                            backing: Backing::Frames(frames),
+                            how: String::new(),
+                        };
                         b.free();
                         return Err((BenchStatus::Error, format!("mapping the 4K buffer: {e}")));
                     }
@@ -559,12 +631,22 @@ fn build_buffer(mapping: Mapping, want: u64, scatter_4k: bool, seed: u64) -> Res
                 let blocks = take_blocks(bytes, order);
                 let got = blocks.len() as u64 * (PAGE << order);
                 if got == 0 {
-                    return Err((BenchStatus::Oom, format!("no free order-{order} block ({}) for {}", size_label(PAGE << order), mapping.label())));
+                    return Err((
+                        BenchStatus::Oom,
+                        format!(
+                            "no free order-{order} block ({}) for {}",
+                            size_label(PAGE << order),
+                            mapping.label()
+                        ),
+                    ));
                 }
                 if let Err(e) = map_blocks(&blocks, leaf) {
                     window_teardown();
                     free_blocks(blocks);
-                    return Err((BenchStatus::Error, format!("mapping the {} buffer: {e}", leaf_label(leaf))));
+                    return Err((
+                        BenchStatus::Error,
+                        format!("mapping the {} buffer: {e}", leaf_label(leaf)),
+                    ));
                 }
                 privileged::flush_tlb_all();
                 if leaf == Leaf::G1 && crate::arch::idt::probe_read(BENCH_MAP_START).is_err() {
@@ -576,7 +658,10 @@ fn build_buffer(mapping: Mapping, want: u64, scatter_4k: bool, seed: u64) -> Res
                     base: BENCH_MAP_START,
                     bytes: got,
                     backing: Backing::Blocks(blocks),
-                    how: format!("order-{order} buddy blocks, {} leaves in the benchmark window", leaf_label(leaf)),
+                    how: format!(
+                        "order-{order} buddy blocks, {} leaves in the benchmark window",
+                        leaf_label(leaf)
+                    ),
                 })
             }
         }
@@ -600,7 +685,9 @@ fn slots(pattern: AccessPattern, bytes: u64) -> u64 {
 fn slot_addr(base: u64, pattern: AccessPattern, i: u64, seed: u64) -> u64 {
     match pattern {
         AccessPattern::RandomLine | AccessPattern::Sequential => base + i * LINE,
-        AccessPattern::Random | AccessPattern::PageStride => base + i * PAGE + line_of(i, seed) * LINE,
+        AccessPattern::Random | AccessPattern::PageStride => {
+            base + i * PAGE + line_of(i, seed) * LINE
+        }
     }
 }
 
@@ -678,11 +765,18 @@ pub fn tlb_suite(cfg: &TlbSuite, plan: &GuestPlan) {
     let accesses = cfg.accesses.max(1) as u64;
     let samples = cfg.samples.max(1);
     let seed = plan.seed;
-    let sizes = sweep_sizes(cfg.min_bytes.max(PAGE), cfg.max_bytes, cfg.points_per_doubling, PAGE);
+    let sizes = sweep_sizes(
+        cfg.min_bytes.max(PAGE),
+        cfg.max_bytes,
+        cfg.points_per_doubling,
+        PAGE,
+    );
     let cpl = run_cpl();
 
     for &mapping in &cfg.mappings {
-        let name = |p: AccessPattern, s: u64| format!("tlb/{}/{}/{}", p.label(), mapping.label(), size_label(s));
+        let name = |p: AccessPattern, s: u64| {
+            format!("tlb/{}/{}/{}", p.label(), mapping.label(), size_label(s))
+        };
         if mapping == Mapping::Direct1G && !features.page_1g {
             for &p in &cfg.patterns {
                 for &s in &sizes {
@@ -690,7 +784,10 @@ pub fn tlb_suite(cfg: &TlbSuite, plan: &GuestPlan) {
                         .param("pattern", p.label())
                         .param("mapping", mapping.label())
                         .param("bytes", s)
-                        .emit_status(BenchStatus::Unsupported, "1 GiB pages not offered: CPUID 0x80000001 EDX bit 26 (pdpe1gb) is 0");
+                        .emit_status(
+                            BenchStatus::Unsupported,
+                            "1 GiB pages not offered: CPUID 0x80000001 EDX bit 26 (pdpe1gb) is 0",
+                        );
                 }
             }
             continue;
@@ -710,7 +807,13 @@ pub fn tlb_suite(cfg: &TlbSuite, plan: &GuestPlan) {
                 continue;
             }
         };
-        log::info!("tlb: {} buffer {} at {:#x} ({})", mapping.label(), size_label(buf.bytes), buf.base, buf.how);
+        log::info!(
+            "tlb: {} buffer {} at {:#x} ({})",
+            mapping.label(),
+            size_label(buf.bytes),
+            buf.base,
+            buf.how
+        );
         for &pattern in &cfg.patterns {
             for &ws in &sizes {
                 let b = Bench::new("tlb", name(pattern, ws))
@@ -721,7 +824,14 @@ pub fn tlb_suite(cfg: &TlbSuite, plan: &GuestPlan) {
                     .param("accesses", accesses)
                     .param("cpl", cpl);
                 if ws > buf.bytes {
-                    b.emit_status(BenchStatus::Oom, &format!("working set larger than the {} buffer that fit in guest RAM ({})", mapping.label(), size_label(buf.bytes)));
+                    b.emit_status(
+                        BenchStatus::Oom,
+                        &format!(
+                            "working set larger than the {} buffer that fit in guest RAM ({})",
+                            mapping.label(),
+                            size_label(buf.bytes)
+                        ),
+                    );
                     continue;
                 }
                 let n = slots(pattern, ws);
@@ -735,7 +845,13 @@ pub fn tlb_suite(cfg: &TlbSuite, plan: &GuestPlan) {
                         core::hint::black_box(stream(buf.base, ws, accesses));
                         let z = tsc::stop();
                         if let (Some(p), Some(c0)) = (pmu.as_ref(), c0) {
-                            counts.push(p.read().iter().zip(c0).map(|(x, y)| x.wrapping_sub(y) as f64 / accesses as f64).collect());
+                            counts.push(
+                                p.read()
+                                    .iter()
+                                    .zip(c0)
+                                    .map(|(x, y)| x.wrapping_sub(y) as f64 / accesses as f64)
+                                    .collect(),
+                            );
                         }
                         s.push(((z - a) as f64 - ovh).max(0.0) / accesses as f64);
                     }
@@ -748,7 +864,13 @@ pub fn tlb_suite(cfg: &TlbSuite, plan: &GuestPlan) {
                         p = chase(p, accesses);
                         let z = tsc::stop();
                         if let (Some(pm), Some(c0)) = (pmu.as_ref(), c0) {
-                            counts.push(pm.read().iter().zip(c0).map(|(x, y)| x.wrapping_sub(y) as f64 / accesses as f64).collect());
+                            counts.push(
+                                pm.read()
+                                    .iter()
+                                    .zip(c0)
+                                    .map(|(x, y)| x.wrapping_sub(y) as f64 / accesses as f64)
+                                    .collect(),
+                            );
                         }
                         s.push(((z - a) as f64 - ovh).max(0.0) / accesses as f64);
                     }
@@ -757,7 +879,14 @@ pub fn tlb_suite(cfg: &TlbSuite, plan: &GuestPlan) {
                 let b = pmu_extra(b, pmu.as_ref(), &counts)
                     .extra("buffer", buf.how.as_str())
                     .extra("buffer_bytes", buf.bytes)
-                    .extra("unit_note", if pattern == AccessPattern::Sequential { "cycles per 64-byte line read (streaming, not dependent)" } else { "cycles per dependent load" })
+                    .extra(
+                        "unit_note",
+                        if pattern == AccessPattern::Sequential {
+                            "cycles per 64-byte line read (streaming, not dependent)"
+                        } else {
+                            "cycles per dependent load"
+                        },
+                    )
                     .extra("slots", n);
                 b.emit_cycles_f64(&mut s);
             }
@@ -791,7 +920,11 @@ fn per_op(n: u32, mut op: impl FnMut()) -> Vec<u64> {
 pub fn tlbflush_suite(cfg: &TlbFlushSuite) {
     let features = cpuid::features();
     let cpl = run_cpl();
-    let via = if cpl == 0 { "the instruction at CPL0" } else { "CPL3: includes the int3 gate round trip (see gate/roundtrip)" };
+    let via = if cpl == 0 {
+        "the instruction at CPL0"
+    } else {
+        "CPL3: includes the int3 gate round trip (see gate/roundtrip)"
+    };
     let pages = (cfg.refill_pages.max(1) as u64).min(1 << 18);
     let buf = match build_buffer(Mapping::Direct4K, pages * PAGE, true, 0x7f1b) {
         Ok(b) => b,
@@ -809,7 +942,13 @@ pub fn tlbflush_suite(cfg: &TlbFlushSuite) {
     let ovh = timing::timer_overhead() as f64;
 
     // (name, op cost fn, refill flush fn, op description, refill flush description)
-    type Op<'a> = (&'static str, &'a dyn Fn(), &'a dyn Fn(), &'static str, &'static str);
+    type Op<'a> = (
+        &'static str,
+        &'a dyn Fn(),
+        &'a dyn Fn(),
+        &'static str,
+        &'static str,
+    );
     let target = buf.base;
     let op_invlpg = || privileged::invlpg(target);
     let fl_invlpg = || privileged::invlpg_batch(&page_addrs);
@@ -817,8 +956,20 @@ pub fn tlbflush_suite(cfg: &TlbFlushSuite) {
     let op_invpcid = || privileged::invpcid(0, 0, target);
     let fl_invpcid = || privileged::invpcid(3, 0, 0);
     let mut ops: Vec<Op> = vec![
-        ("invlpg", &op_invlpg, &fl_invlpg, "INVLPG of one mapped page", "INVLPG of every page of the chase (one gate call at CPL3)"),
-        ("cr3", &op_cr3, &op_cr3, "CR3 reload with its own value", "CR3 reload"),
+        (
+            "invlpg",
+            &op_invlpg,
+            &fl_invlpg,
+            "INVLPG of one mapped page",
+            "INVLPG of every page of the chase (one gate call at CPL3)",
+        ),
+        (
+            "cr3",
+            &op_cr3,
+            &op_cr3,
+            "CR3 reload with its own value",
+            "CR3 reload",
+        ),
     ];
     let invpcid_skip = if !features.invpcid {
         Some("INVPCID not offered: CPUID 7.0 EBX bit 10 is 0")
@@ -828,10 +979,18 @@ pub fn tlbflush_suite(cfg: &TlbFlushSuite) {
         None
     };
     if invpcid_skip.is_none() {
-        ops.push(("invpcid", &op_invpcid, &fl_invpcid, "INVPCID type 0 (one address, PCID 0)", "INVPCID type 3 (all contexts, non-global)"));
+        ops.push((
+            "invpcid",
+            &op_invpcid,
+            &fl_invpcid,
+            "INVPCID type 0 (one address, PCID 0)",
+            "INVPCID type 3 (all contexts, non-global)",
+        ));
     } else if let Some(why) = invpcid_skip {
         for n in ["tlbflush/invpcid", "tlbflush/invpcid/refill"] {
-            Bench::new("tlbflush", n.to_string()).param("cpl", cpl).emit_status(BenchStatus::Unsupported, why);
+            Bench::new("tlbflush", n.to_string())
+                .param("cpl", cpl)
+                .emit_status(BenchStatus::Unsupported, why);
         }
     }
     for (name, op, flush, what, flush_what) in ops {
@@ -897,21 +1056,37 @@ pub fn map_suite(cfg: &MapSuite) {
         }
         for leaf in leaves {
             let label = size_label(size);
-            let names = [format!("map/{}/{label}", leaf_label(leaf)), format!("unmap/{}/{label}", leaf_label(leaf))];
+            let names = [
+                format!("map/{}/{label}", leaf_label(leaf)),
+                format!("unmap/{}/{label}", leaf_label(leaf)),
+            ];
             let status = |st: BenchStatus, msg: &str| {
                 for n in &names {
-                    Bench::new("map", n.clone()).param("bytes", size).param("leaf", leaf_label(leaf)).emit_status(st, msg);
+                    Bench::new("map", n.clone())
+                        .param("bytes", size)
+                        .param("leaf", leaf_label(leaf))
+                        .emit_status(st, msg);
                 }
             };
             if leaf == Leaf::G1 && !features.page_1g {
-                status(BenchStatus::Unsupported, "1 GiB pages not offered: CPUID 0x80000001 EDX bit 26 (pdpe1gb) is 0");
+                status(
+                    BenchStatus::Unsupported,
+                    "1 GiB pages not offered: CPUID 0x80000001 EDX bit 26 (pdpe1gb) is 0",
+                );
                 continue;
             }
             if size % leaf.bytes() != 0 {
-                status(BenchStatus::Unsupported, "size is not a multiple of the leaf size");
+                status(
+                    BenchStatus::Unsupported,
+                    "size is not a multiple of the leaf size",
+                );
                 continue;
             }
-            let order: u8 = if leaf == Leaf::G1 { 18 } else { 9.min(size.trailing_zeros() as u8 - 12) };
+            let order: u8 = if leaf == Leaf::G1 {
+                18
+            } else {
+                9.min(size.trailing_zeros() as u8 - 12)
+            };
             if size > available_bytes() {
                 status(BenchStatus::Oom, "not enough free RAM");
                 continue;
@@ -919,7 +1094,10 @@ pub fn map_suite(cfg: &MapSuite) {
             let blocks = take_blocks(size, order);
             if (blocks.len() as u64) * (PAGE << order) < size {
                 free_blocks(blocks);
-                status(BenchStatus::Oom, &format!("not enough free order-{order} blocks"));
+                status(
+                    BenchStatus::Oom,
+                    &format!("not enough free order-{order} blocks"),
+                );
                 continue;
             }
             let nleaves = size / leaf.bytes();
@@ -938,7 +1116,10 @@ pub fn map_suite(cfg: &MapSuite) {
                     failed = Some(e);
                     break;
                 }
-                if leaf == Leaf::G1 && map_s.is_empty() && crate::arch::idt::probe_read(BENCH_MAP_START).is_err() {
+                if leaf == Leaf::G1
+                    && map_s.is_empty()
+                    && crate::arch::idt::probe_read(BENCH_MAP_START).is_err()
+                {
                     failed = Some(G1_FAULTS);
                     break;
                 }
@@ -965,7 +1146,14 @@ pub fn map_suite(cfg: &MapSuite) {
             window_teardown();
             free_blocks(blocks);
             if let Some(e) = failed {
-                status(if e == G1_FAULTS { BenchStatus::Unsupported } else { BenchStatus::Error }, e);
+                status(
+                    if e == G1_FAULTS {
+                        BenchStatus::Unsupported
+                    } else {
+                        BenchStatus::Error
+                    },
+                    e,
+                );
                 continue;
             }
             let per = |v: &[u64]| {
@@ -1002,4 +1190,3 @@ pub fn map_suite(cfg: &MapSuite) {
         }
     }
 }
-

@@ -15,7 +15,11 @@ impl BootMem {
     pub fn new(usable: &[Region], kernel_end: u64) -> Option<BootMem> {
         let start = (kernel_end + (2 << 20) - 1) & !((2 << 20) - 1);
         let r = usable.iter().find(|r| r.start <= start && start < r.end)?;
-        Some(BootMem { start, next: start, end: r.end })
+        Some(BootMem {
+            start,
+            next: start,
+            end: r.end,
+        })
     }
 
     /// `bytes` (rounded up to pages) aligned to `align`, zeroed. Physical address.

@@ -21,7 +21,11 @@ unsafe impl Source for KernelHeapSource {
         if !talc.source.initial_claimed {
             talc.source.initial_claimed = true;
             // SAFETY: the arena is a static used by nothing else, claimed exactly once.
-            return unsafe { talc.claim(core::ptr::addr_of_mut!(INITIAL_ARENA).cast(), INITIAL_HEAP) }.map(|_| ()).ok_or(());
+            return unsafe {
+                talc.claim(core::ptr::addr_of_mut!(INITIAL_ARENA).cast(), INITIAL_HEAP)
+            }
+            .map(|_| ())
+            .ok_or(());
         }
         let need = layout.size() + layout.align() + 4096;
         let mut order = 9u8;
@@ -30,10 +34,14 @@ unsafe impl Source for KernelHeapSource {
         }
         let block = super::alloc_heap_block(order).ok_or(())?;
         // SAFETY: the block was just allocated from the buddy for the heap and is never freed.
-        unsafe { talc.claim(block, 4096usize << order) }.map(|_| ()).ok_or(())
+        unsafe { talc.claim(block, 4096usize << order) }
+            .map(|_| ())
+            .ok_or(())
     }
 }
 
 #[global_allocator]
 static HEAP: TalcLock<spinning_top::RawSpinlock, KernelHeapSource> =
-    TalcLock::new(KernelHeapSource { initial_claimed: false });
+    TalcLock::new(KernelHeapSource {
+        initial_claimed: false,
+    });

@@ -43,7 +43,9 @@ use alloc::format;
 use alloc::string::String;
 use bootmem::BootMem;
 use core::ptr::NonNull;
-use kmbench_mm::{FlushMode as MmFlushMode, Gfp, Kmalloc, MmError, PageAllocator, PageDesc, Vmalloc, __GFP_ZERO};
+use kmbench_mm::{
+    FlushMode as MmFlushMode, Gfp, Kmalloc, MmError, PageAllocator, PageDesc, Vmalloc, __GFP_ZERO,
+};
 use kmbench_protocol::{FlushMode, GuestExit, GuestPlan, PageSize};
 use paging::{KernelPageTable, Leaf};
 use x86_64::structures::paging::{FrameAllocator, PhysFrame, Size4KiB};
@@ -91,7 +93,11 @@ static mut MM: Option<KernelMm> = None;
 pub fn mm() -> &'static mut KernelMm {
     // SAFETY: see `KernelMm`: single CPU, no interrupts, no re-entry; callers never hold
     // two references across a call into each other.
-    unsafe { (*core::ptr::addr_of_mut!(MM)).as_mut().expect("mm used before mm::init") }
+    unsafe {
+        (*core::ptr::addr_of_mut!(MM))
+            .as_mut()
+            .expect("mm used before mm::init")
+    }
 }
 
 pub fn is_initialized() -> bool {
@@ -105,7 +111,9 @@ struct BootFrames<'a>(&'a mut BootMem);
 // SAFETY: bootmem hands out each frame once, from RAM nothing else uses.
 unsafe impl FrameAllocator<Size4KiB> for BootFrames<'_> {
     fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
-        self.0.alloc(4096, 4096).map(|p| PhysFrame::containing_address(PhysAddr::new(p)))
+        self.0
+            .alloc(4096, 4096)
+            .map(|p| PhysFrame::containing_address(PhysAddr::new(p)))
     }
 }
 
@@ -145,7 +153,11 @@ pub struct InitReport {
 }
 
 fn config_error(msg: String) -> ! {
-    fault::die(GuestExit::ConfigError, format_args!("{msg}"), Default::default())
+    fault::die(
+        GuestExit::ConfigError,
+        format_args!("{msg}"),
+        Default::default(),
+    )
 }
 
 /// Build the page tables, switch to them, start the buddy, kmalloc and vmalloc.
@@ -161,11 +173,19 @@ pub fn init(plan: &GuestPlan, boot: &BootInfo) -> InitReport {
         )),
     };
     // SAFETY: only addresses of linker symbols are taken.
-    let (kstart, text_end, rodata_end, kend) =
-        unsafe { (sym(&__kernel_start), sym(&__text_end), sym(&__rodata_end), sym(&__kernel_end)) };
+    let (kstart, text_end, rodata_end, kend) = unsafe {
+        (
+            sym(&__kernel_start),
+            sym(&__text_end),
+            sym(&__rodata_end),
+            sym(&__kernel_end),
+        )
+    };
     let usable = boot.usable();
     let Some(mut bootmem) = BootMem::new(usable, kend) else {
-        config_error(format!("no usable RAM after the kernel image (ends at {kend:#x})"));
+        config_error(format!(
+            "no usable RAM after the kernel image (ends at {kend:#x})"
+        ));
     };
     let pml4 = bootmem.alloc(4096, 4096).expect("bootmem: PML4");
     let mut pt = KernelPageTable {
@@ -181,9 +201,33 @@ pub fn init(plan: &GuestPlan, boot: &BootInfo) -> InitReport {
     let text = pt.leaf_flags(false, true);
     let ro = pt.leaf_flags(false, false);
     let rw = pt.leaf_flags(true, false);
-    pt.map_range(kstart, kstart, text_end - kstart, Leaf::K4, text, &mut frames).expect("map .text");
-    pt.map_range(text_end, text_end, rodata_end - text_end, Leaf::K4, ro, &mut frames).expect("map .rodata");
-    pt.map_range(rodata_end, rodata_end, kend - rodata_end, Leaf::K4, rw, &mut frames).expect("map .data/.bss");
+    pt.map_range(
+        kstart,
+        kstart,
+        text_end - kstart,
+        Leaf::K4,
+        text,
+        &mut frames,
+    )
+    .expect("map .text");
+    pt.map_range(
+        text_end,
+        text_end,
+        rodata_end - text_end,
+        Leaf::K4,
+        ro,
+        &mut frames,
+    )
+    .expect("map .rodata");
+    pt.map_range(
+        rodata_end,
+        rodata_end,
+        kend - rodata_end,
+        Leaf::K4,
+        rw,
+        &mut frames,
+    )
+    .expect("map .data/.bss");
     let image_table_pages = pt.table_pages;
 
     // The direct map of all RAM.
@@ -194,7 +238,16 @@ pub fn init(plan: &GuestPlan, boot: &BootInfo) -> InitReport {
         if end <= start {
             continue;
         }
-        let c = pt.map_range(PAGE_OFFSET + start, start, end - start, leaf, rw, &mut frames).expect("map direct map");
+        let c = pt
+            .map_range(
+                PAGE_OFFSET + start,
+                start,
+                end - start,
+                leaf,
+                rw,
+                &mut frames,
+            )
+            .expect("map direct map");
         for i in 0..3 {
             leaves[i] += c[i];
         }
@@ -207,10 +260,16 @@ pub fn init(plan: &GuestPlan, boot: &BootInfo) -> InitReport {
     // The buddy's mem_map ("struct page" array) and the Rust heap's pool.
     let max_pfn = usable.iter().map(|r| r.end).max().unwrap_or(0) >> 12;
     let map_bytes = kmbench_mm::mem_map_bytes(max_pfn) as u64;
-    let mem_map_phys = frames.0.alloc(map_bytes, 4096).unwrap_or_else(|| config_error(format!("not enough RAM for mem_map ({map_bytes} bytes)")));
+    let mem_map_phys = frames
+        .0
+        .alloc(map_bytes, 4096)
+        .unwrap_or_else(|| config_error(format!("not enough RAM for mem_map ({map_bytes} bytes)")));
     let total = boot.total_ram();
     let heap_pool = (total / 32).clamp(4 << 20, 64 << 20) & !((2 << 20) - 1);
-    let heap_phys = frames.0.alloc(heap_pool, 2 << 20).unwrap_or_else(|| config_error(String::from("not enough RAM for the heap pool")));
+    let heap_phys = frames
+        .0
+        .alloc(heap_pool, 2 << 20)
+        .unwrap_or_else(|| config_error(String::from("not enough RAM for the heap pool")));
 
     // Switch. Everything in use (image, stacks, GDT/IDT/TSS) is mapped at the same address.
     // SAFETY: the new PML4 maps the kernel image at its link addresses (code, the current
@@ -229,10 +288,16 @@ pub fn init(plan: &GuestPlan, boot: &BootInfo) -> InitReport {
     // SAFETY: mem_map_phys..+map_bytes is RAM reserved from bootmem for this purpose and
     // mapped by the direct map; PageDesc is plain data valid for any bit pattern, and
     // `BuddyAllocator::init` overwrites every entry before use.
-    let mem_map: &'static mut [PageDesc] =
-        unsafe { core::slice::from_raw_parts_mut((PAGE_OFFSET + mem_map_phys) as *mut PageDesc, max_pfn as usize) };
+    let mem_map: &'static mut [PageDesc] = unsafe {
+        core::slice::from_raw_parts_mut(
+            (PAGE_OFFSET + mem_map_phys) as *mut PageDesc,
+            max_pfn as usize,
+        )
+    };
     let mut pages = PageAllocator::empty();
-    pages.direct_map = kmbench_mm::DirectMap { offset: PAGE_OFFSET };
+    pages.direct_map = kmbench_mm::DirectMap {
+        offset: PAGE_OFFSET,
+    };
     pages.buddy.init(0, mem_map);
     let reserved_end = bootmem.next;
     for r in usable {
@@ -256,11 +321,16 @@ pub fn init(plan: &GuestPlan, boot: &BootInfo) -> InitReport {
     }
 
     // SAFETY: single CPU; the pool is set once here before any heap growth can use it.
-    unsafe { *core::ptr::addr_of_mut!(HEAP_POOL) = (PAGE_OFFSET + heap_phys, PAGE_OFFSET + heap_phys + heap_pool) };
+    unsafe {
+        *core::ptr::addr_of_mut!(HEAP_POOL) =
+            (PAGE_OFFSET + heap_phys, PAGE_OFFSET + heap_phys + heap_pool)
+    };
 
     let mut kmalloc = Kmalloc::new();
     if plan.mm_debug {
-        kmalloc.set_debug(&mut pages, true).expect("mm_debug before any allocation");
+        kmalloc
+            .set_debug(&mut pages, true)
+            .expect("mm_debug before any allocation");
     }
     let mut vmalloc = Vmalloc::new(VMALLOC_START, VMALLOC_END);
     vmalloc.set_flush_mode(to_mm_flush(plan.flush_mode));
@@ -268,16 +338,15 @@ pub fn init(plan: &GuestPlan, boot: &BootInfo) -> InitReport {
 
     // SAFETY: single CPU; MM is written once here, before any `mm()` call.
     unsafe {
-        *core::ptr::addr_of_mut!(MM) =
-            Some(KernelMm {
-                pages,
-                kmalloc,
-                vmalloc,
-                pt,
-                direct_map_leaf: plan.direct_map_page,
-                direct_map_leaves: leaves,
-                mm_debug: plan.mm_debug,
-            });
+        *core::ptr::addr_of_mut!(MM) = Some(KernelMm {
+            pages,
+            kmalloc,
+            vmalloc,
+            pt,
+            direct_map_leaf: plan.direct_map_page,
+            direct_map_leaves: leaves,
+            mm_debug: plan.mm_debug,
+        });
     }
     stacks::activate(&stack_set);
     InitReport {
@@ -303,7 +372,10 @@ const PROBE_1G: u64 = BENCH_MAP_END;
 fn probe_1g_leaf(pt: &mut KernelPageTable, bootmem: &mut BootMem) -> bool {
     let flags = pt.leaf_flags(false, false);
     let mut frames = BootFrames(bootmem);
-    if pt.map_leaf(PROBE_1G, 0, Leaf::G1, flags, &mut frames).is_err() {
+    if pt
+        .map_leaf(PROBE_1G, 0, Leaf::G1, flags, &mut frames)
+        .is_err()
+    {
         return false;
     }
     privileged::flush_tlb_all();
@@ -323,7 +395,11 @@ pub fn to_mm_flush(m: FlushMode) -> MmFlushMode {
 
 /// Report a misuse the allocators detected and end the run.
 pub fn misuse(call: &str, e: MmError) -> ! {
-    fault::die(GuestExit::MmMisuse, format_args!("{call}: {e}"), Default::default())
+    fault::die(
+        GuestExit::MmMisuse,
+        format_args!("{call}: {e}"),
+        Default::default(),
+    )
 }
 
 // ---- the kernel's memory API (Linux names) ----------------------------------------
@@ -371,7 +447,11 @@ pub fn prepare_vmalloc(size: usize) -> bool {
     }
     let need = size / (2 << 20) + 4;
     let pages = &mut m.pages;
-    m.pt.refill_frame_cache(need, || pages.alloc_pages(0, Gfp(0)).map(|p| p.as_ptr() as u64 - PAGE_OFFSET))
+    m.pt.refill_frame_cache(need, || {
+        pages
+            .alloc_pages(0, Gfp(0))
+            .map(|p| p.as_ptr() as u64 - PAGE_OFFSET)
+    })
 }
 
 /// Give page-table frames the last vmalloc did not need back to the buddy.

@@ -7,8 +7,8 @@
 //! TLB invalidation is left to callers, which batch it (see `privileged`).
 use x86_64::structures::paging::mapper::{MapToError, MappedFrame, TranslateResult, UnmapError};
 use x86_64::structures::paging::{
-    FrameAllocator, Mapper, OffsetPageTable, Page, PageTable, PageTableFlags as F, PhysFrame, Size1GiB, Size2MiB,
-    Size4KiB, Translate,
+    FrameAllocator, Mapper, OffsetPageTable, Page, PageTable, PageTableFlags as F, PhysFrame,
+    Size1GiB, Size2MiB, Size4KiB, Translate,
 };
 use x86_64::{PhysAddr, VirtAddr};
 
@@ -107,24 +107,52 @@ impl KernelPageTable {
     }
 
     /// Map one leaf. Table pages come from `frames`.
-    pub fn map_leaf<A: FrameAllocator<Size4KiB>>(&mut self, virt: u64, phys: u64, leaf: Leaf, flags: F, frames: &mut A) -> Result<(), &'static str> {
+    pub fn map_leaf<A: FrameAllocator<Size4KiB>>(
+        &mut self,
+        virt: u64,
+        phys: u64,
+        leaf: Leaf,
+        flags: F,
+        frames: &mut A,
+    ) -> Result<(), &'static str> {
         let parent = self.parent_flags();
-        let mut counting = Counting { inner: frames, taken: 0 };
+        let mut counting = Counting {
+            inner: frames,
+            taken: 0,
+        };
         let mut m = self.mapper();
         // SAFETY: callers map frames they own at addresses in kernel-reserved ranges;
         // the flush is left to the caller (new mappings need none on x86).
         let r = unsafe {
             match leaf {
                 Leaf::K4 => m
-                    .map_to_with_table_flags(Page::<Size4KiB>::containing_address(VirtAddr::new(virt)), PhysFrame::containing_address(PhysAddr::new(phys)), flags, parent, &mut counting)
+                    .map_to_with_table_flags(
+                        Page::<Size4KiB>::containing_address(VirtAddr::new(virt)),
+                        PhysFrame::containing_address(PhysAddr::new(phys)),
+                        flags,
+                        parent,
+                        &mut counting,
+                    )
                     .map(|f| f.ignore())
                     .map_err(err4),
                 Leaf::M2 => m
-                    .map_to_with_table_flags(Page::<Size2MiB>::containing_address(VirtAddr::new(virt)), PhysFrame::containing_address(PhysAddr::new(phys)), flags | F::HUGE_PAGE, parent, &mut counting)
+                    .map_to_with_table_flags(
+                        Page::<Size2MiB>::containing_address(VirtAddr::new(virt)),
+                        PhysFrame::containing_address(PhysAddr::new(phys)),
+                        flags | F::HUGE_PAGE,
+                        parent,
+                        &mut counting,
+                    )
                     .map(|f| f.ignore())
                     .map_err(err2),
                 Leaf::G1 => m
-                    .map_to_with_table_flags(Page::<Size1GiB>::containing_address(VirtAddr::new(virt)), PhysFrame::containing_address(PhysAddr::new(phys)), flags | F::HUGE_PAGE, parent, &mut counting)
+                    .map_to_with_table_flags(
+                        Page::<Size1GiB>::containing_address(VirtAddr::new(virt)),
+                        PhysFrame::containing_address(PhysAddr::new(phys)),
+                        flags | F::HUGE_PAGE,
+                        parent,
+                        &mut counting,
+                    )
                     .map(|f| f.ignore())
                     .map_err(err1),
             }
@@ -135,17 +163,34 @@ impl KernelPageTable {
 
     /// Map [virt, virt+len) → [phys, …) with the largest leaves up to `max_leaf` that
     /// alignment allows; returns leaf counts (4K, 2M, 1G).
-    pub fn map_range<A: FrameAllocator<Size4KiB>>(&mut self, virt: u64, phys: u64, len: u64, max_leaf: Leaf, flags: F, frames: &mut A) -> Result<[u64; 3], &'static str> {
+    pub fn map_range<A: FrameAllocator<Size4KiB>>(
+        &mut self,
+        virt: u64,
+        phys: u64,
+        len: u64,
+        max_leaf: Leaf,
+        flags: F,
+        frames: &mut A,
+    ) -> Result<[u64; 3], &'static str> {
         let mut counts = [0u64; 3];
         let mut off = 0;
         while off < len {
             let (v, p, left) = (virt + off, phys + off, len - off);
             let leaf = [Leaf::G1, Leaf::M2, Leaf::K4]
                 .into_iter()
-                .find(|l| l.bytes() <= max_leaf.bytes() && v % l.bytes() == 0 && p % l.bytes() == 0 && left >= l.bytes())
+                .find(|l| {
+                    l.bytes() <= max_leaf.bytes()
+                        && v % l.bytes() == 0
+                        && p % l.bytes() == 0
+                        && left >= l.bytes()
+                })
                 .unwrap_or(Leaf::K4);
             self.map_leaf(v, p, leaf, flags, frames)?;
-            counts[match leaf { Leaf::K4 => 0, Leaf::M2 => 1, Leaf::G1 => 2 }] += 1;
+            counts[match leaf {
+                Leaf::K4 => 0,
+                Leaf::M2 => 1,
+                Leaf::G1 => 2,
+            }] += 1;
             off += leaf.bytes();
         }
         Ok(counts)
@@ -155,18 +200,24 @@ impl KernelPageTable {
     pub fn unmap_leaf(&mut self, virt: u64, leaf: Leaf) -> Option<u64> {
         let mut m = self.mapper();
         let r: Result<u64, UnmapError> = match leaf {
-            Leaf::K4 => m.unmap(Page::<Size4KiB>::containing_address(VirtAddr::new(virt))).map(|(f, fl)| {
-                fl.ignore();
-                f.start_address().as_u64()
-            }),
-            Leaf::M2 => m.unmap(Page::<Size2MiB>::containing_address(VirtAddr::new(virt))).map(|(f, fl)| {
-                fl.ignore();
-                f.start_address().as_u64()
-            }),
-            Leaf::G1 => m.unmap(Page::<Size1GiB>::containing_address(VirtAddr::new(virt))).map(|(f, fl)| {
-                fl.ignore();
-                f.start_address().as_u64()
-            }),
+            Leaf::K4 => m
+                .unmap(Page::<Size4KiB>::containing_address(VirtAddr::new(virt)))
+                .map(|(f, fl)| {
+                    fl.ignore();
+                    f.start_address().as_u64()
+                }),
+            Leaf::M2 => m
+                .unmap(Page::<Size2MiB>::containing_address(VirtAddr::new(virt)))
+                .map(|(f, fl)| {
+                    fl.ignore();
+                    f.start_address().as_u64()
+                }),
+            Leaf::G1 => m
+                .unmap(Page::<Size1GiB>::containing_address(VirtAddr::new(virt)))
+                .map(|(f, fl)| {
+                    fl.ignore();
+                    f.start_address().as_u64()
+                }),
         };
         r.ok()
     }
@@ -175,7 +226,11 @@ impl KernelPageTable {
     pub fn translate(&mut self, virt: u64) -> Option<(u64, Leaf, F)> {
         let m = self.mapper();
         match m.translate(VirtAddr::new(virt)) {
-            TranslateResult::Mapped { frame, offset, flags } => {
+            TranslateResult::Mapped {
+                frame,
+                offset,
+                flags,
+            } => {
                 let leaf = match frame {
                     MappedFrame::Size4KiB(_) => Leaf::K4,
                     MappedFrame::Size2MiB(_) => Leaf::M2,
@@ -233,17 +288,23 @@ impl VmallocHw for KernelPageTable {
         };
         let flags = self.leaf_flags(true, false);
         let mut cache = core::mem::take(&mut self.frame_cache);
-        let mut frames = CacheFrames { frames: &mut cache, taken: 0 };
+        let mut frames = CacheFrames {
+            frames: &mut cache,
+            taken: 0,
+        };
         let r = self.map_leaf(virt, phys, leaf, flags, &mut frames);
         self.frame_cache = cache;
         r.map_err(|reason| MmError::MapFailed { virt, reason })
     }
 
     fn unmap(&mut self, virt: u64, size: LeafSize) -> Option<u64> {
-        self.unmap_leaf(virt, match size {
-            LeafSize::Size4K => Leaf::K4,
-            LeafSize::Size2M => Leaf::M2,
-        })
+        self.unmap_leaf(
+            virt,
+            match size {
+                LeafSize::Size4K => Leaf::K4,
+                LeafSize::Size2M => Leaf::M2,
+            },
+        )
     }
 
     fn flush_tlb_range(&mut self, pages: &[u64]) {

@@ -22,12 +22,23 @@ pub struct StackSet {
     pub run_top: u64,
 }
 
-fn map_stack<A: FrameAllocator<Size4KiB>>(pt: &mut KernelPageTable, frames: &mut A, slot: u64) -> u64 {
+fn map_stack<A: FrameAllocator<Size4KiB>>(
+    pt: &mut KernelPageTable,
+    frames: &mut A,
+    slot: u64,
+) -> u64 {
     let base = STACKS_START + slot * SLOT + (SLOT - STACK_SIZE);
     let flags = pt.leaf_flags(true, false);
     for i in 0..STACK_SIZE / 4096 {
         let f = frames.allocate_frame().expect("frames for a kernel stack");
-        pt.map_leaf(base + i * 4096, f.start_address().as_u64(), Leaf::K4, flags, frames).expect("map stack");
+        pt.map_leaf(
+            base + i * 4096,
+            f.start_address().as_u64(),
+            Leaf::K4,
+            flags,
+            frames,
+        )
+        .expect("map stack");
     }
     base + STACK_SIZE
 }
@@ -44,7 +55,11 @@ pub fn build<A: FrameAllocator<Size4KiB>>(pt: &mut KernelPageTable, frames: &mut
 pub fn activate(s: &StackSet) {
     gdt::set_kernel_stack(s.kernel_top);
     gdt::set_double_fault_stack(s.double_fault_top);
-    for (top, name) in [(s.kernel_top, "the kernel entry stack (RSP0)"), (s.double_fault_top, "the double-fault stack"), (s.run_top, "the run stack")] {
+    for (top, name) in [
+        (s.kernel_top, "the kernel entry stack (RSP0)"),
+        (s.double_fault_top, "the double-fault stack"),
+        (s.run_top, "the run stack"),
+    ] {
         let bottom = top - STACK_SIZE;
         fault::register_stack_guard(bottom - (SLOT - STACK_SIZE), bottom, name);
     }

@@ -138,5 +138,10 @@ pub fn boot_pml4_addr() -> u64 {
 /// The boot stack's [bottom, top) range.
 pub fn boot_stack() -> (u64, u64) {
     // SAFETY: only addresses of linker symbols are taken.
-    unsafe { (&boot_stack_bottom as *const u8 as u64, &boot_stack_top as *const u8 as u64) }
+    unsafe {
+        (
+            &boot_stack_bottom as *const u8 as u64,
+            &boot_stack_top as *const u8 as u64,
+        )
+    }
 }

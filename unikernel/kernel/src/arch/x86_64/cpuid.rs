@@ -1,5 +1,5 @@
 //! CPUID queries: features the benchmarks depend on, TSC and hypervisor leaves.
-use core::arch::x86_64::{CpuidResult, __cpuid_count};
+use core::arch::x86_64::{__cpuid_count, CpuidResult};
 use kmbench_protocol::CpuFeatures;
 
 pub fn cpuid(leaf: u32, sub: u32) -> CpuidResult {
@@ -42,10 +42,30 @@ pub fn is_amd() -> bool {
 
 /// The CPU features kmbench reports and branches on.
 pub fn features() -> CpuFeatures {
-    let ext = if max_ext_leaf() >= 0x8000_0001 { cpuid(0x8000_0001, 0) } else { CpuidResult { eax: 0, ebx: 0, ecx: 0, edx: 0 } };
+    let ext = if max_ext_leaf() >= 0x8000_0001 {
+        cpuid(0x8000_0001, 0)
+    } else {
+        CpuidResult {
+            eax: 0,
+            ebx: 0,
+            ecx: 0,
+            edx: 0,
+        }
+    };
     let l1 = cpuid(1, 0);
-    let l7 = if max_leaf() >= 7 { cpuid(7, 0) } else { CpuidResult { eax: 0, ebx: 0, ecx: 0, edx: 0 } };
-    let arch_pmu = max_leaf() >= 0xa && (cpuid(0xa, 0).eax & 0xff) != 0 && ((cpuid(0xa, 0).eax >> 8) & 0xff) != 0;
+    let l7 = if max_leaf() >= 7 {
+        cpuid(7, 0)
+    } else {
+        CpuidResult {
+            eax: 0,
+            ebx: 0,
+            ecx: 0,
+            edx: 0,
+        }
+    };
+    let arch_pmu = max_leaf() >= 0xa
+        && (cpuid(0xa, 0).eax & 0xff) != 0
+        && ((cpuid(0xa, 0).eax >> 8) & 0xff) != 0;
     let amd_pmu = is_amd() && ext.ecx & (1 << 23) != 0;
     CpuFeatures {
         page_1g: ext.edx & (1 << 26) != 0,

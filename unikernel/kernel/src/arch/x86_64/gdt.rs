@@ -18,7 +18,14 @@ pub const USER_CS: u16 = 0x23;
 
 /// Ports CPL3 code may use: PIT (0x40-0x43), port 0x61, debugcon (0xe9),
 /// isa-debug-exit (0xf4-0xf7), COM2 (0x2f8-0x2ff, serve-mode requests), COM1 (0x3f8-0x3ff).
-const CPL3_PORTS: [(u16, u16); 6] = [(0x40, 0x43), (0x61, 0x61), (0xe9, 0xe9), (0xf4, 0xf7), (0x2f8, 0x2ff), (0x3f8, 0x3ff)];
+const CPL3_PORTS: [(u16, u16); 6] = [
+    (0x40, 0x43),
+    (0x61, 0x61),
+    (0xe9, 0xe9),
+    (0xf4, 0xf7),
+    (0x2f8, 0x2ff),
+    (0x3f8, 0x3ff),
+];
 
 const fn build_iomap() -> [u8; 8193] {
     let mut map = [0xffu8; 8193];
@@ -48,7 +55,10 @@ const fn initial_tss() -> TaskStateSegment {
 }
 
 /// Built at compile time (no ring-0 work at boot).
-static mut TSS: TssWithIoMap = TssWithIoMap { tss: initial_tss(), iomap: build_iomap() };
+static mut TSS: TssWithIoMap = TssWithIoMap {
+    tss: initial_tss(),
+    iomap: build_iomap(),
+};
 static mut GDT: GlobalDescriptorTable = GlobalDescriptorTable::empty();
 
 /// IST1: the double-fault stack (so a kernel stack overflow can still be reported).
@@ -61,10 +71,16 @@ pub fn init() {
     // interrupts are off, so nothing observes the half-built tables.
     unsafe {
         let tss = &mut *core::ptr::addr_of_mut!(TSS);
-        tss.tss.interrupt_stack_table[0] =
-            VirtAddr::from_ptr(core::ptr::addr_of!(DOUBLE_FAULT_STACK).cast::<u8>().add(16384));
-        tss.tss.privilege_stack_table[0] =
-            VirtAddr::from_ptr(core::ptr::addr_of!(EARLY_KERNEL_STACK).cast::<u8>().add(32768));
+        tss.tss.interrupt_stack_table[0] = VirtAddr::from_ptr(
+            core::ptr::addr_of!(DOUBLE_FAULT_STACK)
+                .cast::<u8>()
+                .add(16384),
+        );
+        tss.tss.privilege_stack_table[0] = VirtAddr::from_ptr(
+            core::ptr::addr_of!(EARLY_KERNEL_STACK)
+                .cast::<u8>()
+                .add(32768),
+        );
         let tss_ref: &'static TssWithIoMap = &*core::ptr::addr_of!(TSS);
         let gdt = &mut *core::ptr::addr_of_mut!(GDT);
         let kcs = gdt.append(Descriptor::kernel_code_segment());
@@ -72,9 +88,13 @@ pub fn init() {
         let uds = gdt.append(Descriptor::user_data_segment());
         let ucs = gdt.append(Descriptor::user_code_segment());
         let tss_sel = gdt.append(
-            Descriptor::tss_segment_with_iomap(&tss_ref.tss, &tss_ref.iomap).expect("TSS I/O map layout"),
+            Descriptor::tss_segment_with_iomap(&tss_ref.tss, &tss_ref.iomap)
+                .expect("TSS I/O map layout"),
         );
-        debug_assert_eq!((kcs.0, kds.0, uds.0 | 3, ucs.0 | 3, tss_sel.0), (KERNEL_CS, KERNEL_DS, USER_DS, USER_CS, 0x28));
+        debug_assert_eq!(
+            (kcs.0, kds.0, uds.0 | 3, ucs.0 | 3, tss_sel.0),
+            (KERNEL_CS, KERNEL_DS, USER_DS, USER_CS, 0x28)
+        );
         gdt.load_unsafe();
         CS::set_reg(kcs);
         SS::set_reg(kds);
@@ -98,12 +118,18 @@ pub fn set_double_fault_stack(top: u64) {
 }
 
 pub fn user_selectors() -> (SegmentSelector, SegmentSelector) {
-    (SegmentSelector::new(4, PrivilegeLevel::Ring3), SegmentSelector::new(3, PrivilegeLevel::Ring3))
+    (
+        SegmentSelector::new(4, PrivilegeLevel::Ring3),
+        SegmentSelector::new(3, PrivilegeLevel::Ring3),
+    )
 }
 
 /// [start, end) of the static stacks (for stack-overflow diagnosis).
 pub fn static_stacks() -> [(u64, u64, &'static str); 2] {
     let df = core::ptr::addr_of!(DOUBLE_FAULT_STACK) as u64;
     let ks = core::ptr::addr_of!(EARLY_KERNEL_STACK) as u64;
-    [(df, df + 16384, "double-fault IST"), (ks, ks + 32768, "early kernel stack")]
+    [
+        (df, df + 16384, "double-fault IST"),
+        (ks, ks + 32768, "early kernel stack"),
+    ]
 }

@@ -257,7 +257,9 @@ pub fn init() {
         idt.divide_error.set_handler_addr(at(0));
         idt.debug.set_handler_addr(at(1));
         idt.non_maskable_interrupt.set_handler_addr(at(2));
-        idt.breakpoint.set_handler_addr(VirtAddr::new(gate_entry as *const () as u64)).set_privilege_level(PrivilegeLevel::Ring3);
+        idt.breakpoint
+            .set_handler_addr(VirtAddr::new(gate_entry as *const () as u64))
+            .set_privilege_level(PrivilegeLevel::Ring3);
         idt.overflow.set_handler_addr(at(4));
         idt.bound_range_exceeded.set_handler_addr(at(5));
         idt.invalid_opcode.set_handler_addr(at(6));

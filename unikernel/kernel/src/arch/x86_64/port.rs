@@ -5,20 +5,26 @@ use core::arch::asm;
 pub fn outb(port: u16, value: u8) {
     // SAFETY: port writes have no memory effects; the ports used are the kernel's own
     // devices (serial, debugcon, exit, PIT), opened to CPL3 by the TSS I/O bitmap.
-    unsafe { asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags)) }
+    unsafe {
+        asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags))
+    }
 }
 
 #[inline]
 pub fn outl(port: u16, value: u32) {
     // SAFETY: as for `outb`.
-    unsafe { asm!("out dx, eax", in("dx") port, in("eax") value, options(nomem, nostack, preserves_flags)) }
+    unsafe {
+        asm!("out dx, eax", in("dx") port, in("eax") value, options(nomem, nostack, preserves_flags))
+    }
 }
 
 #[inline]
 pub fn inb(port: u16) -> u8 {
     let v: u8;
     // SAFETY: port reads of the kernel's own devices have no memory effects.
-    unsafe { asm!("in al, dx", out("al") v, in("dx") port, options(nomem, nostack, preserves_flags)) }
+    unsafe {
+        asm!("in al, dx", out("al") v, in("dx") port, options(nomem, nostack, preserves_flags))
+    }
     v
 }
 

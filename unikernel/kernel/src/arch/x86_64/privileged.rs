@@ -69,7 +69,11 @@ pub fn invlpg_batch(addrs: &[u64]) {
             unsafe { asm!("invlpg [{0}]", in(reg) a, options(nostack, preserves_flags)) };
         }
     } else {
-        gate(gate_op::INVLPG_BATCH, addrs.as_ptr() as u64, addrs.len() as u64);
+        gate(
+            gate_op::INVLPG_BATCH,
+            addrs.as_ptr() as u64,
+            addrs.len() as u64,
+        );
     }
 }
 
@@ -77,7 +81,9 @@ pub fn invlpg_batch(addrs: &[u64]) {
 pub fn flush_tlb_all() {
     if run_cpl() == 0 {
         // SAFETY: at CPL0; reloading CR3 with its own value only flushes the TLB.
-        unsafe { asm!("mov {0}, cr3", "mov cr3, {0}", out(reg) _, options(nostack, preserves_flags)) };
+        unsafe {
+            asm!("mov {0}, cr3", "mov cr3, {0}", out(reg) _, options(nostack, preserves_flags))
+        };
     } else {
         gate(gate_op::FLUSH_ALL, 0, 0);
     }
@@ -114,7 +120,9 @@ pub fn invpcid(kind: u64, pcid: u64, addr: u64) {
     if run_cpl() == 0 {
         // SAFETY: at CPL0 with INVPCID supported (checked by the caller); the descriptor is
         // a valid 16-byte memory operand.
-        unsafe { asm!("invpcid {0}, [{1}]", in(reg) kind, in(reg) desc.as_ptr(), options(nostack, preserves_flags)) };
+        unsafe {
+            asm!("invpcid {0}, [{1}]", in(reg) kind, in(reg) desc.as_ptr(), options(nostack, preserves_flags))
+        };
     } else {
         gate(gate_op::INVPCID, kind, desc.as_ptr() as u64);
     }

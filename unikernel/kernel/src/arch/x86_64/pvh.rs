@@ -95,7 +95,10 @@ impl BootInfo {
             // SAFETY: memmap_paddr points at memmap_entries entries in identity-mapped memory.
             let e = unsafe { *(info.memmap_paddr as *const HvmMemmapEntry).add(i) };
             if e.kind == E820_RAM && e.size != 0 && boot.nr_regions < MAX_REGIONS {
-                boot.regions[boot.nr_regions] = Region { start: e.addr, end: e.addr + e.size };
+                boot.regions[boot.nr_regions] = Region {
+                    start: e.addr,
+                    end: e.addr + e.size,
+                };
                 boot.nr_regions += 1;
             }
         }

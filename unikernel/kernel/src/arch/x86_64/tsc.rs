@@ -11,7 +11,9 @@ pub fn rdtsc() -> u64 {
     let lo: u32;
     let hi: u32;
     // SAFETY: RDTSC is allowed at CPL3 (CR4.TSD stays clear) and has no memory effects.
-    unsafe { asm!("rdtsc", out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("rdtsc", out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))
+    };
     ((hi as u64) << 32) | lo as u64
 }
 
@@ -22,7 +24,9 @@ pub fn start() -> u64 {
     let lo: u32;
     let hi: u32;
     // SAFETY: as for `rdtsc`; LFENCE only orders instructions.
-    unsafe { asm!("lfence", "rdtsc", "lfence", out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("lfence", "rdtsc", "lfence", out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))
+    };
     ((hi as u64) << 32) | lo as u64
 }
 
@@ -33,7 +37,9 @@ pub fn stop() -> u64 {
     let lo: u32;
     let hi: u32;
     // SAFETY: RDTSCP is allowed at CPL3; it clobbers ecx (TSC_AUX), declared here.
-    unsafe { asm!("rdtscp", "lfence", out("eax") lo, out("edx") hi, out("ecx") _, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("rdtscp", "lfence", out("eax") lo, out("edx") hi, out("ecx") _, options(nomem, nostack, preserves_flags))
+    };
     ((hi as u64) << 32) | lo as u64
 }
 
