@@ -32,7 +32,7 @@ fn label_ok(label: &str, bytes: u64) -> bool {
         return false;
     };
     let exact = bytes as f64 / mult as f64;
-    (v - exact).abs() / exact < 0.01 && (bytes.is_multiple_of(mult) == !num.contains('.'))
+    (v - exact).abs() / exact < 0.01 && bytes.is_multiple_of(mult) != num.contains('.')
 }
 
 #[test]

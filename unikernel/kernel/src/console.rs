@@ -13,6 +13,12 @@ pub struct LineBuf {
     len: usize,
 }
 
+impl Default for LineBuf {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl LineBuf {
     pub const fn new() -> Self {
         LineBuf {
@@ -47,7 +53,7 @@ impl log::Log for SerialLogger {
     }
     fn log(&self, record: &log::Record) {
         let mut line = LineBuf::new();
-        let _ = write!(line, "[{:5}] {}\n", record.level(), record.args());
+        let _ = writeln!(line, "[{:5}] {}", record.level(), record.args());
         port::outsb(ports::SERIAL_LOG, line.as_bytes());
     }
     fn flush(&self) {}

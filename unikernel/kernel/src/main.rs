@@ -176,7 +176,7 @@ fn report_mm(r: &mm::InitReport, plan: &GuestPlan) {
         r.direct_map_leaves[1],
         r.direct_map_leaves[2],
         r.direct_map_table_pages,
-        free * 4096 >> 20
+        (free * 4096) >> 20
     );
     report::info(
         "mm/direct_map",

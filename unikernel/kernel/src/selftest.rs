@@ -138,7 +138,7 @@ fn buddy_orders() -> Result<String, String> {
     for order in 0..=10u8 {
         let p = mm::alloc_pages(order, GFP_KERNEL).ok_or(format!("order {order} failed"))?;
         let phys = p.as_ptr() as u64 - PAGE_OFFSET;
-        if phys % (4096 << order) != 0 {
+        if !phys.is_multiple_of(4096 << order) {
             return Err(format!(
                 "order {order} block at {phys:#x} is not aligned to its size"
             ));
@@ -181,7 +181,7 @@ fn kmalloc_classes() -> Result<String, String> {
             } else {
                 8
             };
-            if p as usize % align != 0 {
+            if !(p as usize).is_multiple_of(align) {
                 return Err(format!("kmalloc({size}) = {p:p} not {align}-aligned"));
             }
             if mm::ksize(p) < size {
@@ -421,7 +421,7 @@ fn stack_guard() -> Result<String, String> {
     let sp: u64;
     // SAFETY: reads the stack pointer.
     unsafe { core::arch::asm!("mov {0}, rsp", out(reg) sp) };
-    let bottom = (sp & !(mm::stacks::STACK_SIZE - 1)) as u64;
+    let bottom = sp & !(mm::stacks::STACK_SIZE - 1);
     let guard = bottom - 4096;
     match (translate(guard), probe_read(guard)) {
         (None, Err(())) => Ok(format!(

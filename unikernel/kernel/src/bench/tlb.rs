@@ -9,6 +9,7 @@
 //!     virtually adjacent pages are physically adjacent (defeats Zen's 4K→16K coalescing).
 //!     2M/1G buffers come from order-9/order-18 buddy blocks (naturally aligned).
 //!   - `vmalloc` (4K leaves over scattered frames) and `vmalloc_huge` (2M leaves).
+//!
 //!   Patterns: `random` (dependent chase, one line per page at a fixed pseudo-random line
 //!   offset, random cyclic order from Sattolo's algorithm), `random_line` (chase over every
 //!   line), `page_stride` (chase, one line per page, in page order), `sequential` (streaming
@@ -85,7 +86,7 @@ pub fn size_label(bytes: u64) -> String {
     } else {
         (1, "B")
     };
-    if bytes % unit == 0 {
+    if bytes.is_multiple_of(unit) {
         return format!("{}{name}", bytes / unit);
     }
     let v = bytes as f64 / unit as f64;

@@ -515,7 +515,7 @@ pub fn describe_address(addr: u64) -> &'static str {
         }
     } else if (STACKS_START..STACKS_END).contains(&addr) {
         "kernel stack area"
-    } else if addr >= PAGE_OFFSET && addr < VMALLOC_START {
+    } else if (PAGE_OFFSET..VMALLOC_START).contains(&addr) {
         "direct map"
     } else {
         "not mapped by the kernel"
