@@ -228,7 +228,7 @@ fn print_benchmarks(run: &RunResults, out: &mut dyn Write) -> io::Result<()> {
         if has_sizes {
             headers.push("size");
         }
-        headers.extend(["median", "p99", "min", "median ns", "p99 ns", "samples"]);
+        headers.extend(["min", "median", "p99", "max", "median ns", "p99 ns", "samples"]);
         if multi_boot {
             headers.push("boots");
         }
@@ -241,9 +241,10 @@ fn print_benchmarks(run: &RunResults, out: &mut dyn Write) -> io::Result<()> {
             }
             let ok = b.status == BenchStatus::Ok;
             let cell = |v: f64| if ok { fmt_num(v) } else { "-".into() };
+            r.push(cell(b.min));
             r.push(cell(b.median));
             r.push(cell(b.p99));
-            r.push(cell(b.min));
+            r.push(cell(b.max));
             match (&b.ns, ok) {
                 (Some(ns), true) => {
                     r.push(fmt_ns(ns.median));
@@ -265,7 +266,7 @@ fn print_benchmarks(run: &RunResults, out: &mut dyn Write) -> io::Result<()> {
         let mut right = vec![true; n];
         right[0] = false;
         right[n - 1] = false;
-        writeln!(out, "  (median/p99/min in {unit})")?;
+        writeln!(out, "  (min/median/p99/max in {unit})")?;
         Table {
             headers,
             right,
