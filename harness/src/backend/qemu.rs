@@ -141,6 +141,8 @@ impl Backend for Qemu {
             Exited(Option<i32>, Option<i32>),
             Timeout,
             Interrupted,
+            /// QEMU hit a KVM internal error: it pauses the VM instead of exiting.
+            VmFailed,
         }
         let mut records = 0usize;
         let mut stdout_open = true;
@@ -156,6 +158,12 @@ impl Backend for Qemu {
                 break Stop::Timeout;
             }
             let wait = (deadline - now).min(Duration::from_millis(50));
+            if stderr_buf.lock().unwrap().contains(KVM_INTERNAL_ERROR) {
+                // Let QEMU finish printing its register dump, then stop the paused VM.
+                thread::sleep(Duration::from_millis(200));
+                kill(&mut child);
+                break Stop::VmFailed;
+            }
             if stdout_open {
                 match rx.recv_timeout(wait) {
                     Ok(line) => {
@@ -196,6 +204,11 @@ impl Backend for Qemu {
             Stop::Exited(code, signal) => classify(code, signal, records, &stderr),
             Stop::Timeout => BootEnd::Timeout,
             Stop::Interrupted => BootEnd::Interrupted,
+            Stop::VmFailed => BootEnd::Unexpected {
+                code: None,
+                signal: None,
+                message: kvm_internal_error_message(&stderr),
+            },
         };
         Ok(BootReport { end, stderr })
     }
@@ -253,6 +266,27 @@ pub(crate) fn read_lines(
 fn kill(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
+}
+
+const KVM_INTERNAL_ERROR: &str = "KVM internal error";
+
+/// One line for a KVM internal error (usually an instruction KVM could not emulate: under
+/// a software hypervisor everything at CPL0 is emulated), with the guest RIP and code.
+fn kvm_internal_error_message(stderr: &str) -> String {
+    let first = stderr.lines().find(|l| l.contains(KVM_INTERNAL_ERROR)).unwrap_or(KVM_INTERNAL_ERROR);
+    let rip = stderr
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("RIP="))
+        .map(|r| format!(", guest RIP {r}"))
+        .unwrap_or_default();
+    let code = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("Code="))
+        .and_then(|c| c.split('<').nth(1))
+        .and_then(|c| c.split('>').next())
+        .map(|b| format!(", instruction starts with byte {b}"))
+        .unwrap_or_default();
+    format!("{first} (KVM could not run or emulate a guest instruction; QEMU paused the VM){rip}{code}")
 }
 
 fn first_error_line(stderr: &str) -> String {

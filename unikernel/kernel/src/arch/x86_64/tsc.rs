@@ -30,17 +30,13 @@ pub fn start() -> u64 {
     ((hi as u64) << 32) | lo as u64
 }
 
-/// Read at the end of a timed region: `rdtscp` waits for the region's instructions,
-/// the trailing `lfence` keeps later work out.
+/// Read at the end of a timed region: the first `lfence` waits for the region's
+/// instructions to complete, the trailing one keeps later work out. (Not `rdtscp`: KVM's
+/// instruction emulator cannot execute it, and a software hypervisor emulates every
+/// CPL0 instruction, so a CPL0 run there would die on it.)
 #[inline(always)]
 pub fn stop() -> u64 {
-    let lo: u32;
-    let hi: u32;
-    // SAFETY: RDTSCP is allowed at CPL3; it clobbers ecx (TSC_AUX), declared here.
-    unsafe {
-        asm!("rdtscp", "lfence", out("eax") lo, out("edx") hi, out("ecx") _, options(nomem, nostack, preserves_flags))
-    };
-    ((hi as u64) << 32) | lo as u64
+    start()
 }
 
 pub const PIT_HZ: u64 = 1_193_182;
