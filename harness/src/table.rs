@@ -228,7 +228,15 @@ fn print_benchmarks(run: &RunResults, out: &mut dyn Write) -> io::Result<()> {
         if has_sizes {
             headers.push("size");
         }
-        headers.extend(["min", "median", "p99", "max", "median ns", "p99 ns", "samples"]);
+        headers.extend([
+            "min",
+            "median",
+            "p99",
+            "max",
+            "median ns",
+            "p99 ns",
+            "samples",
+        ]);
         if multi_boot {
             headers.push("boots");
         }

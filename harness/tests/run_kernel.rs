@@ -13,10 +13,17 @@ fn ci_config_runs_and_writes_results() {
     for b in &r.benchmarks {
         if b.name == "gate/roundtrip" && r.env.cpl == 0 {
             // No CPL3→CPL0 crossing exists when the run itself is at CPL0.
-            assert_eq!(b.status, kmbench_protocol::BenchStatus::Unsupported, "{b:?}");
+            assert_eq!(
+                b.status,
+                kmbench_protocol::BenchStatus::Unsupported,
+                "{b:?}"
+            );
             continue;
         }
-        assert!(b.samples > 0 && b.min <= b.median && b.median <= b.max, "{b:?}");
+        assert!(
+            b.samples > 0 && b.min <= b.median && b.median <= b.max,
+            "{b:?}"
+        );
     }
     let hello = r.env.guest.as_ref().expect("hello record");
     assert_eq!(hello.cpl, r.env.cpl);

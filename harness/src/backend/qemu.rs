@@ -273,7 +273,10 @@ const KVM_INTERNAL_ERROR: &str = "KVM internal error";
 /// One line for a KVM internal error (usually an instruction KVM could not emulate: under
 /// a software hypervisor everything at CPL0 is emulated), with the guest RIP and code.
 fn kvm_internal_error_message(stderr: &str) -> String {
-    let first = stderr.lines().find(|l| l.contains(KVM_INTERNAL_ERROR)).unwrap_or(KVM_INTERNAL_ERROR);
+    let first = stderr
+        .lines()
+        .find(|l| l.contains(KVM_INTERNAL_ERROR))
+        .unwrap_or(KVM_INTERNAL_ERROR);
     let rip = stderr
         .split_whitespace()
         .find_map(|w| w.strip_prefix("RIP="))
@@ -286,7 +289,9 @@ fn kvm_internal_error_message(stderr: &str) -> String {
         .and_then(|c| c.split('>').next())
         .map(|b| format!(", instruction starts with byte {b}"))
         .unwrap_or_default();
-    format!("{first} (KVM could not run or emulate a guest instruction; QEMU paused the VM){rip}{code}")
+    format!(
+        "{first} (KVM could not run or emulate a guest instruction; QEMU paused the VM){rip}{code}"
+    )
 }
 
 fn first_error_line(stderr: &str) -> String {

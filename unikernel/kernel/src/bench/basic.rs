@@ -72,7 +72,10 @@ pub fn gate(cfg: &GateSuite) {
         // software hypervisor, cannot execute int3).
         Bench::new("gate", "gate/roundtrip".to_string())
             .param("cpl", cpl)
-            .emit_status(kmbench_protocol::BenchStatus::Unsupported, "the run is at CPL0: privileged operations need no gate");
+            .emit_status(
+                kmbench_protocol::BenchStatus::Unsupported,
+                "the run is at CPL0: privileged operations need no gate",
+            );
     } else {
         for _ in 0..16 {
             privileged::gate(0, 0, 0);
@@ -82,7 +85,10 @@ pub fn gate(cfg: &GateSuite) {
         });
         Bench::new("gate", "gate/roundtrip".to_string())
             .param("cpl", cpl)
-            .extra("mechanism", "int3 through a DPL-3 IDT gate + iretq, no-op handler")
+            .extra(
+                "mechanism",
+                "int3 through a DPL-3 IDT gate + iretq, no-op handler",
+            )
             .emit_cycles(&mut s);
     }
 

@@ -147,12 +147,7 @@ pub fn sweep_sizes(min: u64, max: u64, ppd: u32, align: u64) -> Vec<u64> {
 
 // ---- PMU --------------------------------------------------------------------------
 
-fn rdmsr(msr: u32) -> u64 {
-    privileged::gate(gate_op::RDMSR, msr as u64, 0)
-}
-fn wrmsr(msr: u32, v: u64) {
-    privileged::gate(gate_op::WRMSR, msr as u64, v);
-}
+use privileged::{rdmsr, wrmsr};
 
 /// Core counters programmed for data-TLB misses.
 struct Pmu {

@@ -128,6 +128,32 @@ pub fn invpcid(kind: u64, pcid: u64, addr: u64) {
     }
 }
 
+pub fn rdmsr(msr: u32) -> u64 {
+    if run_cpl() == 0 {
+        let (lo, hi): (u32, u32);
+        // SAFETY: at CPL0; callers only read MSRs CPUID says exist (PMU counters).
+        unsafe {
+            asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))
+        };
+        ((hi as u64) << 32) | lo as u64
+    } else {
+        gate(gate_op::RDMSR, msr as u64, 0)
+    }
+}
+
+pub fn wrmsr(msr: u32, value: u64) {
+    if run_cpl() == 0 {
+        // SAFETY: at CPL0; callers only program MSRs CPUID says exist (PMU event selects
+        // and counters), which affect no memory.
+        unsafe {
+            asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32,
+                 options(nomem, nostack, preserves_flags))
+        };
+    } else {
+        gate(gate_op::WRMSR, msr as u64, value);
+    }
+}
+
 pub fn read_cr4() -> u64 {
     if run_cpl() == 0 {
         let v: u64;
