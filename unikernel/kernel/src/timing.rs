@@ -27,3 +27,44 @@ pub fn set_timer_overhead(c: u64) {
 pub fn timer_overhead() -> u64 {
     TIMER_OVERHEAD.load(Ordering::Relaxed)
 }
+
+/// Per-op cycles, one timed call per sample (for operations well above the timer's own
+/// cost), after `warmup` untimed calls; the timer overhead is subtracted.
+pub fn per_op(samples: u32, warmup: u32, mut op: impl FnMut()) -> alloc::vec::Vec<u64> {
+    let ovh = timer_overhead();
+    for _ in 0..warmup {
+        op();
+    }
+    (0..samples.max(1))
+        .map(|_| {
+            let a = crate::arch::tsc::start();
+            op();
+            let b = crate::arch::tsc::stop();
+            (b - a).saturating_sub(ovh)
+        })
+        .collect()
+}
+
+/// Per-op cycles from `samples` timed batches of `batch` calls each (for operations that
+/// cost about as much as the timer itself), after `warmup` untimed calls.
+pub fn batched(
+    samples: u32,
+    warmup: u32,
+    batch: u32,
+    mut op: impl FnMut(),
+) -> alloc::vec::Vec<f64> {
+    for _ in 0..warmup {
+        op();
+    }
+    let ovh = timer_overhead() as f64;
+    (0..samples.max(1))
+        .map(|_| {
+            let a = crate::arch::tsc::start();
+            for _ in 0..batch {
+                op();
+            }
+            let b = crate::arch::tsc::stop();
+            ((b - a) as f64 - ovh).max(0.0) / batch as f64
+        })
+        .collect()
+}

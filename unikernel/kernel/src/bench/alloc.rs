@@ -36,24 +36,6 @@ impl Rng {
     }
 }
 
-/// Per-op cycles from `samples` timed batches of `batch` calls each.
-fn batched(samples: u32, warmup: u32, batch: u32, mut op: impl FnMut()) -> Vec<f64> {
-    for _ in 0..warmup {
-        op();
-    }
-    let ovh = timing::timer_overhead() as f64;
-    (0..samples.max(1))
-        .map(|_| {
-            let a = tsc::start();
-            for _ in 0..batch {
-                op();
-            }
-            let b = tsc::stop();
-            ((b - a) as f64 - ovh).max(0.0) / batch as f64
-        })
-        .collect()
-}
-
 /// Calls per timed batch for alloc+free pairs. Even kmalloc_large and high-order pairs cost
 /// only tens of cycles, comparable to the timer itself (and to the TSC's 26-cycle
 /// granularity seen under kvm_pvm), so every pair benchmark is batched.
@@ -75,7 +57,7 @@ pub fn kmalloc_suite(cfg: &KmallocSuite, plan: &GuestPlan) {
         let cheap = size <= 8192;
         let b = PAIR_BATCH;
         let mut oom = false;
-        let mut s = batched(cfg.samples, cfg.warmup, b, || {
+        let mut s = timing::batched(cfg.samples, cfg.warmup, b, || {
             let p = mm::kmalloc(size, GFP_KERNEL);
             if p.is_null() {
                 oom = true;
@@ -107,7 +89,7 @@ pub fn kmalloc_suite(cfg: &KmallocSuite, plan: &GuestPlan) {
     for &size in &cfg.kzalloc_sizes {
         let size = size as usize;
         let b = PAIR_BATCH;
-        let mut s = batched(cfg.samples, cfg.warmup, b, || {
+        let mut s = timing::batched(cfg.samples, cfg.warmup, b, || {
             let p = mm::kzalloc(size, GFP_KERNEL);
             black_box(p);
             if !p.is_null() {
@@ -237,7 +219,7 @@ pub fn pages_suite(cfg: &PagesSuite) {
         let before = mm::mm().pages.buddy.stats();
         let b = PAIR_BATCH;
         let mut oom = false;
-        let mut s = batched(cfg.samples, cfg.warmup, b, || {
+        let mut s = timing::batched(cfg.samples, cfg.warmup, b, || {
             match mm::alloc_pages(order, Gfp(0)) {
                 Some(p) => mm::free_pages(black_box(p.as_ptr()), order),
                 None => oom = true,
@@ -641,12 +623,12 @@ pub fn stack_vs_heap_suite(cfg: &StackVsHeapSuite) {
     let size = cfg.buffer as usize;
     let dbg = mm::mm().mm_debug;
     let b = 64;
-    let mut s = batched(cfg.samples, 100, b, with_stack_buffer);
+    let mut s = timing::batched(cfg.samples, 100, b, with_stack_buffer);
     bench("stack_vs_heap", format!("stack_vs_heap/stack/{size}"), dbg)
         .param("buffer", 2048)
         .param("batch", b)
         .emit_cycles_f64(&mut s);
-    let mut s = batched(cfg.samples, 100, b, || with_kmalloc_buffer(size));
+    let mut s = timing::batched(cfg.samples, 100, b, || with_kmalloc_buffer(size));
     bench(
         "stack_vs_heap",
         format!("stack_vs_heap/kmalloc/{size}"),
@@ -655,7 +637,7 @@ pub fn stack_vs_heap_suite(cfg: &StackVsHeapSuite) {
     .param("buffer", size)
     .param("batch", b)
     .emit_cycles_f64(&mut s);
-    let mut s = batched(cfg.samples, 100, b, || with_percpu_buffer(size));
+    let mut s = timing::batched(cfg.samples, 100, b, || with_percpu_buffer(size));
     bench("stack_vs_heap", format!("stack_vs_heap/percpu/{size}"), dbg)
         .param("buffer", size)
         .param("batch", b)
@@ -669,7 +651,7 @@ pub fn talc_vs_slab_suite(cfg: &TalcVsSlabSuite) {
     for &size in &cfg.sizes {
         let size = size as usize;
         let layout = Layout::from_size_align(size, 8).expect("valid layout");
-        let mut s = batched(cfg.samples, 100, b, || {
+        let mut s = timing::batched(cfg.samples, 100, b, || {
             // SAFETY: layout has non-zero size; the block is freed with the same layout.
             unsafe {
                 let p = alloc::alloc::alloc(layout);
@@ -683,7 +665,7 @@ pub fn talc_vs_slab_suite(cfg: &TalcVsSlabSuite) {
             .param("size", size)
             .param("batch", b)
             .emit_cycles_f64(&mut s);
-        let mut s = batched(cfg.samples, 100, b, || {
+        let mut s = timing::batched(cfg.samples, 100, b, || {
             let p = mm::kmalloc(size, GFP_KERNEL);
             black_box(p);
             mm::kfree(p);

@@ -51,18 +51,6 @@ pub fn timer(cfg: &TimerSuite) {
         .emit_cycles(&mut pair);
 }
 
-fn per_op_samples(n: usize, mut op: impl FnMut()) -> Vec<u64> {
-    let ovh = timing::timer_overhead();
-    (0..n)
-        .map(|_| {
-            let a = tsc::start();
-            op();
-            let b = tsc::stop();
-            (b - a).saturating_sub(ovh)
-        })
-        .collect()
-}
-
 pub fn gate(cfg: &GateSuite) {
     let n = cfg.samples.max(1) as usize;
     let cpl = run_cpl();
@@ -80,7 +68,7 @@ pub fn gate(cfg: &GateSuite) {
         for _ in 0..16 {
             privileged::gate(0, 0, 0);
         }
-        let mut s = per_op_samples(n, || {
+        let mut s = timing::per_op(n as u32, 0, || {
             privileged::gate(0, 0, 0);
         });
         Bench::new("gate", "gate/roundtrip".to_string())
@@ -94,7 +82,7 @@ pub fn gate(cfg: &GateSuite) {
 
     let local = 0u64;
     let page = core::ptr::addr_of!(local) as u64 & !0xfff;
-    let mut s = per_op_samples(n, || privileged::invlpg(page));
+    let mut s = timing::per_op(n as u32, 0, || privileged::invlpg(page));
     Bench::new("gate", "gate/invlpg".to_string())
         .param("cpl", cpl)
         .extra(
@@ -107,7 +95,7 @@ pub fn gate(cfg: &GateSuite) {
         )
         .emit_cycles(&mut s);
 
-    let mut s = per_op_samples(n, privileged::flush_tlb_all);
+    let mut s = timing::per_op(n as u32, 0, privileged::flush_tlb_all);
     Bench::new("gate", "gate/cr3-reload".to_string())
         .param("cpl", cpl)
         .extra(

@@ -833,42 +833,35 @@ pub fn tlb_suite(cfg: &TlbSuite, plan: &GuestPlan) {
                 let n = slots(pattern, ws);
                 let mut counts: Vec<Vec<f64>> = Vec::new();
                 let mut s: Vec<f64> = Vec::with_capacity(samples as usize);
+                // One sample: `accesses` accesses timed (and counted, with a PMU).
+                let mut sample = |work: &mut dyn FnMut()| {
+                    let c0 = pmu.as_ref().map(|p| p.read());
+                    let a = tsc::start();
+                    work();
+                    let z = tsc::stop();
+                    if let (Some(pm), Some(c0)) = (pmu.as_ref(), c0) {
+                        counts.push(
+                            pm.read()
+                                .iter()
+                                .zip(c0)
+                                .map(|(x, y)| x.wrapping_sub(y) as f64 / accesses as f64)
+                                .collect(),
+                        );
+                    }
+                    s.push(((z - a) as f64 - ovh).max(0.0) / accesses as f64);
+                };
                 if pattern == AccessPattern::Sequential {
                     stream(buf.base, ws, n.max(accesses));
                     for _ in 0..samples {
-                        let c0 = pmu.as_ref().map(|p| p.read());
-                        let a = tsc::start();
-                        core::hint::black_box(stream(buf.base, ws, accesses));
-                        let z = tsc::stop();
-                        if let (Some(p), Some(c0)) = (pmu.as_ref(), c0) {
-                            counts.push(
-                                p.read()
-                                    .iter()
-                                    .zip(c0)
-                                    .map(|(x, y)| x.wrapping_sub(y) as f64 / accesses as f64)
-                                    .collect(),
-                            );
-                        }
-                        s.push(((z - a) as f64 - ovh).max(0.0) / accesses as f64);
+                        sample(&mut || {
+                            core::hint::black_box(stream(buf.base, ws, accesses));
+                        });
                     }
                 } else {
                     let mut p = build_chain(buf.base, pattern, n, seed);
                     p = chase(p, n.min(1 << 20).max(accesses.min(1 << 16)));
                     for _ in 0..samples {
-                        let c0 = pmu.as_ref().map(|p| p.read());
-                        let a = tsc::start();
-                        p = chase(p, accesses);
-                        let z = tsc::stop();
-                        if let (Some(pm), Some(c0)) = (pmu.as_ref(), c0) {
-                            counts.push(
-                                pm.read()
-                                    .iter()
-                                    .zip(c0)
-                                    .map(|(x, y)| x.wrapping_sub(y) as f64 / accesses as f64)
-                                    .collect(),
-                            );
-                        }
-                        s.push(((z - a) as f64 - ovh).max(0.0) / accesses as f64);
+                        sample(&mut || p = chase(p, accesses));
                     }
                     core::hint::black_box(p);
                 }
@@ -897,21 +890,6 @@ fn is_pvm() -> bool {
 }
 
 // ---- tlbflush ---------------------------------------------------------------------------
-
-fn per_op(n: u32, mut op: impl FnMut()) -> Vec<u64> {
-    let ovh = timing::timer_overhead();
-    for _ in 0..8 {
-        op();
-    }
-    (0..n.max(1))
-        .map(|_| {
-            let a = tsc::start();
-            op();
-            let b = tsc::stop();
-            (b - a).saturating_sub(ovh)
-        })
-        .collect()
-}
 
 pub fn tlbflush_suite(cfg: &TlbFlushSuite) {
     let features = cpuid::features();
@@ -990,7 +968,7 @@ pub fn tlbflush_suite(cfg: &TlbFlushSuite) {
         }
     }
     for (name, op, flush, what, flush_what) in ops {
-        let mut s = per_op(cfg.samples, op);
+        let mut s = timing::per_op(cfg.samples, 8, op);
         Bench::new("tlbflush", format!("tlbflush/{name}"))
             .param("cpl", cpl)
             .extra("operation", what)

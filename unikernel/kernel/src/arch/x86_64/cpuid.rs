@@ -40,29 +40,30 @@ pub fn is_amd() -> bool {
     &vendor() == b"AuthenticAMD"
 }
 
+/// A leaf (subleaf 0), or all zeros when the CPU's maximum (basic or extended) leaf is lower.
+pub fn leaf_if_present(leaf: u32) -> CpuidResult {
+    let max = if leaf >= 0x8000_0000 {
+        max_ext_leaf()
+    } else {
+        max_leaf()
+    };
+    if leaf <= max {
+        cpuid(leaf, 0)
+    } else {
+        CpuidResult {
+            eax: 0,
+            ebx: 0,
+            ecx: 0,
+            edx: 0,
+        }
+    }
+}
+
 /// The CPU features kmbench reports and branches on.
 pub fn features() -> CpuFeatures {
-    let ext = if max_ext_leaf() >= 0x8000_0001 {
-        cpuid(0x8000_0001, 0)
-    } else {
-        CpuidResult {
-            eax: 0,
-            ebx: 0,
-            ecx: 0,
-            edx: 0,
-        }
-    };
+    let ext = leaf_if_present(0x8000_0001);
     let l1 = cpuid(1, 0);
-    let l7 = if max_leaf() >= 7 {
-        cpuid(7, 0)
-    } else {
-        CpuidResult {
-            eax: 0,
-            ebx: 0,
-            ecx: 0,
-            edx: 0,
-        }
-    };
+    let l7 = leaf_if_present(7);
     let arch_pmu = max_leaf() >= 0xa
         && (cpuid(0xa, 0).eax & 0xff) != 0
         && ((cpuid(0xa, 0).eax >> 8) & 0xff) != 0;
