@@ -177,6 +177,7 @@ pub fn fatal_exception(frame: &TrapFrame) -> ! {
     }
 }
 
+#[cfg(target_os = "none")]
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
     let (file, line) = info

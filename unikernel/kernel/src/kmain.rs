@@ -1,0 +1,249 @@
+// The kernel proper, included by main.rs when building for the kernel's own target.
+#[path = "arch/x86_64/mod.rs"]
+pub mod arch;
+pub mod bench;
+pub mod console;
+pub mod fault;
+pub mod mm;
+pub mod report;
+pub mod selftest;
+pub mod serve;
+pub mod timing;
+
+use alloc::string::{String, ToString};
+use arch::{cpuid, gdt, idt, privileged, pvh, tsc, usermode};
+use kmbench_protocol::{
+    FaultInjection, GuestExit, GuestPlan, Hello, Record, CMDLINE_PLAN_KEY, PROTOCOL_VERSION,
+};
+
+static mut ENTRY_TSC: u64 = 0;
+
+/// The requested CPL, peeked from the command line without parsing JSON: the plan
+/// starts with `{"cpl":N` (serde writes fields in order). Ring 0 may be emulated, so
+/// this does as little as possible.
+fn peek_cpl(start_info: u64) -> u8 {
+    // SAFETY: start_info was validated by the loader contract (PVH); the command line
+    // lies in identity-mapped low memory. Only a few bytes are read.
+    unsafe {
+        let info = start_info as *const u64;
+        let cmdline = *info.add(3) as *const u8; // hvm_start_info.cmdline_paddr
+        if cmdline.is_null() {
+            return 0;
+        }
+        let pat = b"kmbench={\"cpl\":";
+        for (i, &c) in pat.iter().enumerate() {
+            if *cmdline.add(i) != c {
+                return 0;
+            }
+        }
+        if *cmdline.add(pat.len()) == b'3' {
+            3
+        } else {
+            0
+        }
+    }
+}
+
+/// Rust entry from `arch::boot`, at CPL0 with the boot page tables.
+#[no_mangle]
+pub extern "C" fn kmain(start_info: u64) -> ! {
+    // SAFETY: single-threaded boot; written once here, read later.
+    unsafe { ENTRY_TSC = tsc::rdtsc() };
+    gdt::init();
+    idt::init();
+    let cpl = peek_cpl(start_info);
+    privileged::set_run_cpl(cpl);
+    if cpl == 3 {
+        let (_, top) = arch::boot::boot_stack();
+        // SAFETY: the boot page tables map everything user-accessible; run_main never returns.
+        unsafe { usermode::enter(run_main, top, start_info) }
+    }
+    run_main(start_info)
+}
+
+fn guest_hypervisor() -> &'static str {
+    if privileged::current_cpl() == 3 && privileged::current_cs() == 0x33 {
+        return "pvm";
+    }
+    match cpuid::hypervisor_signature() {
+        Some(sig) if &sig == b"KVMKVMKVM\0\0\0" => "kvm",
+        Some(sig) if &sig == b"TCGTCGTCGTCG" => "tcg",
+        Some(_) => "other",
+        None => "none",
+    }
+}
+
+fn parse_plan(boot: &pvh::BootInfo) -> GuestPlan {
+    let cmdline = boot.cmdline();
+    let Some(pos) = cmdline.find(CMDLINE_PLAN_KEY) else {
+        log::warn!("no kmbench= plan on the command line; running the basic suites");
+        let mut plan = GuestPlan::new(privileged::run_cpl());
+        plan.suites.timer = Some(Default::default());
+        plan.suites.gate = Some(Default::default());
+        plan.suites.alu = Some(Default::default());
+        return plan;
+    };
+    let json = &cmdline[pos + CMDLINE_PLAN_KEY.len()..];
+    match serde_json::from_str::<GuestPlan>(json) {
+        Ok(p) => p,
+        Err(e) => fault::die(
+            GuestExit::ConfigError,
+            format_args!("cannot parse the run plan on the command line: {e}"),
+            Default::default(),
+        ),
+    }
+}
+
+/// The rest of the boot and the run, at the run's CPL.
+extern "C" fn run_main(start_info: u64) -> ! {
+    console::init();
+    log::info!(
+        "kmbench kernel {} at CPL{}",
+        env!("CARGO_PKG_VERSION"),
+        privileged::current_cpl()
+    );
+    let boot = match pvh::BootInfo::parse(start_info) {
+        Ok(b) => b,
+        Err(e) => fault::die(
+            GuestExit::ConfigError,
+            format_args!("bad PVH start info: {e:?}"),
+            Default::default(),
+        ),
+    };
+    let plan = parse_plan(&boot);
+    let (tsc_hz, tsc_source) = tsc::frequency(plan.tsc_khz);
+    timing::set_tsc_hz(tsc_hz);
+    log::info!(
+        "TSC {} Hz ({}), invariant: {}",
+        tsc_hz,
+        tsc_source,
+        cpuid::invariant_tsc()
+    );
+    let hello = Hello {
+        protocol: PROTOCOL_VERSION,
+        kernel: env!("CARGO_PKG_VERSION").to_string(),
+        cpl: privileged::current_cpl(),
+        guest_hypervisor: guest_hypervisor().to_string(),
+        cpu_vendor: String::from(cpuid::bytes_to_str(&cpuid::vendor())),
+        cpu_brand: String::from(cpuid::bytes_to_str(&cpuid::brand())),
+        tsc_hz,
+        tsc_source: tsc_source.to_string(),
+        invariant_tsc: cpuid::invariant_tsc(),
+        mem_bytes: boot.total_ram(),
+        features: cpuid::features(),
+        // SAFETY: written once in kmain before this function runs.
+        tsc_at_entry: unsafe { ENTRY_TSC },
+        tsc_at_hello: tsc::rdtsc(),
+    };
+    report::emit(&Record::Hello(hello));
+    let mm_report = mm::init(&plan, &boot);
+    report_mm(&mm_report, &plan);
+    let plan = alloc::boxed::Box::leak(alloc::boxed::Box::new(plan));
+    // SAFETY: the run stack was just mapped (with its guard) and is user-accessible when
+    // the run is at CPL3; nothing on the boot stack is used after the switch.
+    unsafe {
+        usermode::switch_stack(
+            run_on_guarded_stack,
+            mm_report.run_stack_top,
+            plan as *const GuestPlan as u64,
+        )
+    }
+}
+
+extern "C" fn run_on_guarded_stack(plan: u64) -> ! {
+    // SAFETY: `plan` is the leaked Box passed by run_main; it lives forever.
+    let plan = unsafe { &*(plan as *const GuestPlan) };
+    run_plan(plan)
+}
+
+fn report_mm(r: &mm::InitReport, plan: &GuestPlan) {
+    use serde_json::json;
+    let free = mm::mm().pages.buddy.nr_free_pages();
+    log::info!(
+        "mm: direct map {} leaves (4K {}, 2M {}, 1G {}), {} table pages; {} MiB free",
+        plan.direct_map_page.label(),
+        r.direct_map_leaves[0],
+        r.direct_map_leaves[1],
+        r.direct_map_leaves[2],
+        r.direct_map_table_pages,
+        (free * 4096) >> 20
+    );
+    report::info(
+        "mm/direct_map",
+        json!({
+            "leaf": plan.direct_map_page.label(),
+            "leaves_4k": r.direct_map_leaves[0], "leaves_2m": r.direct_map_leaves[1], "leaves_1g": r.direct_map_leaves[2],
+            "table_pages": r.direct_map_table_pages, "table_bytes": r.direct_map_table_pages * 4096,
+        }),
+    );
+    report::info(
+        "mm/boot",
+        json!({
+            "free_pages_after_boot": r.free_pages_after_boot,
+            "free_bytes_after_boot": r.free_pages_after_boot * 4096,
+            "bootmem_used_bytes": r.bootmem_used,
+            "mem_map_bytes": r.mem_map_bytes,
+            "heap_pool_bytes": r.heap_pool_bytes,
+            "image_table_pages": r.image_table_pages,
+            "page_1g_cpuid": r.page_1g_cpuid,
+            "page_1g_usable": r.page_1g_usable,
+            "buddyinfo": mm::mm().pages.buddy.free_counts().to_vec(),
+        }),
+    );
+}
+
+fn inject_fault(kind: FaultInjection) {
+    log::warn!("injecting fault: {kind:?}");
+    match kind {
+        FaultInjection::Panic => panic!("injected panic (fault = \"panic\")"),
+        FaultInjection::PageFault => {
+            // SAFETY: deliberately reads an unmapped address to raise #PF.
+            unsafe { core::ptr::read_volatile(0x0000_7fff_dead_0000 as *const u64) };
+        }
+        FaultInjection::InvalidOpcode => {
+            // SAFETY: deliberately raises #UD.
+            unsafe { core::arch::asm!("ud2") };
+        }
+        FaultInjection::Hang => loop {
+            core::hint::spin_loop();
+        },
+        FaultInjection::HangAfterRecord => {
+            bench::basic::timer(&kmbench_protocol::TimerSuite { samples: 100 });
+            loop {
+                core::hint::spin_loop();
+            }
+        }
+        other => mm::inject_fault(other),
+    }
+}
+
+fn run_plan(plan: &GuestPlan) -> ! {
+    if plan.selftest {
+        selftest::run();
+    }
+    if let Some(kind) = plan.fault {
+        inject_fault(kind);
+    }
+    if plan.serve {
+        serve::run();
+    } else {
+        bench::run_all(plan);
+    }
+    let failed = report::selftests_failed();
+    let exit = if failed == 0 {
+        GuestExit::Success
+    } else {
+        GuestExit::Failure
+    };
+    report::emit(&Record::End(kmbench_protocol::EndRecord {
+        exit,
+        benchmarks: report::benchmarks_emitted(),
+        selftests_failed: failed,
+    }));
+    log::info!(
+        "done: {} benchmarks, {} self-test failures",
+        report::benchmarks_emitted(),
+        failed
+    );
+    arch::exit(exit)
+}
