@@ -956,7 +956,9 @@ impl Backend for KvmVmm {
         if spec.host_backing == HostBacking::Hugetlbfs {
             if let Err(message) = check_hugetlb_pool(spec.memory_mib) {
                 return Ok(BootReport {
-                    end: BootEnd::LaunchFailed { message },
+                    end: BootEnd::LaunchFailed {
+                        message: format!("the embedded VMM cannot start the guest: {message}"),
+                    },
                     stderr: dev.stderr,
                 });
             }
@@ -974,7 +976,9 @@ impl Backend for KvmVmm {
                 stats.rss_peak_kib = peak_rss_kib();
                 self.last = Some(stats);
                 return Ok(BootReport {
-                    end: BootEnd::LaunchFailed { message },
+                    end: BootEnd::LaunchFailed {
+                        message: format!("the embedded VMM cannot start the guest: {message}"),
+                    },
                     stderr: dev.stderr,
                 });
             }

@@ -79,12 +79,14 @@ pub enum Event {
 /// How one boot ended.
 #[derive(Clone, Debug, PartialEq)]
 pub enum BootEnd {
-    /// The guest wrote an exit code to the exit port (`raw` = process status for QEMU).
+    /// The guest wrote an exit code to the exit port (`raw` = QEMU's process status
+    /// `(code << 1) | 1`, or the guest's code itself under the embedded VMM).
     Exited {
         exit: GuestExit,
         raw: i32,
     },
-    /// The VM never ran the guest (bad option, missing huge pages, …).
+    /// The VM never ran the guest (bad option, missing huge pages, …); `message` names the
+    /// backend ("QEMU failed to start: …").
     LaunchFailed {
         message: String,
     },

@@ -303,6 +303,12 @@ fn first_error_line(stderr: &str) -> String {
         .unwrap_or_default()
 }
 
+fn launch_failed(stderr: &str) -> BootEnd {
+    BootEnd::LaunchFailed {
+        message: format!("QEMU failed to start: {}", first_error_line(stderr)),
+    }
+}
+
 /// Map a QEMU process status to how the boot ended.
 pub fn classify(code: Option<i32>, signal: Option<i32>, records: usize, stderr: &str) -> BootEnd {
     if let Some(c) = code {
@@ -311,14 +317,10 @@ pub fn classify(code: Option<i32>, signal: Option<i32>, records: usize, stderr: 
             if !(records == 0 && c == 1 && !stderr.trim().is_empty()) {
                 return BootEnd::Exited { exit, raw: c };
             }
-            return BootEnd::LaunchFailed {
-                message: first_error_line(stderr),
-            };
+            return launch_failed(stderr);
         }
         if records == 0 && !stderr.trim().is_empty() {
-            return BootEnd::LaunchFailed {
-                message: first_error_line(stderr),
-            };
+            return launch_failed(stderr);
         }
         let detail = first_error_line(stderr);
         return BootEnd::Unexpected {
@@ -334,7 +336,7 @@ pub fn classify(code: Option<i32>, signal: Option<i32>, records: usize, stderr: 
     let detail = first_error_line(stderr);
     let sig = signal.unwrap_or(0);
     if records == 0 && !detail.is_empty() {
-        return BootEnd::LaunchFailed { message: detail };
+        return launch_failed(stderr);
     }
     BootEnd::Unexpected {
         code: None,
@@ -529,7 +531,10 @@ mod tests {
             0,
             "qemu-system-x86_64: -object memory-backend-memfd: failed\n",
         ) {
-            BootEnd::LaunchFailed { message } => assert!(message.starts_with("-object")),
+            BootEnd::LaunchFailed { message } => assert!(
+                message.starts_with("QEMU failed to start: -object"),
+                "{message}"
+            ),
             other => panic!("{other:?}"),
         }
         // Abort (SIGABRT) before any record: launch failure with QEMU's message.

@@ -41,7 +41,7 @@ pub mod status {
     pub const STACK_OVERFLOW: u8 = 7;
     /// The guest rejected the plan (e.g. 1G pages without CPU support).
     pub const GUEST_CONFIG: u8 = 8;
-    /// QEMU ended some other way (crash, unknown exit code, no end record).
+    /// The VM ended some other way (crash, KVM internal error, unknown exit code, no end record).
     pub const UNEXPECTED: u8 = 9;
     /// Ctrl-C / SIGTERM.
     pub const INTERRUPTED: u8 = 130;
@@ -58,7 +58,7 @@ Exit status:
   6    guest memory misuse detected
   7    guest stack overflow
   8    the guest rejected the configuration
-  9    QEMU ended unexpectedly
+  9    the VM ended unexpectedly (QEMU crash, KVM internal error, triple fault)
   130  interrupted (Ctrl-C); results kept with complete=false
 
 With --boots N, each benchmark keeps one median per boot (`boot_medians`); the reported
@@ -293,7 +293,7 @@ pub fn verdict(end: &BootEnd, data: &BootData, timeout_s: u64) -> Verdict {
             status::HARNESS,
             "launch_error",
             None,
-            format!("QEMU failed to start: {message}"),
+            message.clone(),
         ),
         BootEnd::Unexpected { code, message, .. } => {
             let message = match data.faults.last() {
