@@ -42,7 +42,8 @@ pub const STEP_REL: f64 = 0.25;
 /// Absolute rise (ns) below which a change is noise.
 pub const STEP_ABS_NS: f64 = 0.3;
 
-const MAPPINGS: [&str; 5] = [
+/// Mapping labels in report column order.
+pub const MAPPINGS: [&str; 5] = [
     "direct-4K",
     "direct-2M",
     "direct-1G",

@@ -6,13 +6,7 @@ use common::{kmbench_run, run, Opts};
 use kmbench_protocol::BenchStatus;
 
 const PATTERNS: [&str; 4] = ["random", "random_line", "page_stride", "sequential"];
-const MAPPINGS: [&str; 5] = [
-    "direct-4K",
-    "direct-2M",
-    "direct-1G",
-    "vmalloc",
-    "vmalloc_huge",
-];
+use kmbench::tlb::MAPPINGS;
 
 /// `4KiB`, `64MiB`, `1GiB`, or 3 significant digits (`1.41MiB`).
 fn label_ok(label: &str, bytes: u64) -> bool {

@@ -5,9 +5,9 @@
 //! once they are live. When the run executes at CPL3 every entry carries the USER bit
 //! (CPL3 code must reach kernel memory and write page tables directly); at CPL0 none do.
 //! TLB invalidation is left to callers, which batch it (see `privileged`).
-use x86_64::structures::paging::mapper::{MapToError, MappedFrame, TranslateResult, UnmapError};
+use x86_64::structures::paging::mapper::{MapToError, MappedFrame, TranslateResult};
 use x86_64::structures::paging::{
-    FrameAllocator, Mapper, OffsetPageTable, Page, PageTable, PageTableFlags as F, PhysFrame,
+    FrameAllocator, Mapper, OffsetPageTable, Page, PageSize, PageTable, PageTableFlags as F, PhysFrame,
     Size1GiB, Size2MiB, Size4KiB, Translate,
 };
 use x86_64::{PhysAddr, VirtAddr};
@@ -121,41 +121,11 @@ impl KernelPageTable {
             taken: 0,
         };
         let mut m = self.mapper();
-        // SAFETY: callers map frames they own at addresses in kernel-reserved ranges;
-        // the flush is left to the caller (new mappings need none on x86).
-        let r = unsafe {
-            match leaf {
-                Leaf::K4 => m
-                    .map_to_with_table_flags(
-                        Page::<Size4KiB>::containing_address(VirtAddr::new(virt)),
-                        PhysFrame::containing_address(PhysAddr::new(phys)),
-                        flags,
-                        parent,
-                        &mut counting,
-                    )
-                    .map(|f| f.ignore())
-                    .map_err(err4),
-                Leaf::M2 => m
-                    .map_to_with_table_flags(
-                        Page::<Size2MiB>::containing_address(VirtAddr::new(virt)),
-                        PhysFrame::containing_address(PhysAddr::new(phys)),
-                        flags | F::HUGE_PAGE,
-                        parent,
-                        &mut counting,
-                    )
-                    .map(|f| f.ignore())
-                    .map_err(err2),
-                Leaf::G1 => m
-                    .map_to_with_table_flags(
-                        Page::<Size1GiB>::containing_address(VirtAddr::new(virt)),
-                        PhysFrame::containing_address(PhysAddr::new(phys)),
-                        flags | F::HUGE_PAGE,
-                        parent,
-                        &mut counting,
-                    )
-                    .map(|f| f.ignore())
-                    .map_err(err1),
-            }
+        let huge = flags | F::HUGE_PAGE;
+        let r = match leaf {
+            Leaf::K4 => map_one::<Size4KiB>(&mut m, virt, phys, flags, parent, &mut counting),
+            Leaf::M2 => map_one::<Size2MiB>(&mut m, virt, phys, huge, parent, &mut counting),
+            Leaf::G1 => map_one::<Size1GiB>(&mut m, virt, phys, huge, parent, &mut counting),
         };
         self.table_pages += counting.taken;
         r
@@ -199,27 +169,11 @@ impl KernelPageTable {
     /// Clear a leaf; returns the physical address it mapped. No TLB flush.
     pub fn unmap_leaf(&mut self, virt: u64, leaf: Leaf) -> Option<u64> {
         let mut m = self.mapper();
-        let r: Result<u64, UnmapError> = match leaf {
-            Leaf::K4 => m
-                .unmap(Page::<Size4KiB>::containing_address(VirtAddr::new(virt)))
-                .map(|(f, fl)| {
-                    fl.ignore();
-                    f.start_address().as_u64()
-                }),
-            Leaf::M2 => m
-                .unmap(Page::<Size2MiB>::containing_address(VirtAddr::new(virt)))
-                .map(|(f, fl)| {
-                    fl.ignore();
-                    f.start_address().as_u64()
-                }),
-            Leaf::G1 => m
-                .unmap(Page::<Size1GiB>::containing_address(VirtAddr::new(virt)))
-                .map(|(f, fl)| {
-                    fl.ignore();
-                    f.start_address().as_u64()
-                }),
-        };
-        r.ok()
+        match leaf {
+            Leaf::K4 => unmap_one::<Size4KiB>(&mut m, virt),
+            Leaf::M2 => unmap_one::<Size2MiB>(&mut m, virt),
+            Leaf::G1 => unmap_one::<Size1GiB>(&mut m, virt),
+        }
     }
 
     /// Walk the tables: physical address and leaf size behind `virt`.
@@ -254,26 +208,48 @@ impl KernelPageTable {
     }
 }
 
-fn err4(e: MapToError<Size4KiB>) -> &'static str {
-    match e {
-        MapToError::FrameAllocationFailed => "out of memory for a page table",
-        MapToError::ParentEntryHugePage => "a huge page already covers this address",
-        MapToError::PageAlreadyMapped(_) => "page already mapped",
+/// Map one leaf of size `S`; the TLB needs no flush for a new mapping on x86.
+fn map_one<S: PageSize + core::fmt::Debug>(
+    m: &mut OffsetPageTable<'_>,
+    virt: u64,
+    phys: u64,
+    flags: F,
+    parent: F,
+    frames: &mut impl FrameAllocator<Size4KiB>,
+) -> Result<(), &'static str>
+where
+    for<'a> OffsetPageTable<'a>: Mapper<S>,
+{
+    // SAFETY: callers map frames they own at addresses in kernel-reserved ranges, so no
+    // live mapping of someone else's memory is created or aliased.
+    let r = unsafe {
+        m.map_to_with_table_flags(
+            Page::<S>::containing_address(VirtAddr::new(virt)),
+            PhysFrame::<S>::containing_address(PhysAddr::new(phys)),
+            flags,
+            parent,
+            frames,
+        )
+    };
+    match r {
+        Ok(flush) => {
+            flush.ignore();
+            Ok(())
+        }
+        Err(MapToError::FrameAllocationFailed) => Err("out of memory for a page table"),
+        Err(MapToError::ParentEntryHugePage) => Err("a huge page already covers this address"),
+        Err(MapToError::PageAlreadyMapped(_)) => Err("page already mapped"),
     }
 }
-fn err2(e: MapToError<Size2MiB>) -> &'static str {
-    match e {
-        MapToError::FrameAllocationFailed => "out of memory for a page table",
-        MapToError::ParentEntryHugePage => "a huge page already covers this address",
-        MapToError::PageAlreadyMapped(_) => "page already mapped",
-    }
-}
-fn err1(e: MapToError<Size1GiB>) -> &'static str {
-    match e {
-        MapToError::FrameAllocationFailed => "out of memory for a page table",
-        MapToError::ParentEntryHugePage => "a huge page already covers this address",
-        MapToError::PageAlreadyMapped(_) => "page already mapped",
-    }
+
+/// Clear one leaf of size `S`; returns the physical address it mapped. No TLB flush.
+fn unmap_one<S: PageSize>(m: &mut OffsetPageTable<'_>, virt: u64) -> Option<u64>
+where
+    for<'a> OffsetPageTable<'a>: Mapper<S>,
+{
+    let (frame, flush) = m.unmap(Page::<S>::containing_address(VirtAddr::new(virt))).ok()?;
+    flush.ignore();
+    Some(frame.start_address().as_u64())
 }
 
 /// vmalloc's hardware side: PTE writes into the live kernel tables, TLB flushes through
