@@ -35,7 +35,9 @@ use std::process::ExitCode;
 use kmbench_protocol::BenchStatus;
 use serde::Serialize;
 
-use crate::results::{BenchEntry, RunResults, RESULTS_SCHEMA};
+use crate::format::fmt_ns;
+use crate::results::{BenchEntry, RunResults};
+use crate::run_dir::{load_run, resolve_run};
 use crate::stats;
 
 /// Fewest boots per side for which significance is computed.
@@ -69,70 +71,6 @@ pub enum Format {
     Text,
     Md,
     Json,
-}
-
-/// Why a results file cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    #[error("{0}: no such file or folder")]
-    Missing(PathBuf),
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: not a kmbench results file: {source}")]
-    Json {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
-    #[error("{path}: schema is {found:?}, expected {RESULTS_SCHEMA:?}")]
-    Schema { path: PathBuf, found: String },
-}
-
-/// Resolve a run argument (a results.json, or a folder holding one) to the file's path.
-pub fn results_path(arg: &Path) -> Result<PathBuf, LoadError> {
-    if arg.is_dir() {
-        let p = arg.join("results.json");
-        if p.is_file() {
-            Ok(p)
-        } else {
-            Err(LoadError::Missing(p))
-        }
-    } else if arg.exists() {
-        Ok(arg.to_path_buf())
-    } else {
-        Err(LoadError::Missing(arg.to_path_buf()))
-    }
-}
-
-/// Load and schema-check a run. Returns the results and the path of the file read.
-pub fn load_run(arg: &Path) -> Result<(RunResults, PathBuf), LoadError> {
-    let path = results_path(arg)?;
-    let text = std::fs::read_to_string(&path).map_err(|source| LoadError::Io {
-        path: path.clone(),
-        source,
-    })?;
-    // Check the schema first, so a future schema is named rather than failing on a field.
-    let value: serde_json::Value =
-        serde_json::from_str(&text).map_err(|source| LoadError::Json {
-            path: path.clone(),
-            source,
-        })?;
-    let schema = value.get("schema").and_then(|s| s.as_str()).unwrap_or("");
-    if schema != RESULTS_SCHEMA {
-        let found = if schema.is_empty() {
-            "<missing>".to_string()
-        } else {
-            schema.to_string()
-        };
-        return Err(LoadError::Schema { path, found });
-    }
-    let run: RunResults = serde_json::from_value(value).map_err(|source| LoadError::Json {
-        path: path.clone(),
-        source,
-    })?;
-    Ok((run, path))
 }
 
 /// One environment field that differs between two runs.
@@ -519,20 +457,6 @@ pub fn use_color(no_color_flag: bool) -> bool {
         && std::io::stdout().is_terminal()
 }
 
-/// Human-friendly time: picks ns/µs/ms.
-pub fn fmt_ns(ns: f64) -> String {
-    let a = ns.abs();
-    if a >= 1e6 {
-        format!("{:.2} ms", ns / 1e6)
-    } else if a >= 1e4 {
-        format!("{:.2} µs", ns / 1e3)
-    } else if a >= 100.0 {
-        format!("{ns:.0} ns")
-    } else {
-        format!("{ns:.1} ns")
-    }
-}
-
 fn fmt_value(v: f64, ns: Option<f64>, unit: &str) -> String {
     match ns {
         Some(ns) => fmt_ns(ns),
@@ -807,8 +731,8 @@ pub fn run(args: &Args, out: &mut impl Write, err: &mut impl Write) -> std::io::
     }
     // A run id under results/ (or `latest`) works as well as a path.
     let results_dir = Path::new("results");
-    let base_arg = crate::report::resolve_run(&args.base, results_dir);
-    let new_arg = crate::report::resolve_run(&args.new, results_dir);
+    let base_arg = resolve_run(&args.base, results_dir);
+    let new_arg = resolve_run(&args.new, results_dir);
     let (base, base_path) = match load_run(&base_arg) {
         Ok(x) => x,
         Err(e) => {

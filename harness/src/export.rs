@@ -198,7 +198,7 @@ pub fn render(run: &RunResults, format: ExportFormat) -> String {
 }
 
 pub fn main(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let (run, _) = crate::compare::load_run(&args.run)?;
+    let (run, _) = crate::run_dir::load_run(&args.run)?;
     let text = render(&run, args.format);
     match &args.out {
         Some(path) => std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?,

@@ -467,8 +467,8 @@ fn markdown_and_colour() {
     assert!(md.contains("**regressed**"), "{md}");
 
     // Colour rendering itself (stdout is never a terminal under the test harness).
-    let (b, _) = kmbench::compare::load_run(&base).unwrap();
-    let (n, _) = kmbench::compare::load_run(&new).unwrap();
+    let (b, _) = kmbench::run_dir::load_run(&base).unwrap();
+    let (n, _) = kmbench::run_dir::load_run(&new).unwrap();
     let cmp = kmbench::compare::compare_runs(&b, &base, &n, &new, 0.05, 0.05);
     let coloured = kmbench::compare::render_text(&cmp, true);
     assert!(coloured.contains("\x1b[31m"), "regression in red");

@@ -6,7 +6,7 @@ use common::{kmbench_run, run, Opts};
 use kmbench_protocol::BenchStatus;
 
 const PATTERNS: [&str; 4] = ["random", "random_line", "page_stride", "sequential"];
-use kmbench::tlb::MAPPINGS;
+use kmbench::report::tlb::MAPPINGS;
 
 /// `4KiB`, `64MiB`, `1GiB`, or 3 significant digits (`1.41MiB`).
 fn label_ok(label: &str, bytes: u64) -> bool {
@@ -98,7 +98,7 @@ fn tlb_quick_records_report_and_plots() {
     }
 
     let mut out = Vec::new();
-    kmbench::tlb::print_report(&r, &mut out).unwrap();
+    kmbench::report::tlb::print_report(&r, &mut out).unwrap();
     let text = String::from_utf8(out).unwrap();
     assert!(text.contains("TLB geometry inferred"), "{text}");
     assert!(text.contains("4K/2M"), "{text}");
@@ -184,7 +184,7 @@ host_backing = "hugetlbfs"
         }
     }
     let mut out = Vec::new();
-    kmbench::tlb::print_report(res, &mut out).unwrap();
+    kmbench::report::tlb::print_report(res, &mut out).unwrap();
     let text = String::from_utf8(out).unwrap();
     assert!(text.contains("[small]") && text.contains("[thp]"), "{text}");
     assert!(r.tmp.path().join("run/tlb-random-small.svg").exists());

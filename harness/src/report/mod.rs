@@ -4,13 +4,15 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::results::{BenchEntry, RunResults};
-use crate::table;
+use crate::results::RunResults;
+use crate::run_dir::{list_runs, load_run, resolve_run};
 
 pub mod list;
 pub mod plot;
+pub mod table;
+pub mod tlb;
 
-pub use list::{list_runs, print_list, ListArgs, RunSummary};
+pub use list::{print_list, ListArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -32,27 +34,6 @@ pub struct Args {
     pub plots_dir: Option<PathBuf>,
 }
 
-/// Resolve a run argument: a path, a run id under `results_dir`, or `latest`.
-pub fn resolve_run(arg: &Path, results_dir: &Path) -> PathBuf {
-    if arg.exists() {
-        return arg.to_path_buf();
-    }
-    if arg == Path::new("latest") {
-        if let Some(last) = list_runs(results_dir)
-            .into_iter()
-            .rfind(|r| r.error.is_none())
-        {
-            return last.dir;
-        }
-    }
-    let under = results_dir.join(arg);
-    if under.exists() {
-        under
-    } else {
-        arg.to_path_buf()
-    }
-}
-
 pub fn main(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let stdout = io::stdout();
     let mut out = stdout.lock();
@@ -64,10 +45,10 @@ pub fn main(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
         .run
         .as_deref()
         .expect("clap requires RUN without --list");
-    let (run, path) = crate::compare::load_run(&resolve_run(arg, &args.results_dir))?;
+    let (run, path) = load_run(&resolve_run(arg, &args.results_dir))?;
     print_run(&run, &mut out)?;
-    if crate::tlb::has_tlb(&run) {
-        crate::tlb::print_report(&run, &mut out)?;
+    if tlb::has_tlb(&run) {
+        tlb::print_report(&run, &mut out)?;
     }
     if !args.no_plots {
         let dir = match &args.plots_dir {
@@ -89,66 +70,6 @@ pub fn main(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-// ---- sizes ----
-
-/// Parse `64`, `4096`, `4K`, `4k`, `2M`, `1G`, `4KiB`, `2MB`… into bytes.
-pub fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let digits_end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    if digits_end == 0 {
-        return None;
-    }
-    let n: u64 = s[..digits_end].parse().ok()?;
-    let mult: u64 = match s[digits_end..].to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        _ => return None,
-    };
-    n.checked_mul(mult)
-}
-
-fn param_size(v: &serde_json::Value) -> Option<u64> {
-    match v {
-        serde_json::Value::Number(n) => n
-            .as_u64()
-            .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64)),
-        serde_json::Value::String(s) => parse_size(s),
-        _ => None,
-    }
-}
-
-/// A benchmark's size in bytes: the `size` (or `bytes`) param, else the last name segment.
-pub fn bench_size(e: &BenchEntry) -> Option<u64> {
-    for key in ["size", "bytes"] {
-        if let Some(s) = e.params.get(key).and_then(param_size) {
-            return Some(s);
-        }
-    }
-    e.name.rsplit('/').next().and_then(parse_size)
-}
-
-/// `64 B`, `4 KiB`, `2 MiB`, `1.5 MiB`.
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [(u64, &str); 4] = [
-        (1 << 40, "TiB"),
-        (1 << 30, "GiB"),
-        (1 << 20, "MiB"),
-        (1 << 10, "KiB"),
-    ];
-    for (m, u) in UNITS {
-        if bytes >= m {
-            return if bytes.is_multiple_of(m) {
-                format!("{} {u}", bytes / m)
-            } else {
-                format!("{:.1} {u}", bytes as f64 / m as f64)
-            };
-        }
-    }
-    format!("{bytes} B")
 }
 
 /// Print a stored run: the same summary `kmbench run` prints ([`table::print`]), then the
@@ -251,7 +172,7 @@ fn print_details(run: &RunResults, out: &mut impl Write) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::results::Env;
+    use crate::results::{BenchEntry, Env};
     use kmbench_protocol::{
         BenchRecord, BenchStatus, FaultRecord, GuestExit, SelftestRecord, Summary,
     };
@@ -463,18 +384,5 @@ mod tests {
             resolve_run(Path::new("a"), dir.path()),
             dir.path().join("a")
         );
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("64"), Some(64));
-        assert_eq!(parse_size("4K"), Some(4096));
-        assert_eq!(parse_size("2M"), Some(2 << 20));
-        assert_eq!(parse_size("1GiB"), Some(1 << 30));
-        assert_eq!(parse_size("rdtsc"), None);
-        assert_eq!(parse_size("4x"), None);
-        assert_eq!(human_size(64), "64 B");
-        assert_eq!(human_size(4096), "4 KiB");
-        assert_eq!(human_size(3 << 19), "1.5 MiB");
     }
 }

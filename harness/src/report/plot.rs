@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use kmbench_protocol::BenchStatus;
 use plotters::prelude::*;
 
-use super::{bench_size, human_size};
+use super::table;
+use crate::format::{bench_size, fmt_ns, human_size, parse_size};
 use crate::results::{BenchEntry, RunResults};
 
 /// One line: label and (x, y) points sorted by x.
@@ -53,7 +54,7 @@ fn y_unit(entries: &[&BenchEntry]) -> String {
 
 fn family(e: &BenchEntry) -> String {
     match e.name.rsplit_once('/') {
-        Some((head, last)) if super::parse_size(last).is_some() => head.to_string(),
+        Some((head, last)) if parse_size(last).is_some() => head.to_string(),
         _ => e.name.clone(),
     }
 }
@@ -184,7 +185,7 @@ pub fn draw(
         .x_label_area_size(48)
         .y_label_area_size(80);
     let x_fmt = |x: &f64| human_size(x.round() as u64);
-    let y_fmt = |y: &f64| crate::compare::fmt_ns(*y).replace(" ns", "");
+    let y_fmt = |y: &f64| fmt_ns(*y).replace(" ns", "");
     macro_rules! body {
         ($chart:ident) => {{
             $chart
@@ -240,7 +241,7 @@ pub fn write_plots(
     dir: &Path,
 ) -> Result<Vec<PathBuf>, Box<dyn std::error::Error>> {
     let mut written = Vec::new();
-    for (suite, entries) in crate::table::by_suite(run) {
+    for (suite, entries) in table::by_suite(run) {
         let entries: Vec<&BenchEntry> = entries.into_iter().filter(|e| !is_access(e)).collect();
         let series = suite_series(&entries);
         if series.is_empty() {

@@ -18,8 +18,8 @@ use crate::build;
 use crate::config::{self, Accel, CplSetting, HostBacking};
 use crate::error::{HarnessError, IoContext, Result};
 use crate::host;
+use crate::report::table;
 use crate::results::{Env, ExitInfo, RunResults};
-use crate::table;
 
 pub mod pool;
 pub mod variants;
@@ -935,7 +935,7 @@ pub fn execute(args: &Args) -> Result<RunOutcome> {
     let path = write_results(&dir, &results)?;
 
     // TLB sweeps: their report and plots (tlb-<pattern>.svg) come with the run.
-    let has_tlb = crate::tlb::has_tlb(&results);
+    let has_tlb = crate::report::tlb::has_tlb(&results);
     let plots = if has_tlb {
         crate::report::plot::write_plots(&results, &dir).unwrap_or_else(|e| {
             note(quiet, format!("warning: plots not written: {e}"));
@@ -948,7 +948,7 @@ pub fn execute(args: &Args) -> Result<RunOutcome> {
         let mut out = std::io::stdout().lock();
         let _ = table::print(&results, &mut out);
         if has_tlb {
-            let _ = crate::tlb::print_report(&results, &mut out);
+            let _ = crate::report::tlb::print_report(&results, &mut out);
             for f in &plots {
                 let _ = writeln!(out, "plot: {}", f.display());
             }

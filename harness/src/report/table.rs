@@ -5,37 +5,8 @@ use std::io::{self, Write};
 
 use kmbench_protocol::{BenchStatus, FaultRecord, GuestExit};
 
-use crate::compare::fmt_ns;
-use crate::report::{bench_size, human_size};
+use crate::format::{bench_size, fmt_ns, fmt_num, human_size};
 use crate::results::{BenchEntry, RunResults};
-
-/// A number for a table cell: thousands separators for big values, 2 significant decimals for small.
-pub fn fmt_num(v: f64) -> String {
-    if !v.is_finite() {
-        return "-".into();
-    }
-    let a = v.abs();
-    if a >= 1000.0 {
-        let int = format!("{:.0}", a);
-        let mut out = String::new();
-        for (i, c) in int.chars().enumerate() {
-            if i > 0 && (int.len() - i) % 3 == 0 {
-                out.push(',');
-            }
-            out.push(c);
-        }
-        if v < 0.0 {
-            out.insert(0, '-');
-        }
-        out
-    } else if a >= 100.0 {
-        format!("{v:.0}")
-    } else if a >= 10.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.2}")
-    }
-}
 
 /// A fault's message and, in parentheses, whatever the guest captured:
 /// `page fault (vector 14, error code 0x2, rip 0x111bd3, CR2 0x7fff…, cpl 0)`.
@@ -320,15 +291,6 @@ fn print_faults(run: &RunResults, out: &mut dyn Write) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn numbers() {
-        assert_eq!(fmt_num(1.4), "1.40");
-        assert_eq!(fmt_num(15.25), "15.2");
-        assert_eq!(fmt_num(150.4), "150");
-        assert_eq!(fmt_num(1_234_567.0), "1,234,567");
-        assert_eq!(fmt_num(f64::NAN), "-");
-    }
 
     #[test]
     fn status_labels_are_the_serialised_names() {

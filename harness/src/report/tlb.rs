@@ -33,9 +33,8 @@ use std::io::{self, Write};
 
 use kmbench_protocol::BenchStatus;
 
-use crate::report::{bench_size, human_size};
+use crate::format::{bench_size, fmt_num, human_size};
 use crate::results::{BenchEntry, RunResults};
-use crate::table::fmt_num;
 
 /// Relative rise over the plateau that counts as a step.
 pub const STEP_REL: f64 = 0.25;
