@@ -25,6 +25,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use kmbench_protocol::limits::Range;
 use kmbench_protocol::{FaultInjection, FlushMode, GuestPlan, PageSize, Suites};
 use serde::{Deserialize, Deserializer, Serialize};
 use sha2::{Digest, Sha256};
@@ -267,17 +268,26 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), String> {
-        if self.run.memory_mib < 64 {
-            return Err(format!(
-                "[run] memory_mib = {} is too small, expected at least 64",
-                self.run.memory_mib
-            ));
-        }
-        if self.run.timeout_s == 0 {
-            return Err("[run] timeout_s must be at least 1".into());
-        }
-        if self.run.boots == 0 {
-            return Err("[run] boots must be at least 1".into());
+        let run = |key: &str, v: u64, r: Range| {
+            if r.contains(v) {
+                Ok(())
+            } else {
+                Err(format!("[run] {key} = {v} is out of range: expected {r}"))
+            }
+        };
+        run("memory_mib", self.run.memory_mib, MEMORY_MIB)?;
+        run("timeout_s", self.run.timeout_s, TIMEOUT_S)?;
+        run("boots", self.run.boots.into(), BOOTS)?;
+        self.suites.check().map_err(|e| e.to_string())?;
+        if let Some(t) = &self.suites.tlb {
+            let mem = self.run.memory_mib << 20;
+            if t.max_bytes >= mem {
+                return Err(format!(
+                    "[suites.tlb] max_bytes = {} does not fit in the guest's memory \
+                     ([run] memory_mib = {} is {mem} bytes)",
+                    t.max_bytes, self.run.memory_mib
+                ));
+            }
         }
         let mut names: Vec<&str> = Vec::new();
         for v in &self.variants {
@@ -310,6 +320,14 @@ impl Config {
         Ok(())
     }
 }
+
+/// `[run] memory_mib`: at least what the kernel needs, at most 1 TiB (so the byte count
+/// never overflows and the VMM never maps an absurd region).
+pub const MEMORY_MIB: Range = Range::new(64, 1 << 20);
+/// `[run] timeout_s` and `--timeout`: 1 s to 7 days (0 is refused by both alike).
+pub const TIMEOUT_S: Range = Range::new(1, 7 * 24 * 3600);
+/// `[run] boots` and `--boots`.
+pub const BOOTS: Range = Range::new(1, 1000);
 
 /// A config plus where it came from.
 #[derive(Clone, Debug)]
@@ -362,26 +380,84 @@ fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
     let Some(span) = e.span() else { return msg };
     let start = span.start.min(text.len());
     let line_no = text[..start].matches('\n').count() + 1;
-    let col = start - text[..start].rfind('\n').map_or(0, |i| i + 1) + 1;
-    // The innermost table header above the error.
-    let table = text[..start]
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| l.starts_with('[') && !l.starts_with("[[") && l.contains(']'))
-        .map(|l| l[..=l.find(']').unwrap()].to_string());
-    if let Some(table) = table {
-        if msg.starts_with("unknown field") {
-            if let Some(i) = msg.find(", expected") {
-                msg.insert_str(i, &format!(" in {table}"));
-            } else {
-                msg.push_str(&format!(" in {table}"));
-            }
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let col = start - line_start + 1;
+    let place = table_at(text, start, line_start);
+    if msg.starts_with("unknown field") {
+        if let Some(i) = msg.find(", expected") {
+            msg.insert_str(i, &format!(" in {place}"));
         } else {
-            msg.push_str(&format!(" (in {table})"));
+            msg.push_str(&format!(" in {place}"));
         }
+    } else {
+        // Name the key whose value is wrong (`timeout_s: number too large …`).
+        let line = text[line_start..].lines().next().unwrap_or("");
+        if let Some((key, _)) = line
+            .split_once('=')
+            .filter(|_| !line.trim().starts_with('['))
+        {
+            let key = key.trim();
+            if !key.is_empty() && !msg.contains(&format!("`{key}`")) {
+                msg = format!("`{key}`: {msg}");
+            }
+        }
+        msg.push_str(&format!(" (in {place})"));
     }
     format!("{msg} (line {line_no}, column {col})")
+}
+
+/// The table the byte at `pos` belongs to, as a user would name it: `[run]`,
+/// `[[variants]] #2 (name = "thp")`, `the top level`. When `pos` is inside a header
+/// (`[suites.bogus]`), the key in error is the header's own segment, so the place is the
+/// table that header extends (`[suites]`).
+fn table_at(text: &str, pos: usize, line_start: usize) -> String {
+    let line = text[line_start..].lines().next().unwrap_or("").trim_start();
+    if line.starts_with('[') {
+        let before = text[line_start..pos].trim_start().trim_start_matches('[');
+        let parent = before.trim_end_matches(|c: char| c == '.' || c.is_whitespace());
+        if parent.is_empty() {
+            return "the top level".into();
+        }
+        return format!("[{parent}]");
+    }
+    let headers: Vec<(usize, &str)> = text[..line_start]
+        .lines()
+        .scan(0usize, |off, l| {
+            let at = *off;
+            *off += l.len() + 1;
+            Some((at, l.trim()))
+        })
+        .filter(|(_, l)| l.starts_with('[') && l.contains(']'))
+        .collect();
+    let Some(&(at, header)) = headers.last() else {
+        return "the top level".into();
+    };
+    if let Some(rest) = header.strip_prefix("[[") {
+        let name = rest.split("]]").next().unwrap_or(rest).trim();
+        let nth = headers
+            .iter()
+            .filter(|(_, h)| {
+                h.strip_prefix("[[")
+                    .and_then(|r| r.split("]]").next())
+                    .is_some_and(|n| n.trim() == name)
+            })
+            .count();
+        // The entry's `name = "..."`, wherever it sits in its block.
+        let block = text[at..]
+            .lines()
+            .skip(1)
+            .take_while(|l| !l.trim_start().starts_with('['));
+        let label = block
+            .filter_map(|l| l.trim().strip_prefix("name"))
+            .filter_map(|r| r.trim_start().strip_prefix('='))
+            .map(|v| v.trim().to_string())
+            .next();
+        return match label {
+            Some(l) => format!("[[{name}]] #{nth} (name = {l})"),
+            None => format!("[[{name}]] #{nth}"),
+        };
+    }
+    header[..=header.find(']').unwrap_or(header.len() - 1)].to_string()
 }
 
 #[cfg(test)]
@@ -502,6 +578,99 @@ iterations = 10
     }
 
     #[test]
+    fn numbers_at_the_edges_are_refused_naming_the_key() {
+        for (text, key) in [
+            ("[run]\ntimeout_s = 0\n", "timeout_s = 0"),
+            ("[run]\ntimeout_s = 18446744073709551615\n", "`timeout_s`"),
+            (
+                "[run]\ntimeout_s = 9223372036854775807\n",
+                "timeout_s = 9223372036854775807",
+            ),
+            ("[run]\ntimeout_s = 604801\n", "timeout_s = 604801"),
+            ("[run]\nmemory_mib = 17592186044480\n", "memory_mib"),
+            ("[run]\nmemory_mib = 63\n", "memory_mib = 63"),
+            ("[run]\nboots = 1001\n", "boots = 1001"),
+            (
+                "[suites.kmalloc]\nsamples = 4294967295\n",
+                "[suites.kmalloc] samples",
+            ),
+            ("[suites.kmalloc]\nn = 4294967295\n", "[suites.kmalloc] n ="),
+            (
+                "[suites.timer]\nsamples = 0\n",
+                "[suites.timer] samples = 0",
+            ),
+            ("[suites.talc_vs_slab]\nsizes = [0]\n", "sizes = 0"),
+            ("[suites.stack_vs_heap]\nbuffer = 0\n", "buffer = 0"),
+            ("[suites.pages]\norders = [40]\n", "orders = 40"),
+            ("[suites.tlb]\nmax_bytes = 4294967296\n", "does not fit"),
+            ("[suites.alu]\niterations = 0\n", "iterations = 0"),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert!(e.contains(key), "{text}: {e}");
+        }
+        // Values that do not fit the type at all are type errors naming the key.
+        let e = parse("[suites.kmalloc]\nsamples = 4294967296\n").unwrap_err();
+        assert!(
+            e.contains("`samples`") && e.contains("[suites.kmalloc]"),
+            "{e}"
+        );
+        let e = parse("[run]\nmemory_mib = -1\n").unwrap_err();
+        assert!(e.contains("`memory_mib`") && e.contains("[run]"), "{e}");
+        // The edges themselves are accepted.
+        parse("[run]\ntimeout_s = 604800\nmemory_mib = 64\nboots = 1000\n").unwrap();
+    }
+
+    #[test]
+    fn duplicate_list_entries_are_refused() {
+        for (text, what) in [
+            ("[suites.kmalloc]\nsizes = [64, 64, 64]\n", "sizes lists 64"),
+            (
+                "[suites.kmalloc]\nkzalloc_sizes = [8, 16, 8]\n",
+                "kzalloc_sizes lists 8",
+            ),
+            ("[suites.pages]\norders = [0, 0]\n", "orders lists 0"),
+            (
+                "[suites.vmalloc]\nflush_modes = [\"full\", \"lazy\", \"full\"]\n",
+                "flush_modes",
+            ),
+            (
+                "[suites.tlb]\nmappings = [\"vmalloc\", \"vmalloc-huge\", \"vmalloc_huge\"]\n",
+                "mappings",
+            ),
+            (
+                "[suites.map]\nsizes = [2097152, 2097152]\n",
+                "sizes lists 2097152",
+            ),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert!(
+                e.contains(what) && e.contains("more than once"),
+                "{text}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn messages_name_the_right_table() {
+        let e = parse("[suites.kmalloc]\n[[variants]]\nname = \"a\"\n[[variants]]\nname = \"thp\"\nbogus = 1\n")
+            .unwrap_err();
+        assert!(e.contains("in [[variants]] #2 (name = \"thp\")"), "{e}");
+        let e = parse("[[variants]]\nmemory_mib = 5\nname = \"x\"\n").unwrap_err();
+        assert!(e.contains("[[variants]] #1 (name = \"x\")"), "{e}");
+        let e = parse("[run]\nboots = 1\n[suites.bogus]\n").unwrap_err();
+        assert!(
+            e.contains("`bogus`") && e.contains("in [suites]") && !e.contains("[run]"),
+            "{e}"
+        );
+        let e = parse("[run]\n[sutes.timer]\n").unwrap_err();
+        assert!(e.contains("`sutes`") && e.contains("the top level"), "{e}");
+        let e = parse("[run]\n[gust]\ncpl = 3\n").unwrap_err();
+        assert!(e.contains("`gust`") && e.contains("the top level"), "{e}");
+        let e = parse("[guest]\n[suites.timer]\nsamples = \"x\"\n").unwrap_err();
+        assert!(e.contains("[suites.timer]"), "{e}");
+    }
+
+    #[test]
     fn error_display_names_file() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.toml");
@@ -512,6 +681,22 @@ iterations = 10
         assert!(s.contains("`bogus`"), "{s}");
         let e = load(&dir.path().join("missing.toml")).unwrap_err();
         assert!(e.to_string().contains("not found"), "{e}");
+    }
+
+    #[test]
+    fn every_shipped_config_is_in_range() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+        let mut n = 0;
+        for dir in [root.clone(), root.join("faults")] {
+            for e in std::fs::read_dir(&dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.extension().is_some_and(|x| x == "toml") {
+                    load(&p).unwrap_or_else(|e| panic!("{e}"));
+                    n += 1;
+                }
+            }
+        }
+        assert!(n > 5, "found only {n} configs");
     }
 
     #[test]

@@ -443,7 +443,7 @@ impl GuestSession {
             self.dead = Some(msg.clone());
             return Err(other(self.with_context(&msg)));
         }
-        let deadline = Instant::now() + self.request_timeout;
+        let deadline = crate::backend::deadline_after(Instant::now(), self.request_timeout);
         loop {
             match self.next_msg(deadline)? {
                 Record::Measurement(m) if m.id == id => {
@@ -501,7 +501,7 @@ impl GuestSession {
                 });
                 let _ = ctl.write_all(line.as_bytes()).and_then(|()| ctl.flush());
             }
-            let deadline = Instant::now() + timeout;
+            let deadline = crate::backend::deadline_after(Instant::now(), timeout);
             while self.end.is_none() {
                 match self.next_msg(deadline) {
                     Ok(_) => {}
@@ -510,7 +510,7 @@ impl GuestSession {
             }
         }
         let child = self.child.as_mut().expect("checked above");
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::backend::deadline_after(Instant::now(), timeout);
         let status = loop {
             match child.try_wait() {
                 Ok(Some(s)) => break Some(s),
@@ -566,7 +566,7 @@ impl GuestSession {
         let Some(child) = self.child.as_mut() else {
             return "already stopped".into();
         };
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::backend::deadline_after(Instant::now(), timeout);
         loop {
             match child.try_wait() {
                 Ok(Some(s)) => {

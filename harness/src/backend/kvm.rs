@@ -532,7 +532,12 @@ fn create_vm(spec: &LaunchSpec, stats: &mut VmmStats) -> std::result::Result<Vm,
             spec.cmdline.len()
         ));
     }
-    let mem_bytes = spec.memory_mib << 20;
+    let Some(mem_bytes) = spec.memory_mib.checked_mul(1 << 20) else {
+        return Err(format!(
+            "{} MiB of guest memory overflows a byte count",
+            spec.memory_mib
+        ));
+    };
     if mem_bytes < 8 << 20 {
         return Err(format!(
             "{} MiB of guest memory is too little",
@@ -967,7 +972,7 @@ impl Backend for KvmVmm {
         on_event(Event::Launched);
         let t0 = Instant::now();
         dev.t0 = t0;
-        let deadline = t0 + spec.timeout;
+        let deadline = super::deadline_after(t0, spec.timeout);
         let mut vm = match create_vm(spec, &mut dev.stats) {
             Ok(vm) => vm,
             Err(message) => {

@@ -5,7 +5,7 @@
 //! enforce the timeout, watch the interrupt flag, and say how the guest ended.
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kmbench_protocol::{GuestExit, Record};
 
@@ -42,6 +42,15 @@ impl AccelKind {
             AccelKind::Tcg => "tcg",
         }
     }
+}
+
+/// `start + timeout`, saturating: a huge timeout means "practically never", not a panic
+/// ("overflow when adding duration to instant").
+pub fn deadline_after(start: Instant, timeout: Duration) -> Instant {
+    start
+        .checked_add(timeout)
+        .or_else(|| start.checked_add(Duration::from_secs(1 << 32)))
+        .unwrap_or(start)
 }
 
 /// Everything a backend needs for one boot.

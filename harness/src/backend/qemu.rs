@@ -152,7 +152,7 @@ impl Backend for Qemu {
                 break Stop::Interrupted;
             }
             let now = Instant::now();
-            let deadline = started + spec.timeout;
+            let deadline = super::deadline_after(started, spec.timeout);
             if now >= deadline {
                 kill(&mut child);
                 break Stop::Timeout;

@@ -86,13 +86,15 @@ pub struct Args {
     #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,
     /// Kill a guest that runs longer than SECS per boot (overrides [run] timeout_s).
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64)
+        .range(crate::config::TIMEOUT_S.min..=crate::config::TIMEOUT_S.max))]
     pub timeout: Option<u64>,
     /// Privilege level of the measured code: auto (3 on pvm, 0 on hardware KVM and TCG), 0 or 3.
     #[arg(long, value_parser = CplSetting::parse, value_name = "auto|0|3")]
     pub cpl: Option<CplSetting>,
     /// Boot N fresh guests and pool their statistics (overrides [run] boots).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32)
+        .range(crate::config::BOOTS.min as i64..=crate::config::BOOTS.max as i64))]
     pub boots: Option<u32>,
     /// Do not build the kernel; boot the existing ELF.
     #[arg(long)]
@@ -589,8 +591,21 @@ pub fn execute(args: &Args) -> Result<RunOutcome> {
         }
     };
 
-    let timeout_s = args.timeout.unwrap_or(cfg.run.timeout_s).max(1);
-    let boots = args.boots.unwrap_or(cfg.run.boots).max(1);
+    let timeout_s = args.timeout.unwrap_or(cfg.run.timeout_s);
+    let boots = args.boots.unwrap_or(cfg.run.boots);
+    // clap checks the flags; this also covers callers that build `Args` themselves.
+    if !crate::config::TIMEOUT_S.contains(timeout_s) {
+        return Err(HarnessError::Other(format!(
+            "--timeout {timeout_s} is out of range: expected {}",
+            crate::config::TIMEOUT_S
+        )));
+    }
+    if !crate::config::BOOTS.contains(boots.into()) {
+        return Err(HarnessError::Other(format!(
+            "--boots {boots} is out of range: expected {}",
+            crate::config::BOOTS
+        )));
+    }
     let started = SystemTime::now();
     let mut id = run_id(started, &config_path);
     let dir = match &args.out {

@@ -85,7 +85,14 @@ fn parse_plan(boot: &pvh::BootInfo) -> GuestPlan {
     };
     let json = &cmdline[pos + CMDLINE_PLAN_KEY.len()..];
     match serde_json::from_str::<GuestPlan>(json) {
-        Ok(p) => p,
+        Ok(p) => match p.check() {
+            Ok(()) => p,
+            Err(e) => fault::die(
+                GuestExit::ConfigError,
+                format_args!("the run plan is out of bounds: {e}"),
+                Default::default(),
+            ),
+        },
         Err(e) => fault::die(
             GuestExit::ConfigError,
             format_args!("cannot parse the run plan on the command line: {e}"),

@@ -14,9 +14,11 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
+pub mod limits;
 pub mod plan;
 pub mod stats;
 
+pub use limits::PlanError;
 pub use plan::*;
 pub use stats::Summary;
 

@@ -89,17 +89,24 @@ pub fn kmalloc_suite(cfg: &KmallocSuite, plan: &GuestPlan) {
     for &size in &cfg.kzalloc_sizes {
         let size = size as usize;
         let b = PAIR_BATCH;
+        let mut oom = false;
         let mut s = timing::batched(cfg.samples, cfg.warmup, b, || {
             let p = mm::kzalloc(size, GFP_KERNEL);
-            black_box(p);
-            if !p.is_null() {
-                mm::kfree(p);
+            if p.is_null() {
+                oom = true;
+                return;
             }
+            black_box(p);
+            mm::kfree(p);
         });
-        bench("kmalloc", format!("kzalloc/pair/{size}"), dbg)
+        let r = bench("kmalloc", format!("kzalloc/pair/{size}"), dbg)
             .param("size", size)
-            .param("batch", b)
-            .emit_cycles_f64(&mut s);
+            .param("batch", b);
+        if oom {
+            r.emit_status(BenchStatus::Oom, "kzalloc returned NULL")
+        } else {
+            r.emit_cycles_f64(&mut s)
+        }
     }
     if cfg.mixed_ops > 0 {
         mixed(cfg, plan);
@@ -111,7 +118,14 @@ fn alloc_n_free_n(cfg: &KmallocSuite, size: usize, dbg: bool) {
     let n = cfg.n.max(1) as usize;
     let rounds = (cfg.samples / 100).max(5);
     let ovh = timing::timer_overhead() as f64;
-    let mut ptrs: Vec<*mut u8> = Vec::with_capacity(n);
+    let mut ptrs: Vec<*mut u8> = Vec::new();
+    if ptrs.try_reserve_exact(n).is_err() {
+        bench("kmalloc", format!("kmalloc/alloc_n/{size}"), dbg)
+            .param("size", size)
+            .param("n", n)
+            .emit_status(BenchStatus::Oom, "no memory for the pointer array of n objects");
+        return;
+    }
     let (mut alloc_s, mut free_s) = (Vec::new(), Vec::new());
     for round in 0..rounds + 1 {
         let a = tsc::start();
@@ -590,18 +604,24 @@ fn with_stack_buffer() {
     work(buf.as_mut_ptr().cast(), 2048);
 }
 
+/// One kmalloc'd buffer: `false` (nothing touched) when kmalloc returned NULL.
 #[inline(never)]
-fn with_kmalloc_buffer(size: usize) {
+fn with_kmalloc_buffer(size: usize) -> bool {
     let p = mm::kmalloc(size, GFP_KERNEL);
+    if p.is_null() {
+        return false;
+    }
     work(p, size);
     mm::kfree(p);
+    true
 }
 
 /// A one-CPU "per-CPU" scratch cache: one buffer kept for reuse, refilled from kmalloc.
 static mut PERCPU_SCRATCH: *mut u8 = core::ptr::null_mut();
 
+/// The scratch buffer: `false` (nothing touched) when refilling it from kmalloc failed.
 #[inline(never)]
-fn with_percpu_buffer(size: usize) {
+fn with_percpu_buffer(size: usize) -> bool {
     // SAFETY: single CPU, interrupts off: nothing else touches the scratch slot meanwhile.
     let p = unsafe {
         let p = core::ptr::replace(
@@ -614,9 +634,44 @@ fn with_percpu_buffer(size: usize) {
             p
         }
     };
+    if p.is_null() {
+        return false;
+    }
     work(p, size);
     // SAFETY: as above; the slot is empty because we took it.
     unsafe { *core::ptr::addr_of_mut!(PERCPU_SCRATCH) = p };
+    true
+}
+
+/// Empty the scratch slot (so the next size starts from kmalloc again).
+fn drop_percpu_buffer() {
+    // SAFETY: single CPU, interrupts off; the pointer came from kmalloc.
+    let p = unsafe {
+        core::ptr::replace(
+            core::ptr::addr_of_mut!(PERCPU_SCRATCH),
+            core::ptr::null_mut(),
+        )
+    };
+    if !p.is_null() {
+        mm::kfree(p);
+    }
+}
+
+/// Emit `samples`, or `oom` with `what` when any timed call failed to allocate.
+fn emit_or_oom(b: Bench<'_>, oom: bool, what: &str, s: &mut [f64]) {
+    if oom {
+        b.emit_status(BenchStatus::Oom, what)
+    } else {
+        b.emit_cycles_f64(s)
+    }
+}
+
+/// The error every allocation benchmark gives a size the host should have refused.
+fn bad_size(b: Bench<'_>, size: usize) {
+    b.emit_status(
+        BenchStatus::Error,
+        &alloc::format!("size {size} is not a valid allocation size"),
+    )
 }
 
 pub fn stack_vs_heap_suite(cfg: &StackVsHeapSuite) {
@@ -628,20 +683,27 @@ pub fn stack_vs_heap_suite(cfg: &StackVsHeapSuite) {
         .param("buffer", 2048)
         .param("batch", b)
         .emit_cycles_f64(&mut s);
-    let mut s = timing::batched(cfg.samples, 100, b, || with_kmalloc_buffer(size));
-    bench(
-        "stack_vs_heap",
-        format!("stack_vs_heap/kmalloc/{size}"),
-        dbg,
-    )
-    .param("buffer", size)
-    .param("batch", b)
-    .emit_cycles_f64(&mut s);
-    let mut s = timing::batched(cfg.samples, 100, b, || with_percpu_buffer(size));
-    bench("stack_vs_heap", format!("stack_vs_heap/percpu/{size}"), dbg)
-        .param("buffer", size)
-        .param("batch", b)
-        .emit_cycles_f64(&mut s);
+    let heap = |kind: &str| {
+        bench("stack_vs_heap", format!("stack_vs_heap/{kind}/{size}"), dbg)
+            .param("buffer", size)
+            .param("batch", b)
+    };
+    if size == 0 {
+        bad_size(heap("kmalloc"), size);
+        bad_size(heap("percpu"), size);
+        return;
+    }
+    let mut oom = false;
+    let mut s = timing::batched(cfg.samples, 100, b, || {
+        oom |= !with_kmalloc_buffer(size);
+    });
+    emit_or_oom(heap("kmalloc"), oom, "kmalloc returned NULL", &mut s);
+    let mut oom = false;
+    let mut s = timing::batched(cfg.samples, 100, b, || {
+        oom |= !with_percpu_buffer(size);
+    });
+    drop_percpu_buffer();
+    emit_or_oom(heap("percpu"), oom, "kmalloc returned NULL", &mut s);
 }
 
 pub fn talc_vs_slab_suite(cfg: &TalcVsSlabSuite) {
@@ -650,29 +712,45 @@ pub fn talc_vs_slab_suite(cfg: &TalcVsSlabSuite) {
     let b = 64;
     for &size in &cfg.sizes {
         let size = size as usize;
-        let layout = Layout::from_size_align(size, 8).expect("valid layout");
+        let row = |kind: &str| {
+            bench("talc_vs_slab", format!("talc_vs_slab/{kind}/{size}"), dbg)
+                .param("size", size)
+                .param("batch", b)
+        };
+        // A zero-size Layout must never reach the global allocator (undefined behaviour).
+        let layout = match Layout::from_size_align(size, 8) {
+            Ok(l) if l.size() > 0 => l,
+            _ => {
+                bad_size(row("talc"), size);
+                bad_size(row("kmalloc"), size);
+                continue;
+            }
+        };
+        let mut oom = false;
         let mut s = timing::batched(cfg.samples, 100, b, || {
-            // SAFETY: layout has non-zero size; the block is freed with the same layout.
+            // SAFETY: layout has non-zero size (checked above); the block is freed with
+            // the same layout.
             unsafe {
                 let p = alloc::alloc::alloc(layout);
-                black_box(p);
-                if !p.is_null() {
-                    alloc::alloc::dealloc(p, layout);
+                if p.is_null() {
+                    oom = true;
+                    return;
                 }
+                black_box(p);
+                alloc::alloc::dealloc(p, layout);
             }
         });
-        bench("talc_vs_slab", format!("talc_vs_slab/talc/{size}"), dbg)
-            .param("size", size)
-            .param("batch", b)
-            .emit_cycles_f64(&mut s);
+        emit_or_oom(row("talc"), oom, "talc returned NULL", &mut s);
+        let mut oom = false;
         let mut s = timing::batched(cfg.samples, 100, b, || {
             let p = mm::kmalloc(size, GFP_KERNEL);
+            if p.is_null() {
+                oom = true;
+                return;
+            }
             black_box(p);
             mm::kfree(p);
         });
-        bench("talc_vs_slab", format!("talc_vs_slab/kmalloc/{size}"), dbg)
-            .param("size", size)
-            .param("batch", b)
-            .emit_cycles_f64(&mut s);
+        emit_or_oom(row("kmalloc"), oom, "kmalloc returned NULL", &mut s);
     }
 }
