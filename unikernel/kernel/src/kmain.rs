@@ -3,6 +3,7 @@
 pub mod arch;
 pub mod bench;
 pub mod console;
+pub mod exception;
 pub mod fault;
 pub mod mm;
 pub mod report;
@@ -165,7 +166,12 @@ extern "C" fn run_on_guarded_stack(plan: u64) -> ! {
 
 fn report_mm(r: &mm::InitReport, plan: &GuestPlan) {
     use serde_json::json;
-    let free = mm::mm().pages.buddy.nr_free_pages();
+    let (free, buddyinfo) = mm::with(|m| {
+        (
+            m.pages.buddy.nr_free_pages(),
+            m.pages.buddy.free_counts().to_vec(),
+        )
+    });
     log::info!(
         "mm: direct map {} leaves (4K {}, 2M {}, 1G {}), {} table pages; {} MiB free",
         plan.direct_map_page.label(),
@@ -194,7 +200,7 @@ fn report_mm(r: &mm::InitReport, plan: &GuestPlan) {
             "image_table_pages": r.image_table_pages,
             "page_1g_cpuid": r.page_1g_cpuid,
             "page_1g_usable": r.page_1g_usable,
-            "buddyinfo": mm::mm().pages.buddy.free_counts().to_vec(),
+            "buddyinfo": buddyinfo,
         }),
     );
 }

@@ -20,7 +20,7 @@ fn check(name: &str, r: Result<String, String>) {
 }
 
 fn translate(addr: u64) -> Option<(u64, Leaf, F)> {
-    mm::mm().pt.translate(addr)
+    mm::translate(addr)
 }
 
 pub fn run() {
@@ -38,7 +38,7 @@ pub fn run() {
     check("vmalloc_huge/2m_leaves", vmalloc_huge());
     check("stacks/guard_below_run_stack", stack_guard());
     check("mm/oom_returns_null", oom());
-    if mm::mm().mm_debug {
+    if mm::mm_debug() {
         check("mm_debug/double_free_detected", debug_double_free());
     }
 }
@@ -85,7 +85,7 @@ fn image_permissions() -> Result<String, String> {
 }
 
 fn direct_map_leaf() -> Result<String, String> {
-    let want = match mm::mm().direct_map_leaf {
+    let want = match mm::with(|m| m.direct_map_leaf) {
         PageSize::Size4K => Leaf::K4,
         PageSize::Size2M => Leaf::M2,
         PageSize::Size1G => Leaf::G1,
@@ -93,7 +93,7 @@ fn direct_map_leaf() -> Result<String, String> {
     // Walk the direct map leaf-sized step by step: every mapped address must translate
     // to virt - PAGE_OFFSET, and some step must be mapped by a leaf of the configured size
     // (unless RAM is too small or too holey for one, e.g. 1G leaves under 2 GiB of RAM).
-    let max_phys = mm::mm().pages.buddy.nr_pages() << 12;
+    let max_phys = mm::with(|m| m.pages.buddy.nr_pages()) << 12;
     let step = want.bytes().max(2 << 20);
     let (mut found, mut checked) = (None, 0u64);
     let mut phys = 0;
@@ -113,7 +113,7 @@ fn direct_map_leaf() -> Result<String, String> {
         }
         phys += step;
     }
-    let biggest = mm::mm().direct_map_leaves[match want {
+    let biggest = mm::with(|m| m.direct_map_leaves)[match want {
         Leaf::K4 => 0,
         Leaf::M2 => 1,
         Leaf::G1 => 2,
@@ -133,7 +133,7 @@ fn direct_map_leaf() -> Result<String, String> {
 }
 
 fn buddy_orders() -> Result<String, String> {
-    let before = mm::mm().pages.buddy.nr_free_pages();
+    let before = mm::nr_free_pages();
     let mut got = Vec::new();
     for order in 0..=10u8 {
         let p = mm::alloc_pages(order, GFP_KERNEL).ok_or(format!("order {order} failed"))?;
@@ -156,7 +156,7 @@ fn buddy_orders() -> Result<String, String> {
         }
         None => "no free order-18 (1 GiB) block with this much RAM",
     };
-    let after = mm::mm().pages.buddy.nr_free_pages();
+    let after = mm::nr_free_pages();
     if before != after {
         return Err(format!(
             "free pages {before} before, {after} after freeing everything"
@@ -176,7 +176,7 @@ fn kmalloc_classes() -> Result<String, String> {
                 return Err(format!("kmalloc({size}) returned null"));
             }
             // Power-of-two classes are naturally aligned; debug mode's redzones only keep 8.
-            let align = if size.is_power_of_two() && !mm::mm().mm_debug {
+            let align = if size.is_power_of_two() && !mm::mm_debug() {
                 size.min(4096)
             } else {
                 8
@@ -243,7 +243,6 @@ fn kmalloc_contiguous() -> Result<String, String> {
 }
 
 fn kmalloc_variants() -> Result<String, String> {
-    let m = mm::mm();
     let p = mm::kzalloc(512, GFP_KERNEL);
     // SAFETY: p is a live 512-byte object.
     if p.is_null()
@@ -266,20 +265,16 @@ fn kmalloc_variants() -> Result<String, String> {
         return Err("kmalloc(512, __GFP_ZERO) not zeroed".into());
     }
     mm::kfree(p);
-    if !m
-        .kmalloc
-        .kcalloc(&mut m.pages, usize::MAX / 2, 4, GFP_KERNEL)
-        .is_null()
-    {
+    if !mm::kcalloc(usize::MAX / 2, 4, GFP_KERNEL).is_null() {
         return Err("kcalloc overflow did not return null".into());
     }
-    let p = m.kmalloc.kcalloc(&mut m.pages, 16, 8, GFP_KERNEL);
+    let p = mm::kcalloc(16, 8, GFP_KERNEL);
     if p.is_null() {
         return Err("kcalloc(16, 8) returned null".into());
     }
     // SAFETY: p is a live 128-byte object.
     unsafe { core::ptr::write_bytes(p, 0x5a, 128) };
-    let q = m.kmalloc.krealloc(&mut m.pages, p, 4096, GFP_KERNEL);
+    let q = mm::krealloc(p, 4096, GFP_KERNEL);
     // SAFETY: q is a live object of at least 4096 bytes whose first 128 came from p.
     if q.is_null()
         || unsafe { core::slice::from_raw_parts(q, 128) }
@@ -304,7 +299,7 @@ fn vmalloc_area() -> Result<String, String> {
         if leaf != Leaf::K4 {
             return Err(format!("page {i} mapped with {leaf:?}, expected 4K"));
         }
-        let via_lookup = mm::mm().vmalloc.vmalloc_to_page(p + i * 4096 + 7);
+        let via_lookup = mm::with(|m| m.vmalloc.vmalloc_to_page(p + i * 4096 + 7));
         if via_lookup != Some(phys + 7) {
             return Err(format!(
                 "vmalloc_to_page disagrees with the page tables at page {i}"
@@ -312,9 +307,7 @@ fn vmalloc_area() -> Result<String, String> {
         }
         frames.push(phys);
     }
-    let inner = mm::mm()
-        .vmalloc
-        .find_area(p + 5 * 4096 + 100)
+    let inner = mm::with(|m| m.vmalloc.find_area(p + 5 * 4096 + 100))
         .ok_or("interior address not found in any area")?;
     if inner.start != p {
         return Err(format!(
@@ -379,17 +372,17 @@ fn vmalloc_vfree() -> Result<String, String> {
     if p == 0 {
         return Err("vmalloc failed".into());
     }
-    let before = mm::mm().pages.buddy.nr_free_pages();
+    let before = mm::nr_free_pages();
     mm::vfree(p as *mut u8);
     for i in 0..4 {
         if translate(p + i * 4096).is_some() {
             return Err(format!("page {i} still mapped after vfree"));
         }
     }
-    if mm::mm().vmalloc.find_area(p).is_some() {
+    if mm::with(|m| m.vmalloc.find_area(p).is_some()) {
         return Err("area still registered after vfree".into());
     }
-    let after = mm::mm().pages.buddy.nr_free_pages();
+    let after = mm::nr_free_pages();
     if after < before + 4 {
         return Err(format!(
             "vfree returned {} pages, expected ≥ 4",
@@ -434,7 +427,7 @@ fn stack_guard() -> Result<String, String> {
 }
 
 fn oom() -> Result<String, String> {
-    let before = mm::mm().pages.buddy.nr_free_pages();
+    let before = mm::nr_free_pages();
     if !mm::kmalloc(1 << 40, GFP_KERNEL).is_null() {
         return Err("kmalloc(1 TiB) did not return null".into());
     }
@@ -448,7 +441,7 @@ fn oom() -> Result<String, String> {
             held.push((p.as_ptr(), order));
         }
     }
-    let none_left = mm::mm().pages.buddy.nr_free_pages();
+    let none_left = mm::nr_free_pages();
     let k = mm::kmalloc(8192, GFP_KERNEL);
     let v = mm::vmalloc(8 * 4096, GFP_KERNEL);
     let pg = mm::alloc_pages(0, GFP_KERNEL);
@@ -461,9 +454,8 @@ fn oom() -> Result<String, String> {
     if !v.is_null() {
         mm::vfree(v);
     }
-    let m = mm::mm();
-    m.kmalloc.shrink(&mut m.pages);
-    let after = mm::mm().pages.buddy.nr_free_pages();
+    mm::with(|m| m.kmalloc.shrink(&mut m.pages));
+    let after = mm::nr_free_pages();
     if none_left != 0 || pg.is_some() || !v.is_null() {
         return Err(format!(
             "after exhausting RAM: {none_left} pages left, alloc_pages {:?}, vmalloc {v:p}",
@@ -487,13 +479,14 @@ fn oom() -> Result<String, String> {
 }
 
 fn debug_double_free() -> Result<String, String> {
-    let m = mm::mm();
-    let p = m.kmalloc.kmalloc(&mut m.pages, 64, GFP_KERNEL);
-    m.kmalloc
-        .kfree(&mut m.pages, p)
-        .map_err(|e| format!("first kfree failed: {e}"))?;
-    match m.kmalloc.kfree(&mut m.pages, p) {
-        Err(e) => Ok(format!("detected: {e}")),
-        Ok(()) => Err("second kfree was accepted".into()),
-    }
+    mm::with(|m| {
+        let p = m.kmalloc.kmalloc(&mut m.pages, 64, GFP_KERNEL);
+        m.kmalloc
+            .kfree(&mut m.pages, p)
+            .map_err(|e| format!("first kfree failed: {e}"))?;
+        match m.kmalloc.kfree(&mut m.pages, p) {
+            Err(e) => Ok(format!("detected: {e}")),
+            Ok(()) => Err("second kfree was accepted".into()),
+        }
+    })
 }

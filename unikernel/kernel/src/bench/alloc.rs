@@ -223,14 +223,14 @@ fn mixed(cfg: &KmallocSuite, plan: &GuestPlan) {
 // ---- pages ------------------------------------------------------------------------
 
 pub fn pages_suite(cfg: &PagesSuite) {
-    let dbg = mm::mm().mm_debug;
+    let dbg = mm::mm_debug();
     for &order in &cfg.orders {
         if order > MAX_ORDER {
             bench("pages", format!("alloc_pages/pair/{order}"), dbg)
                 .emit_status(BenchStatus::Error, "order above MAX_ORDER (18)");
             continue;
         }
-        let before = mm::mm().pages.buddy.stats();
+        let before = mm::with(|m| m.pages.buddy.stats());
         let b = PAIR_BATCH;
         let mut oom = false;
         let mut s = timing::batched(cfg.samples, cfg.warmup, b, || {
@@ -239,7 +239,7 @@ pub fn pages_suite(cfg: &PagesSuite) {
                 None => oom = true,
             }
         });
-        let after = mm::mm().pages.buddy.stats();
+        let after = mm::with(|m| m.pages.buddy.stats());
         let ops = ((cfg.samples + cfg.warmup) * b) as f64;
         let r = bench("pages", format!("alloc_pages/pair/{order}"), dbg)
             .param("order", order)
@@ -257,7 +257,7 @@ pub fn pages_suite(cfg: &PagesSuite) {
 }
 
 fn alloc_n_pages(cfg: &PagesSuite, order: u8, dbg: bool) {
-    let free_blocks = mm::mm().pages.buddy.nr_free_pages() >> order;
+    let free_blocks = mm::nr_free_pages() >> order;
     let n = (cfg.n as u64).min(free_blocks / 2) as usize;
     if n == 0 {
         bench("pages", format!("alloc_pages/alloc_n/{order}"), dbg)
@@ -268,7 +268,7 @@ fn alloc_n_pages(cfg: &PagesSuite, order: u8, dbg: bool) {
     let ovh = timing::timer_overhead() as f64;
     let mut held = Vec::with_capacity(n);
     let (mut a_s, mut f_s) = (Vec::new(), Vec::new());
-    let before = mm::mm().pages.buddy.stats();
+    let before = mm::with(|m| m.pages.buddy.stats());
     for round in 0..=rounds {
         let a = tsc::start();
         for _ in 0..n {
@@ -285,7 +285,7 @@ fn alloc_n_pages(cfg: &PagesSuite, order: u8, dbg: bool) {
             f_s.push(((d - c) as f64 - ovh) / n as f64);
         }
     }
-    let after = mm::mm().pages.buddy.stats();
+    let after = mm::with(|m| m.pages.buddy.stats());
     let ops = (n as u64 * (rounds as u64 + 1)) as f64;
     bench("pages", format!("alloc_pages/alloc_n/{order}"), dbg)
         .param("order", order)
@@ -333,33 +333,35 @@ fn vmalloc_once(size: usize, align: u64, huge: bool) -> Option<VmallocSample> {
     if !mm::prepare_vmalloc(size) {
         return None;
     }
-    let m = mm::mm();
     let mut st = Stamps::default();
-    let t0 = tsc::start();
-    let p = m.vmalloc.vmalloc_phased(
-        &mut m.pages,
-        &mut m.pt,
-        size,
-        align,
-        GFP_KERNEL,
-        huge,
-        &mut |ph| st.mark(ph),
-    );
-    let t1 = tsc::stop();
-    if p.is_null() {
-        return None;
-    }
-    // SAFETY: p is the start of a fresh area of `size` bytes; touch its first byte like
-    // test_vmalloc does (outside the timed region).
-    unsafe { p.write_volatile(1) };
-    let t2 = tsc::start();
-    let r = m
-        .vmalloc
-        .vfree_phased(&mut m.pages, &mut m.pt, p, &mut |ph| st.mark(ph));
-    let t3 = tsc::stop();
-    if let Err(e) = r {
-        mm::misuse("vfree", e)
-    }
+    let (t0, t1, t2, t3) = mm::with(|m| {
+        let t0 = tsc::start();
+        let p = m.vmalloc.vmalloc_phased(
+            &mut m.pages,
+            &mut m.pt,
+            size,
+            align,
+            GFP_KERNEL,
+            huge,
+            &mut |ph| st.mark(ph),
+        );
+        let t1 = tsc::stop();
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: p is the start of a fresh area of `size` bytes; touch its first byte like
+        // test_vmalloc does (outside the timed region).
+        unsafe { p.write_volatile(1) };
+        let t2 = tsc::start();
+        let r = m
+            .vmalloc
+            .vfree_phased(&mut m.pages, &mut m.pt, p, &mut |ph| st.mark(ph));
+        let t3 = tsc::stop();
+        if let Err(e) = r {
+            mm::misuse("vfree", e)
+        }
+        Some((t0, t1, t2, t3))
+    })?;
     let [reserved, mapped, unmapped, flushed, released] = st.t;
     Some(VmallocSample {
         alloc: t1 - t0,
@@ -380,27 +382,25 @@ fn flush_label(m: FlushMode) -> &'static str {
 
 pub fn vmalloc_suite(cfg: &VmallocSuite, plan: &GuestPlan) {
     let dbg = plan.mm_debug;
-    let original = mm::mm().vmalloc.flush_mode();
+    let original = mm::with(|m| m.vmalloc.flush_mode());
     for &mode in &cfg.flush_modes {
-        mm::mm().vmalloc.set_flush_mode(mm::to_mm_flush(mode));
+        mm::with(|m| m.vmalloc.set_flush_mode(mm::to_mm_flush(mode)));
         for &size in &cfg.sizes {
             vmalloc_pair(cfg, size as usize, mode, false, dbg);
         }
-        let m = mm::mm();
-        m.vmalloc.purge_lazy(&mut m.pt);
+        mm::with(|m| m.vmalloc.purge_lazy(&mut m.pt));
     }
-    mm::mm()
-        .vmalloc
-        .set_flush_mode(mm::to_mm_flush(plan.flush_mode));
+    mm::with(|m| m.vmalloc.set_flush_mode(mm::to_mm_flush(plan.flush_mode)));
     for &size in &cfg.huge_sizes {
         vmalloc_pair(cfg, size as usize, plan.flush_mode, true, dbg);
     }
     if cfg.test_vmalloc {
         test_vmalloc(cfg, plan);
     }
-    let m = mm::mm();
-    m.vmalloc.purge_lazy(&mut m.pt);
-    m.vmalloc.set_flush_mode(original);
+    mm::with(|m| {
+        m.vmalloc.purge_lazy(&mut m.pt);
+        m.vmalloc.set_flush_mode(original);
+    });
 }
 
 fn vmalloc_pair(cfg: &VmallocSuite, size: usize, mode: FlushMode, huge: bool, dbg: bool) {
@@ -473,7 +473,7 @@ fn test_vmalloc(cfg: &VmallocSuite, plan: &GuestPlan) {
     });
     {
         // full_fit: fill the area with pairs, free every "junk" half, then allocate into the holes.
-        let junk = 8192usize.min((mm::mm().pages.buddy.nr_free_pages() / 8) as usize);
+        let junk = 8192usize.min((mm::nr_free_pages() / 8) as usize);
         let mut keep = Vec::with_capacity(junk);
         let mut holes = Vec::with_capacity(junk);
         for _ in 0..junk {
@@ -495,7 +495,7 @@ fn test_vmalloc(cfg: &VmallocSuite, plan: &GuestPlan) {
         }
     }
     {
-        let busy = 15_000usize.min((mm::mm().pages.buddy.nr_free_pages() / 4) as usize);
+        let busy = 15_000usize.min((mm::nr_free_pages() / 4) as usize);
         let list: Vec<*mut u8> = (0..busy).map(|_| mm::vmalloc(page, GFP_KERNEL)).collect();
         run_case("long_busy_list_alloc_test", loops, plan, || {
             touch_and_vfree(mm::vmalloc(page, GFP_KERNEL))
@@ -537,9 +537,10 @@ fn vmalloc_align(size: usize, align: u64) -> *mut u8 {
     if !mm::prepare_vmalloc(size) {
         return core::ptr::null_mut();
     }
-    let m = mm::mm();
-    m.vmalloc
-        .vmalloc_align(&mut m.pages, &mut m.pt, size, align.max(4096), GFP_KERNEL)
+    mm::with(|m| {
+        m.vmalloc
+            .vmalloc_align(&mut m.pages, &mut m.pt, size, align.max(4096), GFP_KERNEL)
+    })
 }
 
 fn touch_and_vfree(p: *mut u8) -> bool {
@@ -676,7 +677,7 @@ fn bad_size(b: Bench<'_>, size: usize) {
 
 pub fn stack_vs_heap_suite(cfg: &StackVsHeapSuite) {
     let size = cfg.buffer as usize;
-    let dbg = mm::mm().mm_debug;
+    let dbg = mm::mm_debug();
     let b = 64;
     let mut s = timing::batched(cfg.samples, 100, b, with_stack_buffer);
     bench("stack_vs_heap", format!("stack_vs_heap/stack/{size}"), dbg)
@@ -708,7 +709,7 @@ pub fn stack_vs_heap_suite(cfg: &StackVsHeapSuite) {
 
 pub fn talc_vs_slab_suite(cfg: &TalcVsSlabSuite) {
     use core::alloc::Layout;
-    let dbg = mm::mm().mm_debug;
+    let dbg = mm::mm_debug();
     let b = 64;
     for &size in &cfg.sizes {
         let size = size as usize;

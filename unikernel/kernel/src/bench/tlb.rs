@@ -32,7 +32,8 @@ use crate::arch::idt::gate_op;
 use crate::arch::privileged::{self, run_cpl};
 use crate::arch::{cpuid, tsc};
 use crate::mm::paging::Leaf;
-use crate::mm::{self, BENCH_MAP_START, PAGE_OFFSET};
+use crate::mm::window::{self, BenchWindow};
+use crate::mm;
 use crate::report::{self, Bench};
 use crate::timing;
 use alloc::format;
@@ -40,13 +41,11 @@ use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
 use core::arch::asm;
-use kmbench_mm::{Gfp, PageAllocator};
+use kmbench_mm::Gfp;
 use kmbench_protocol::{
     AccessPattern, BenchStatus, GuestPlan, MapSuite, Mapping, TlbFlushSuite, TlbSuite,
 };
 use serde_json::json;
-use x86_64::structures::paging::{FrameAllocator, PhysFrame, Size4KiB};
-use x86_64::PhysAddr;
 
 const PAGE: u64 = 4096;
 const LINE: u64 = 64;
@@ -349,94 +348,16 @@ pub fn cpuid_tlb() -> serde_json::Value {
     json!({"source": source, "entries": entries})
 }
 
-// ---- the benchmark window's page tables --------------------------------------------
-
-/// New page-table pages straight from the buddy.
-struct BuddyFrames<'a> {
-    pages: &'a mut PageAllocator,
-    taken: u64,
-}
-
-// SAFETY: the buddy hands each block out once; the frames are used only as page tables.
-unsafe impl FrameAllocator<Size4KiB> for BuddyFrames<'_> {
-    fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
-        let p = self.pages.alloc_pages(0, Gfp(0))?;
-        self.taken += 1;
-        Some(PhysFrame::containing_address(PhysAddr::new(
-            p.as_ptr() as u64 - PAGE_OFFSET,
-        )))
-    }
-}
+// ---- the benchmark window ---------------------------------------------------------
 
 const G1_FAULTS: &str = "CPUID reports 1 GiB pages (pdpe1gb), but reading through a 1 GiB leaf faults (#PF, reserved bit): this hypervisor does not honour 1 GiB guest pages (kvm_pvm's shadow paging)";
-
-const PML4_INDEX: usize = ((BENCH_MAP_START >> 39) & 511) as usize;
-const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
-
-fn table(phys: u64) -> *mut u64 {
-    (phys + PAGE_OFFSET) as *mut u64
-}
-
-/// Map one leaf in the window, table pages from the buddy.
-fn window_map(virt: u64, phys: u64, leaf: Leaf) -> Result<(), &'static str> {
-    let m = mm::mm();
-    let flags = m.pt.leaf_flags(true, false);
-    let mut frames = BuddyFrames {
-        pages: &mut m.pages,
-        taken: 0,
-    };
-    m.pt.map_leaf(virt, phys, leaf, flags, &mut frames)
-}
-
-/// Drop the whole window: clear its PML4 entry, flush, free every table page under it.
-/// Returns the table pages freed.
-fn window_teardown() -> u64 {
-    let m = mm::mm();
-    let pml4 = table(m.pt.pml4_phys);
-    // SAFETY: the PML4 is mapped through the direct map; entry PML4_INDEX belongs to the
-    // benchmark window, which only this module maps.
-    let e = unsafe { pml4.add(PML4_INDEX).read_volatile() };
-    if e & 1 == 0 {
-        return 0;
-    }
-    let mut frames: Vec<u64> = Vec::new();
-    let pdpt = e & ADDR_MASK;
-    for i in 0..512 {
-        // SAFETY: table pages of the window are RAM reachable through the direct map.
-        let e1 = unsafe { table(pdpt).add(i).read_volatile() };
-        if e1 & 1 == 0 || e1 & 0x80 != 0 {
-            continue;
-        }
-        let pd = e1 & ADDR_MASK;
-        for j in 0..512 {
-            // SAFETY: as above.
-            let e2 = unsafe { table(pd).add(j).read_volatile() };
-            if e2 & 1 != 0 && e2 & 0x80 == 0 {
-                frames.push(e2 & ADDR_MASK);
-            }
-        }
-        frames.push(pd);
-    }
-    frames.push(pdpt);
-    // SAFETY: unlinking the window's subtree; nothing else lives under this entry.
-    unsafe { pml4.add(PML4_INDEX).write_volatile(0) };
-    privileged::flush_tlb_all();
-    let n = frames.len() as u64;
-    for f in frames {
-        if let Err(e) = m.pages.free_pages(mm::phys_to_virt(f), 0) {
-            mm::misuse("tlb window teardown", e);
-        }
-    }
-    m.pt.table_pages = m.pt.table_pages.saturating_sub(n);
-    n
-}
 
 // ---- buffers ---------------------------------------------------------------------------
 
 enum Backing {
-    /// Order-0 frames (phys), mapped in this order.
+    /// Order-0 frames (phys), mapped in this order in the window.
     Frames(Vec<u64>),
-    /// Buddy blocks (phys, order), mapped in this order.
+    /// Buddy blocks (phys, order), mapped in this order in the window.
     Blocks(Vec<(u64, u8)>),
     Vmalloc(*mut u8),
 }
@@ -445,27 +366,22 @@ struct Buffer {
     base: u64,
     bytes: u64,
     backing: Backing,
+    /// The window the frames/blocks are mapped in (none for vmalloc buffers).
+    window: Option<BenchWindow>,
     /// How it was built, for records.
     how: String,
 }
 
 impl Buffer {
     fn free(self) {
+        // Unmap first (the window's drop tears its tables down), then free the frames.
+        drop(self.window);
         match self.backing {
             Backing::Frames(f) => {
-                window_teardown();
-                let m = mm::mm();
-                for p in f {
-                    let _ = m.pages.free_pages(mm::phys_to_virt(p), 0);
-                }
+                let blocks: Vec<(u64, u8)> = f.into_iter().map(|p| (p, 0)).collect();
+                window::free_blocks(&blocks);
             }
-            Backing::Blocks(b) => {
-                window_teardown();
-                let m = mm::mm();
-                for (p, o) in b {
-                    let _ = m.pages.free_pages(mm::phys_to_virt(p), o);
-                }
-            }
+            Backing::Blocks(b) => window::free_blocks(&b),
             Backing::Vmalloc(p) => mm::vfree(p),
         }
     }
@@ -473,7 +389,7 @@ impl Buffer {
 
 /// Bytes we may take for a buffer, leaving room for page tables and the rest of the run.
 fn available_bytes() -> u64 {
-    let free = mm::mm().pages.buddy.nr_free_pages() * PAGE;
+    let free = mm::nr_free_pages() * PAGE;
     let reserve = 16 * MIB + free / 256;
     free.saturating_sub(reserve)
 }
@@ -492,42 +408,6 @@ fn leaf_label(l: Leaf) -> &'static str {
         Leaf::M2 => "2M",
         Leaf::G1 => "1G",
     }
-}
-
-/// Physically contiguous blocks of `order`, up to `bytes`; stops early when the buddy runs out.
-fn take_blocks(bytes: u64, order: u8) -> Vec<(u64, u8)> {
-    let block = PAGE << order;
-    let mut v = Vec::new();
-    let m = mm::mm();
-    for _ in 0..bytes / block {
-        match m.pages.alloc_pages(order, Gfp(0)) {
-            Some(p) => v.push((p.as_ptr() as u64 - PAGE_OFFSET, order)),
-            None => break,
-        }
-    }
-    v
-}
-
-fn free_blocks(v: Vec<(u64, u8)>) {
-    let m = mm::mm();
-    for (p, o) in v {
-        let _ = m.pages.free_pages(mm::phys_to_virt(p), o);
-    }
-}
-
-/// Map blocks back to back at the window's start with `leaf` leaves.
-fn map_blocks(blocks: &[(u64, u8)], leaf: Leaf) -> Result<u64, &'static str> {
-    let mut off = 0;
-    for &(p, o) in blocks {
-        let len = PAGE << o;
-        let mut x = 0;
-        while x < len {
-            window_map(BENCH_MAP_START + off + x, p + x, leaf)?;
-            x += leaf.bytes();
-        }
-        off += len;
-    }
-    Ok(off)
 }
 
 /// A buffer of up to `want` bytes of the given mapping kind.
@@ -570,6 +450,7 @@ fn build_buffer(
                         base: p as u64,
                         bytes: b,
                         backing: Backing::Vmalloc(p),
+                        window: None,
                         how: how.to_string(),
                     });
                 }
@@ -581,30 +462,22 @@ fn build_buffer(
             ))
         }
         _ => {
-            window_teardown();
+            let mut window = BenchWindow::open();
+            let base = window.base();
             if mapping == Mapping::Direct4K && scatter_4k {
-                let n = bytes / PAGE;
-                let mut frames: Vec<u64> = Vec::with_capacity(n as usize);
-                {
-                    let m = mm::mm();
-                    for _ in 0..n {
-                        match m.pages.alloc_pages(0, Gfp(0)) {
-                            Some(p) => frames.push(p.as_ptr() as u64 - PAGE_OFFSET),
-                            None => break,
-                        }
-                    }
-                }
+                let mut frames = window::alloc_frames(bytes / PAGE);
                 let mut rng = Rng::new(seed ^ 0x5ca7_7e12);
                 for i in (1..frames.len()).rev() {
                     let j = rng.below(i as u64 + 1) as usize;
                     frames.swap(i, j);
                 }
                 for (i, &f) in frames.iter().enumerate() {
-                    if let Err(e) = window_map(BENCH_MAP_START + i as u64 * PAGE, f, Leaf::K4) {
+                    if let Err(e) = window.map(i as u64 * PAGE, f, Leaf::K4) {
                         let b = Buffer {
-                            base: BENCH_MAP_START,
+                            base,
                             bytes: 0,
                             backing: Backing::Frames(frames),
+                            window: Some(window),
                             how: String::new(),
                         };
                         b.free();
@@ -614,9 +487,10 @@ fn build_buffer(
                 privileged::flush_tlb_all();
                 let got = frames.len() as u64 * PAGE;
                 Ok(Buffer {
-                    base: BENCH_MAP_START,
+                    base,
                     bytes: got,
                     backing: Backing::Frames(frames),
+                    window: Some(window),
                     how: "order-0 frames in shuffled order, 4K leaves in the benchmark window (no physically adjacent neighbours)".to_string(),
                 })
             } else {
@@ -624,7 +498,7 @@ fn build_buffer(
                     Leaf::K4 | Leaf::M2 => 9.min(bytes.trailing_zeros() as u8 - 12),
                     Leaf::G1 => 18,
                 };
-                let blocks = take_blocks(bytes, order);
+                let blocks = window::alloc_blocks(bytes, order);
                 let got = blocks.len() as u64 * (PAGE << order);
                 if got == 0 {
                     return Err((
@@ -636,24 +510,25 @@ fn build_buffer(
                         ),
                     ));
                 }
-                if let Err(e) = map_blocks(&blocks, leaf) {
-                    window_teardown();
-                    free_blocks(blocks);
+                if let Err(e) = window.map_blocks(&blocks, leaf) {
+                    drop(window);
+                    window::free_blocks(&blocks);
                     return Err((
                         BenchStatus::Error,
                         format!("mapping the {} buffer: {e}", leaf_label(leaf)),
                     ));
                 }
                 privileged::flush_tlb_all();
-                if leaf == Leaf::G1 && crate::arch::idt::probe_read(BENCH_MAP_START).is_err() {
-                    window_teardown();
-                    free_blocks(blocks);
+                if leaf == Leaf::G1 && crate::arch::idt::probe_read(base).is_err() {
+                    drop(window);
+                    window::free_blocks(&blocks);
                     return Err((BenchStatus::Unsupported, G1_FAULTS.to_string()));
                 }
                 Ok(Buffer {
-                    base: BENCH_MAP_START,
+                    base,
                     bytes: got,
                     backing: Backing::Blocks(blocks),
+                    window: Some(window),
                     how: format!(
                         "order-{order} buddy blocks, {} leaves in the benchmark window",
                         leaf_label(leaf)
@@ -1065,9 +940,9 @@ pub fn map_suite(cfg: &MapSuite) {
                 status(BenchStatus::Oom, "not enough free RAM");
                 continue;
             }
-            let blocks = take_blocks(size, order);
+            let blocks = window::alloc_blocks(size, order);
             if (blocks.len() as u64) * (PAGE << order) < size {
-                free_blocks(blocks);
+                window::free_blocks(&blocks);
                 status(
                     BenchStatus::Oom,
                     &format!("not enough free order-{order} blocks"),
@@ -1075,24 +950,25 @@ pub fn map_suite(cfg: &MapSuite) {
                 continue;
             }
             let nleaves = size / leaf.bytes();
-            window_teardown();
+            let mut window = BenchWindow::open();
+            let base = window.base();
             let mut map_s: Vec<u64> = Vec::new();
             let mut unmap_s: Vec<u64> = Vec::new();
             let mut tables = 0u64;
             let mut failed: Option<&'static str> = None;
             for _ in 0..cfg.samples.max(1) {
-                let t0 = mm::mm().pt.table_pages;
+                let t0 = window::table_pages();
                 let a = tsc::start();
-                let r = map_blocks(&blocks, leaf);
+                let r = window.map_blocks(&blocks, leaf);
                 let z = tsc::stop();
-                tables = mm::mm().pt.table_pages - t0;
+                tables = window::table_pages() - t0;
                 if let Err(e) = r {
                     failed = Some(e);
                     break;
                 }
                 if leaf == Leaf::G1
                     && map_s.is_empty()
-                    && crate::arch::idt::probe_read(BENCH_MAP_START).is_err()
+                    && crate::arch::idt::probe_read(base).is_err()
                 {
                     failed = Some(G1_FAULTS);
                     break;
@@ -1102,23 +978,17 @@ pub fn map_suite(cfg: &MapSuite) {
                 let mut off = 0;
                 while off < size {
                     // SAFETY: just mapped, writable, owned by this suite.
-                    unsafe { ((BENCH_MAP_START + off) as *mut u64).write_volatile(off) };
+                    unsafe { ((base + off) as *mut u64).write_volatile(off) };
                     off += leaf.bytes();
                 }
                 let a = tsc::start();
-                let m = mm::mm();
-                let mut off = 0;
-                while off < size {
-                    m.pt.unmap_leaf(BENCH_MAP_START + off, leaf);
-                    off += leaf.bytes();
-                }
-                privileged::flush_tlb_all();
+                window.unmap_leaves(size, leaf);
                 let z = tsc::stop();
                 unmap_s.push((z - a).saturating_sub(ovh));
-                window_teardown();
+                window.clear();
             }
-            window_teardown();
-            free_blocks(blocks);
+            drop(window);
+            window::free_blocks(&blocks);
             if let Some(e) = failed {
                 status(
                     if e == G1_FAULTS {

@@ -1,5 +1,6 @@
 //! The Rust heap (`alloc`): a talc allocator that starts on a static arena and grows in
-//! 2 MiB (order-9) blocks from the buddy page allocator once `mm` is up.
+//! blocks of at least 2 MiB (order 9) from the heap pool `mm::init` reserves from bootmem
+//! (RAM the buddy never sees), so heap growth never re-enters the page allocator.
 use core::alloc::Layout;
 use talc::base::binning::Binning;
 use talc::base::Talc;
@@ -15,7 +16,7 @@ pub struct KernelHeapSource {
 }
 
 // SAFETY: acquire() never touches the TalcLock that owns it: it claims the static arena
-// once, then asks the page allocator (which does not use the Rust heap) for fresh blocks.
+// once, then takes fresh blocks from the heap pool (which does not use the Rust heap).
 unsafe impl Source for KernelHeapSource {
     fn acquire<B: Binning>(talc: &mut Talc<Self, B>, layout: Layout) -> Result<(), ()> {
         if !talc.source.initial_claimed {
@@ -32,8 +33,9 @@ unsafe impl Source for KernelHeapSource {
         while (4096usize << order) < need {
             order += 1;
         }
-        let block = super::alloc_heap_block(order).ok_or(())?;
-        // SAFETY: the block was just allocated from the buddy for the heap and is never freed.
+        let block = super::init::alloc_heap_block(order).ok_or(())?;
+        // SAFETY: the block was just carved from the heap pool (RAM reserved from bootmem at
+        // boot, mapped by the direct map, used by nothing else) and is never given back.
         unsafe { talc.claim(block, 4096usize << order) }
             .map(|_| ())
             .ok_or(())

@@ -2,10 +2,14 @@
 //! CONFIG_VMAP_STACK: running off the bottom hits the guard and is reported as a
 //! "kernel stack overflow" (via #PF at CPL3, via #DF on its own IST stack at CPL0)
 //! instead of silently corrupting whatever lies below.
+//!
+//! The guard registry lives here too: the exception path asks [`guard_hit`] whether a
+//! faulting address (or a double fault's RSP) lies in a guard, without touching the rest
+//! of mm (it may be borrowed by whatever overflowed).
 use super::paging::{KernelPageTable, Leaf};
 use super::STACKS_START;
 use crate::arch::gdt;
-use crate::fault;
+use spinning_top::Spinlock;
 use x86_64::structures::paging::{FrameAllocator, Size4KiB};
 
 pub const STACK_SIZE: u64 = 16 << 10;
@@ -61,8 +65,54 @@ pub fn activate(s: &StackSet) {
         (s.run_top, "the run stack"),
     ] {
         let bottom = top - STACK_SIZE;
-        fault::register_stack_guard(bottom - (SLOT - STACK_SIZE), bottom, name);
+        register_guard(bottom - (SLOT - STACK_SIZE), bottom, name);
     }
+}
+
+// ---- guard registry ----------------------------------------------------------------
+
+/// A guard page (or range) whose access means "stack overflow".
+#[derive(Clone, Copy)]
+struct Guard {
+    start: u64,
+    end: u64,
+    name: &'static str,
+}
+
+const MAX_GUARDS: usize = 16;
+
+struct Guards {
+    list: [Guard; MAX_GUARDS],
+    len: usize,
+}
+
+static GUARDS: Spinlock<Guards> = Spinlock::new(Guards {
+    list: [Guard {
+        start: 0,
+        end: 0,
+        name: "",
+    }; MAX_GUARDS],
+    len: 0,
+});
+
+/// Register an unmapped guard range below a stack (ignored beyond 16 guards).
+pub fn register_guard(start: u64, end: u64, name: &'static str) {
+    let mut g = GUARDS.lock();
+    if g.len < MAX_GUARDS {
+        let n = g.len;
+        g.list[n] = Guard { start, end, name };
+        g.len += 1;
+    }
+}
+
+/// The stack whose guard contains `addr` (widened by `slack` bytes on both sides). For
+/// exception paths: never waits (a fault during registration itself finds nothing).
+pub fn guard_hit(addr: u64, slack: u64) -> Option<&'static str> {
+    let g = GUARDS.try_lock()?;
+    g.list[..g.len]
+        .iter()
+        .find(|g| addr + slack >= g.start && addr < g.end + slack)
+        .map(|g| g.name)
 }
 
 #[inline(never)]

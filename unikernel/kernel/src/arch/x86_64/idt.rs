@@ -331,5 +331,5 @@ extern "C" fn exception_dispatch(frame: &mut TrapFrame) {
         frame.rip = probe_read_fixup as *const () as u64;
         return;
     }
-    crate::fault::fatal_exception(frame);
+    crate::exception::fatal_exception(frame);
 }

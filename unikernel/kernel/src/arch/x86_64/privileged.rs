@@ -154,6 +154,14 @@ pub fn wrmsr(msr: u32, value: u64) {
     }
 }
 
+/// The faulting address of the last #PF. Only meaningful at CPL0, in an exception handler.
+pub fn read_cr2() -> u64 {
+    let v: u64;
+    // SAFETY: exception handlers run at CPL0; reading CR2 has no side effects.
+    unsafe { asm!("mov {0}, cr2", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
 pub fn read_cr4() -> u64 {
     if run_cpl() == 0 {
         let v: u64;

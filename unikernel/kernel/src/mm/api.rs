@@ -1,0 +1,224 @@
+//! The kernel's memory API with Linux names (`alloc_pages`, `kmalloc`, `vmalloc`, …),
+//! each one short [`with`] borrow of the memory manager; plus misuse reporting, address
+//! classification for fault reports, and the fault injections that need mm.
+use super::state::{try_peek, with};
+use super::{stacks, PAGE_OFFSET, STACKS_END, STACKS_START, VMALLOC_END, VMALLOC_START};
+use crate::fault;
+use core::ptr::NonNull;
+use kmbench_mm::{FlushMode as MmFlushMode, Gfp, MmError, __GFP_ZERO};
+use kmbench_protocol::{FlushMode, GuestExit};
+
+pub fn to_mm_flush(m: FlushMode) -> MmFlushMode {
+    match m {
+        FlushMode::PerPage => MmFlushMode::PerPage,
+        FlushMode::Full => MmFlushMode::Full,
+        FlushMode::Lazy => MmFlushMode::Lazy,
+    }
+}
+
+/// Report a misuse the allocators detected and end the run.
+pub fn misuse(call: &str, e: MmError) -> ! {
+    fault::die(
+        GuestExit::MmMisuse,
+        format_args!("{call}: {e}"),
+        Default::default(),
+    )
+}
+
+// ---- the kernel's memory API (Linux names) ----------------------------------------
+
+pub fn alloc_pages(order: u8, gfp: Gfp) -> Option<NonNull<u8>> {
+    with(|m| m.pages.alloc_pages(order, gfp))
+}
+
+pub fn free_pages(addr: *mut u8, order: u8) {
+    if let Err(e) = with(|m| m.pages.free_pages(addr, order)) {
+        misuse("free_pages", e)
+    }
+}
+
+#[inline(always)]
+pub fn kmalloc(size: usize, gfp: Gfp) -> *mut u8 {
+    with(|m| m.kmalloc.kmalloc(&mut m.pages, size, gfp))
+}
+
+pub fn kzalloc(size: usize, gfp: Gfp) -> *mut u8 {
+    with(|m| m.kmalloc.kzalloc(&mut m.pages, size, gfp))
+}
+
+#[inline(always)]
+pub fn kfree(ptr: *mut u8) {
+    if let Err(e) = with(|m| m.kmalloc.kfree(&mut m.pages, ptr)) {
+        misuse("kfree", e)
+    }
+}
+
+pub fn kcalloc(n: usize, size: usize, gfp: Gfp) -> *mut u8 {
+    with(|m| m.kmalloc.kcalloc(&mut m.pages, n, size, gfp))
+}
+
+pub fn krealloc(ptr: *mut u8, new_size: usize, gfp: Gfp) -> *mut u8 {
+    with(|m| m.kmalloc.krealloc(&mut m.pages, ptr, new_size, gfp))
+}
+
+pub fn ksize(ptr: *const u8) -> usize {
+    with(|m| m.kmalloc.ksize(&m.pages, ptr))
+}
+
+/// Top up the page-table frame cache so mapping `size` bytes cannot run out mid-way.
+/// A request larger than free memory fails here, before taking anything.
+pub fn prepare_vmalloc(size: usize) -> bool {
+    with(|m| prepare_vmalloc_in(m, size))
+}
+
+/// [`prepare_vmalloc`] for a caller already inside [`with`].
+pub fn prepare_vmalloc_in(m: &mut super::KernelMm, size: usize) -> bool {
+    if (size as u64).div_ceil(4096) > m.pages.buddy.nr_free_pages() {
+        return false;
+    }
+    let need = size / (2 << 20) + 4;
+    let pages = &mut m.pages;
+    m.pt.refill_frame_cache(need, || {
+        pages
+            .alloc_pages(0, Gfp(0))
+            .map(|p| p.as_ptr() as u64 - PAGE_OFFSET)
+    })
+}
+
+/// Give page-table frames the last vmalloc did not need back to the buddy (for a caller
+/// already inside [`with`]).
+pub fn trim_frame_cache_in(m: &mut super::KernelMm) {
+    const KEEP: usize = 8;
+    while m.pt.frame_cache.len() > KEEP {
+        let f = m.pt.frame_cache.pop().expect("non-empty");
+        if let Err(e) = m.pages.free_pages(phys_to_virt(f), 0) {
+            misuse("page-table frame cache", e)
+        }
+    }
+}
+
+pub fn vmalloc(size: usize, gfp: Gfp) -> *mut u8 {
+    with(|m| {
+        if !prepare_vmalloc_in(m, size) {
+            return core::ptr::null_mut();
+        }
+        let p = m.vmalloc.vmalloc(&mut m.pages, &mut m.pt, size, gfp);
+        trim_frame_cache_in(m);
+        p
+    })
+}
+
+pub fn vzalloc(size: usize) -> *mut u8 {
+    vmalloc(size, __GFP_ZERO)
+}
+
+pub fn vmalloc_huge(size: usize, gfp: Gfp) -> *mut u8 {
+    with(|m| {
+        if !prepare_vmalloc_in(m, size) {
+            return core::ptr::null_mut();
+        }
+        let p = m.vmalloc.vmalloc_huge(&mut m.pages, &mut m.pt, size, gfp);
+        trim_frame_cache_in(m);
+        p
+    })
+}
+
+pub fn vfree(ptr: *mut u8) {
+    if let Err(e) = with(|m| m.vmalloc.vfree(&mut m.pages, &mut m.pt, ptr)) {
+        misuse("vfree", e)
+    }
+}
+
+pub fn virt_to_phys(addr: u64) -> u64 {
+    addr - PAGE_OFFSET
+}
+
+pub fn phys_to_virt(phys: u64) -> *mut u8 {
+    (phys + PAGE_OFFSET) as *mut u8
+}
+
+/// What an address is, for fault reports (no allocation, no locks).
+pub fn describe_address(addr: u64) -> &'static str {
+    if (VMALLOC_START..VMALLOC_END).contains(&addr) {
+        // The fault may have hit while mm is borrowed (inside an allocator call or a
+        // benchmark): then say only which area it is.
+        match try_peek(|m| m.vmalloc.find_area(addr).is_none()) {
+            Some(true) => "vmalloc area, not inside any allocation: a guard page or a freed area",
+            _ => "vmalloc area",
+        }
+    } else if (STACKS_START..STACKS_END).contains(&addr) {
+        "kernel stack area"
+    } else if (PAGE_OFFSET..VMALLOC_START).contains(&addr) {
+        "direct map"
+    } else {
+        "not mapped by the kernel"
+    }
+}
+
+/// Fault injections that need memory management.
+pub fn inject_fault(kind: kmbench_protocol::FaultInjection) {
+    use kmbench_protocol::FaultInjection as F;
+    let gfp = kmbench_mm::GFP_KERNEL;
+    match kind {
+        F::DoubleFree => {
+            let p = kmalloc(64, gfp);
+            kfree(p);
+            kfree(p);
+        }
+        F::ForeignFree => {
+            let local = [0u8; 64];
+            kfree(local.as_ptr() as *mut u8);
+        }
+        F::Redzone => {
+            let p = kmalloc(64, gfp);
+            // SAFETY: deliberately writes one byte past a 64-byte object (into its redzone
+            // in debug mode; into the next object otherwise) to test overrun detection.
+            unsafe { p.add(64).write_volatile(0x41) };
+            kfree(p);
+            if !with(|m| m.mm_debug) {
+                log::warn!("redzone overrun went undetected: mm_debug is off");
+            }
+        }
+        F::VfreeForeign => {
+            let p = vmalloc(3 * 4096, gfp);
+            // SAFETY: pointer arithmetic only; the interior pointer is passed to vfree on purpose.
+            vfree(unsafe { p.add(4096) });
+        }
+        F::StackOverflow => {
+            stacks::overflow_now();
+        }
+        F::VmallocGuard => {
+            let p = vmalloc(2 * 4096, gfp);
+            // SAFETY: deliberately reads the guard page after a 2-page area.
+            unsafe { core::ptr::read_volatile(p.add(2 * 4096)) };
+        }
+        F::NullDeref => {
+            // SAFETY: deliberately dereferences a near-NULL pointer.
+            unsafe { core::ptr::read_volatile(core::ptr::null::<u64>().wrapping_add(1)) };
+        }
+        other => panic!("fault injection {other:?} is handled elsewhere"),
+    }
+}
+
+// ---- small queries ------------------------------------------------------------------
+
+/// Free pages in the buddy.
+pub fn nr_free_pages() -> u64 {
+    with(|m| m.pages.buddy.nr_free_pages())
+}
+
+/// Whether the run enabled the allocators' debug checks.
+pub fn mm_debug() -> bool {
+    with(|m| m.mm_debug)
+}
+
+/// Walk the kernel page tables: physical address, leaf size and flags behind `virt`.
+pub fn translate(
+    virt: u64,
+) -> Option<(
+    u64,
+    super::paging::Leaf,
+    x86_64::structures::paging::PageTableFlags,
+)> {
+    with(|m| m.pt.translate(virt))
+}

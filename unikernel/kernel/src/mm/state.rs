@@ -1,0 +1,113 @@
+//! The one memory-management state ([`KernelMm`]) and its scoped accessor.
+//!
+//! There is no `&'static mut` to it: code reaches it through [`with`], which lends a
+//! `&mut KernelMm` for the duration of a closure and marks it borrowed meanwhile. A
+//! nested [`with`] (a path that re-enters mm while already inside it) panics instead of
+//! aliasing. Exception paths, which may run while a benchmark is inside [`with`] (a #PF in
+//! the middle of a timed loop), use [`try_peek`]: it yields nothing while the state is lent
+//! out, so a fault report never reads half-updated allocator state.
+//!
+//! Cost: the borrow flag is a plain load and two stores (no locked instruction), so the
+//! per-call `kmalloc`/`kfree` wrappers stay within a cycle or two of a direct call. That
+//! is sound because the kernel runs on one CPU with interrupts off: the only code that
+//! can interleave with a borrow is a synchronous exception handler, and those only peek.
+//! An SMP kernel must replace the flag with a real lock (or per-CPU state).
+use super::paging::KernelPageTable;
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, Ordering};
+use kmbench_mm::{Kmalloc, PageAllocator, Vmalloc};
+use kmbench_protocol::PageSize;
+
+/// All memory-management state.
+pub struct KernelMm {
+    pub pages: PageAllocator,
+    pub kmalloc: Kmalloc,
+    pub vmalloc: Vmalloc,
+    pub pt: KernelPageTable,
+    pub direct_map_leaf: PageSize,
+    /// Leaves the direct map used: 4K, 2M, 1G.
+    pub direct_map_leaves: [u64; 3],
+    pub mm_debug: bool,
+}
+
+struct MmCell {
+    value: UnsafeCell<Option<KernelMm>>,
+    /// True while a `with` closure holds the `&mut`.
+    borrowed: AtomicBool,
+    /// Set once by `install`; never cleared.
+    ready: AtomicBool,
+}
+
+// SAFETY: one CPU, interrupts off (see the module doc): accesses never run concurrently,
+// and the borrow flag keeps them from overlapping through re-entry.
+unsafe impl Sync for MmCell {}
+
+static MM: MmCell = MmCell {
+    value: UnsafeCell::new(None),
+    borrowed: AtomicBool::new(false),
+    ready: AtomicBool::new(false),
+};
+
+/// Install the state built by `mm::init`. Panics if called twice.
+pub(super) fn install(mm: KernelMm) {
+    assert!(
+        !MM.ready.load(Ordering::Acquire),
+        "mm::init ran twice"
+    );
+    // SAFETY: not ready yet, so no `with` or `try_peek` can be looking at the value.
+    unsafe { *MM.value.get() = Some(mm) };
+    MM.ready.store(true, Ordering::Release);
+}
+
+/// Whether `mm::init` has run.
+pub fn is_initialized() -> bool {
+    MM.ready.load(Ordering::Acquire)
+}
+
+/// Run `f` with exclusive access to the memory manager.
+///
+/// Panics if mm is not initialised yet, or if called from inside another `with` (which
+/// would alias the state): call the allocator API (`mm::kmalloc`, …) outside, or use the
+/// `&mut KernelMm` you already hold.
+#[inline(always)]
+pub fn with<R>(f: impl FnOnce(&mut KernelMm) -> R) -> R {
+    if MM.borrowed.load(Ordering::Acquire) {
+        reentered();
+    }
+    MM.borrowed.store(true, Ordering::Release);
+    // SAFETY: the flag was clear, so no other `&mut` to the value exists (one CPU; a nested
+    // `with` stops at the check above; exception paths only `try_peek`, which refuses while
+    // the flag is set). `ready` is only set after the value was written.
+    let m = unsafe { (*MM.value.get()).as_mut() };
+    let m = match m {
+        Some(m) if MM.ready.load(Ordering::Relaxed) => m,
+        _ => not_ready(),
+    };
+    let r = f(m);
+    MM.borrowed.store(false, Ordering::Release);
+    r
+}
+
+/// Shared access for exception and fault paths: `None` before init and while the state is
+/// lent out by [`with`] (the fault may have interrupted it mid-update).
+pub fn try_peek<R>(f: impl FnOnce(&KernelMm) -> R) -> Option<R> {
+    if !is_initialized() || MM.borrowed.load(Ordering::Acquire) {
+        return None;
+    }
+    // SAFETY: initialised and not lent out; this is a synchronous exception path on the one
+    // CPU, so no `&mut` exists while the shared reference lives.
+    let m = unsafe { (*MM.value.get()).as_ref() }?;
+    Some(f(m))
+}
+
+#[cold]
+#[inline(never)]
+fn reentered() -> ! {
+    panic!("mm::with re-entered: the memory manager is already borrowed")
+}
+
+#[cold]
+#[inline(never)]
+fn not_ready() -> ! {
+    panic!("mm used before mm::init")
+}
