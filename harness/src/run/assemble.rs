@@ -1,0 +1,109 @@
+//! Assembly: the boots' records (and the verdict, once there is one) combined into
+//! `results.json` content. Pure functions: nothing here touches the disk.
+use kmbench_protocol::BenchRecord;
+
+use super::boots::BootData;
+use super::pool;
+use super::variants::{self, VariantRun};
+use super::verdict::Verdict;
+use crate::results::{ExitInfo, RunResults};
+
+/// Combine the boots into `results.json` content.
+pub fn assemble(
+    mut base: RunResults,
+    boots: &[BootData],
+    verdict: Option<&Verdict>,
+    planned_boots: u32,
+) -> RunResults {
+    if let Some(h) = boots.iter().find_map(|b| b.hello.clone()) {
+        base.env.tsc_hz = h.tsc_hz;
+        base.env.tsc_source = h.tsc_source.clone();
+        base.env.guest = Some(h);
+    }
+    base.env.boot_ms = boots.first().and_then(|b| b.boot_ms).unwrap_or(0.0);
+    if boots.len() > 1 {
+        base.env.extra.insert(
+            "boot_ms_per_boot".into(),
+            serde_json::json!(boots.iter().map(|b| b.boot_ms).collect::<Vec<_>>()),
+        );
+    }
+    let bench_sets: Vec<Vec<BenchRecord>> = boots.iter().map(|b| b.benches.clone()).collect();
+    base.benchmarks = pool::pool_boots(&bench_sets);
+    base.selftests.clear();
+    for b in boots {
+        for s in &b.selftests {
+            if !base.selftests.contains(s) {
+                base.selftests.push(s.clone());
+            }
+        }
+    }
+    base.info.clear();
+    for b in boots {
+        for (k, v) in &b.info {
+            base.info.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    base.faults = boots.iter().flat_map(|b| b.faults.clone()).collect();
+    let bad: Vec<String> = boots.iter().flat_map(|b| b.bad_records.clone()).collect();
+    if !bad.is_empty() {
+        base.env
+            .extra
+            .insert("bad_records".into(), serde_json::json!(bad));
+    }
+    match verdict {
+        Some(v) => {
+            // Complete = every planned boot finished reporting (sent its end record).
+            base.complete =
+                boots.len() as u32 == planned_boots && boots.iter().all(|b| b.end.is_some());
+            base.exit = Some(ExitInfo {
+                status: v.info.status.clone(),
+                code: v.info.code,
+                message: v.info.message.clone(),
+            });
+        }
+        None => {
+            base.complete = false;
+            base.exit = None;
+        }
+    }
+    base
+}
+
+/// The whole run's results: one variant's [`assemble`]d boots, or, with `[[variants]]`,
+/// every variant that booted merged under `<name>@<variant>` ([`variants::merge`]).
+pub fn results(base: &RunResults, runs: &[VariantRun], planned_boots: u32) -> RunResults {
+    let one = |r: &VariantRun| {
+        with_backend_command(
+            assemble(base.clone(), &r.boots, r.verdict.as_ref(), planned_boots),
+            &r.command_line,
+            &r.stderr,
+        )
+    };
+    if !runs.iter().any(|r| r.name.is_some()) {
+        return one(&runs[0]);
+    }
+    let parts: Vec<(&VariantRun, Option<RunResults>)> = runs
+        .iter()
+        .map(|r| (r, (!r.boots.is_empty()).then(|| one(r))))
+        .collect();
+    variants::merge(base.clone(), &parts)
+}
+
+/// Record the backend's command line (or description) and its stderr in `env.extra`.
+fn with_backend_command(mut r: RunResults, command: &[String], stderr: &str) -> RunResults {
+    // The embedded VMM records its description and diagnostics under its own keys.
+    let (cmd_key, err_key) = if r.env.backend == "kvm" {
+        ("vmm_command", "vmm_stderr")
+    } else {
+        ("qemu_command", "qemu_stderr")
+    };
+    r.env
+        .extra
+        .insert(cmd_key.into(), serde_json::json!(command));
+    if !stderr.trim().is_empty() {
+        r.env
+            .extra
+            .insert(err_key.into(), serde_json::json!(stderr));
+    }
+    r
+}

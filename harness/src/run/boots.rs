@@ -1,0 +1,250 @@
+//! Stage 2 of a run, the boots: every scheduled boot of every variant through the backend,
+//! its records streamed to `records.jsonl` and gathered into a [`BootData`], each boot
+//! judged as it ends ([`super::verdict::of_boot`]), and `results.json` kept current (a
+//! snapshot thread refreshes it while records arrive, and it is rewritten after every boot)
+//! so a hang or a SIGKILL of the harness still leaves what had arrived.
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use kmbench_protocol::{BenchRecord, EndRecord, FaultRecord, Hello, Record, SelftestRecord};
+
+use super::assemble::{assemble, results};
+use super::output::{write_results, RecordsLog, RunFolder};
+use super::plan::{note, Plan};
+use super::signals::INTERRUPTED;
+use super::status;
+use super::variants::{self, VariantRun};
+use super::verdict;
+use crate::backend::qemu;
+use crate::backend::{AccelKind, BootEnd, Event, LaunchSpec};
+use crate::error::Result;
+use crate::results::RunResults;
+
+/// How often `results.json` is refreshed while a boot streams records.
+const SNAPSHOT_EVERY: Duration = Duration::from_millis(500);
+
+/// One boot's records.
+#[derive(Debug, Default, Clone)]
+pub struct BootData {
+    pub hello: Option<Hello>,
+    pub benches: Vec<BenchRecord>,
+    pub selftests: Vec<SelftestRecord>,
+    pub info: BTreeMap<String, serde_json::Value>,
+    pub faults: Vec<FaultRecord>,
+    pub end: Option<EndRecord>,
+    pub bad_records: Vec<String>,
+    pub boot_ms: Option<f64>,
+    pub records: usize,
+}
+
+impl BootData {
+    pub fn push(&mut self, r: Record) {
+        self.records += 1;
+        match r {
+            Record::Hello(h) => self.hello = Some(h),
+            Record::Bench(b) => self.benches.push(b),
+            Record::Selftest(s) => self.selftests.push(s),
+            Record::Info(i) => {
+                self.info.insert(i.key, i.value);
+            }
+            Record::Fault(f) => self.faults.push(f),
+            Record::End(e) => self.end = Some(e),
+            // Serve mode only (`kmbench::session`); a normal run never sees one.
+            Record::Measurement(_) => {}
+        }
+    }
+}
+
+/// The spinner on stderr (hidden with `--quiet` or `--verbose`).
+pub fn progress_bar(quiet: bool, verbose: bool) -> indicatif::ProgressBar {
+    if quiet || verbose {
+        indicatif::ProgressBar::hidden()
+    } else {
+        let p =
+            indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+        p.set_style(indicatif::ProgressStyle::with_template("{spinner} {elapsed} {msg}").unwrap());
+        p.enable_steady_tick(Duration::from_millis(120));
+        p
+    }
+}
+
+/// Boot every scheduled (variant, boot) in ABBA order; a variant whose boot fails stops its
+/// own remaining boots, an interrupt stops them all. `base` collects the backend's extras.
+pub fn run_all(
+    plan: &mut Plan,
+    folder: &RunFolder,
+    records: &mut RecordsLog,
+    base: &mut RunResults,
+    progress: &indicatif::ProgressBar,
+) -> Result<()> {
+    let named = plan.runs.iter().any(|r| r.name.is_some());
+    for (vi, boot) in variants::schedule(plan.runs.len(), plan.boots) {
+        if !plan.runs[vi].active() {
+            continue;
+        }
+        let interrupted = boot_one(plan, vi, boot, named, folder, records, base, progress)?;
+        // Keep results.json current after every boot.
+        folder.write_results(&results(base, &plan.runs, plan.boots))?;
+        if interrupted {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// One boot of variant `vi`; returns whether the run was interrupted.
+#[allow(clippy::too_many_arguments)]
+fn boot_one(
+    plan: &mut Plan,
+    vi: usize,
+    boot: u32,
+    named: bool,
+    folder: &RunFolder,
+    records: &mut RecordsLog,
+    base: &mut RunResults,
+    progress: &indicatif::ProgressBar,
+) -> Result<bool> {
+    let (quiet, verbose, boots, timeout_s) = (plan.quiet, plan.verbose, plan.boots, plan.timeout_s);
+    let earlier_boots = plan.runs[vi].boots.clone();
+    let run: &mut VariantRun = &mut plan.runs[vi];
+    let log_path = folder.log_path(&run.log_name(boot, boots));
+    let spec = LaunchSpec {
+        kernel: plan.kernel.clone(),
+        cmdline: run.cmdline.clone(),
+        memory_mib: plan.cfg.run.memory_mib,
+        machine: plan.cfg.run.machine,
+        accel: plan.accel,
+        cpu_model: plan.cpu_model.clone(),
+        host_backing: run.backing,
+        log_path: log_path.clone(),
+        timeout: Duration::from_secs(timeout_s),
+        verbose,
+        interrupt: &INTERRUPTED,
+    };
+    let backend = &mut plan.backend;
+    if run.boots.is_empty() {
+        run.command_line = backend.describe(&spec);
+    }
+    let tag = match &run.name {
+        Some(n) => format!("[{n}] "),
+        None => String::new(),
+    };
+    let variant_name = run.name.clone();
+    // The boot's records, shared with a snapshot thread that refreshes results.json
+    // (at most twice a second, only when something new arrived) for runs without
+    // variants — so a hang or a SIGKILL of the harness still leaves what had arrived.
+    let shared = Mutex::new((0u64, BootData::default()));
+    let boot_done = AtomicBool::new(false);
+    let mut launched = Instant::now();
+    let report = std::thread::scope(|scope| {
+        let snapshotter = (!named).then(|| {
+            let (shared, boot_done, earlier_boots, dir, base) =
+                (&shared, &boot_done, &earlier_boots, &folder.dir, &*base);
+            scope.spawn(move || {
+                let mut seen = 0;
+                loop {
+                    // Woken early (unpark) when the boot ends.
+                    std::thread::park_timeout(SNAPSHOT_EVERY);
+                    if boot_done.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let mut so_far = earlier_boots.clone();
+                    {
+                        let g = shared.lock().unwrap_or_else(|e| e.into_inner());
+                        if g.0 == seen {
+                            continue;
+                        }
+                        seen = g.0;
+                        so_far.push(g.1.clone());
+                    }
+                    let _ = write_results(dir, &assemble(base.clone(), &so_far, None, boots));
+                }
+            })
+        });
+        let launched = &mut launched;
+        let records = &mut *records;
+        let r = backend.boot(&spec, &mut |ev| {
+            let mut g = shared.lock().unwrap_or_else(|e| e.into_inner());
+            g.0 += 1;
+            let data = &mut g.1;
+            match ev {
+                Event::Launched => *launched = Instant::now(),
+                Event::Record(r) => {
+                    let ms = launched.elapsed().as_secs_f64() * 1e3;
+                    if data.boot_ms.is_none() {
+                        data.boot_ms = Some(ms);
+                    }
+                    records.append(boot, variant_name.as_deref(), ms, &r);
+                    if let Record::Bench(b) = &r {
+                        progress.set_message(format!("{tag}boot {boot}/{boots}: {}", b.name));
+                    }
+                    data.push(r);
+                }
+                Event::BadRecord { line, error } => {
+                    data.bad_records.push(format!("{error}: {line}"))
+                }
+            }
+        });
+        boot_done.store(true, Ordering::Relaxed);
+        if let Some(h) = &snapshotter {
+            h.thread().unpark();
+        }
+        r
+    })?;
+    let data = shared.into_inner().unwrap_or_else(|e| e.into_inner()).1;
+    if let Some(e) = records.take_error() {
+        note(
+            quiet,
+            format!("warning: could not write {}: {e}", records.path().display()),
+        );
+    }
+    let v = verdict::of_boot(&report.end, &data, timeout_s);
+    for (k, v) in backend.extra() {
+        base.env.extra.insert(k, v);
+    }
+    if !plan.use_vmm
+        && plan.accel == AccelKind::Kvm
+        && matches!(report.end, BootEnd::LaunchFailed { .. })
+    {
+        // A stale probe result must not stick: the next run probes again.
+        qemu::forget_cpu_model(&plan.probe_cache, &plan.probe_key);
+    }
+    if !v.ok && !quiet && !verbose {
+        progress.suspend(|| print_log_tail(&log_path, 15));
+    }
+    if !v.ok && named {
+        note(
+            quiet,
+            format!(
+                "variant {}: {} (its remaining boots are skipped)",
+                run.label(),
+                v.info.message
+            ),
+        );
+    }
+    run.boots.push(data);
+    let interrupted = v.status == status::INTERRUPTED;
+    run.verdict = Some(v);
+    if !report.stderr.trim().is_empty() {
+        run.stderr.push_str(&report.stderr);
+    }
+    Ok(interrupted)
+}
+
+/// The last `lines` lines of a failed boot's guest log, on stderr.
+fn print_log_tail(path: &std::path::Path, lines: usize) {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return;
+    };
+    let all: Vec<&str> = text.lines().collect();
+    if all.is_empty() {
+        return;
+    }
+    let from = all.len().saturating_sub(lines);
+    eprintln!("kmbench: last lines of {}:", path.display());
+    for l in &all[from..] {
+        eprintln!("  | {l}");
+    }
+}

@@ -1,0 +1,61 @@
+//! Stage 4 of a run, the write: the final `results.json`, the TLB report and plots when
+//! the run has TLB sweeps, the summary tables on stdout, and the one-line reason a failed
+//! run prints.
+use std::io::Write;
+
+use super::assemble::results;
+use super::output::RunFolder;
+use super::plan::{note, Plan};
+use super::verdict::Verdict;
+use super::RunOutcome;
+use crate::error::Result;
+use crate::report::{plot, table, tlb};
+use crate::results::RunResults;
+
+/// Write and print the finished run judged by `verdict`.
+pub fn finish(
+    plan: &Plan,
+    folder: &RunFolder,
+    base: &RunResults,
+    verdict: Verdict,
+) -> Result<RunOutcome> {
+    let quiet = plan.quiet;
+    let results = results(base, &plan.runs, plan.boots);
+    let path = folder.write_results(&results)?;
+
+    // TLB sweeps: their report and plots (tlb-<pattern>.svg) come with the run.
+    let has_tlb = tlb::has_tlb(&results);
+    let plots = if has_tlb {
+        plot::write_plots(&results, &folder.dir).unwrap_or_else(|e| {
+            note(quiet, format!("warning: plots not written: {e}"));
+            vec![]
+        })
+    } else {
+        vec![]
+    };
+    if !quiet {
+        let mut out = std::io::stdout().lock();
+        let _ = table::print(&results, &mut out);
+        if has_tlb {
+            let _ = tlb::print_report(&results, &mut out);
+            for f in &plots {
+                let _ = writeln!(out, "plot: {}", f.display());
+            }
+        }
+    }
+    println!("results: {}", path.display());
+
+    let reason = (!verdict.ok).then(|| {
+        if results.benchmarks.is_empty() {
+            verdict.info.message.clone()
+        } else {
+            format!("{} (partial results kept)", verdict.info.message)
+        }
+    });
+    Ok(RunOutcome {
+        results,
+        dir: folder.dir.clone(),
+        status: verdict.status,
+        reason,
+    })
+}
