@@ -7,6 +7,7 @@ pub mod exception;
 pub mod fault;
 pub mod mm;
 pub mod report;
+pub mod rng;
 pub mod selftest;
 pub mod serve;
 pub mod timing;

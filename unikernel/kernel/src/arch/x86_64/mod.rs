@@ -2,8 +2,11 @@
 //! CPL3→CPL0 gate, port I/O, CPUID and the TSC. Nothing outside `arch` writes assembly.
 pub mod boot;
 pub mod cpuid;
+pub mod cpuid_tlb;
 pub mod gdt;
 pub mod idt;
+pub mod loops;
+pub mod pmu;
 pub mod port;
 pub mod privileged;
 pub mod pvh;

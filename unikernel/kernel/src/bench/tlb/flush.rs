@@ -1,0 +1,143 @@
+//! The `tlbflush` suite: the cost of one INVLPG / CR3 reload / INVPCID (through the gate at
+//! CPL3), and the refill cost a flush leaves behind for a chase over `refill_pages` pages.
+use super::buffer::build_buffer;
+use super::chain::build_chain;
+use super::{is_pvm, PAGE};
+use crate::arch::idt::gate_op;
+use crate::arch::loops::chase;
+use crate::arch::privileged::{self, run_cpl};
+use crate::arch::{cpuid, tsc};
+use crate::report::Bench;
+use crate::timing;
+use alloc::format;
+use alloc::string::ToString;
+use alloc::vec;
+use alloc::vec::Vec;
+use kmbench_protocol::{AccessPattern, BenchStatus, Mapping, TlbFlushSuite};
+
+pub fn tlbflush_suite(cfg: &TlbFlushSuite) {
+    let features = cpuid::features();
+    let cpl = run_cpl();
+    let via = if cpl == 0 {
+        "the instruction at CPL0"
+    } else {
+        "CPL3: includes the int3 gate round trip (see gate/roundtrip)"
+    };
+    let pages = (cfg.refill_pages.max(1) as u64).min(1 << 18);
+    let buf = match build_buffer(Mapping::Direct4K, pages * PAGE, true, 0x7f1b) {
+        Ok(b) => b,
+        Err((status, msg)) => {
+            for k in ["invlpg", "cr3", "invpcid"] {
+                Bench::new("tlbflush", format!("tlbflush/{k}")).emit_status(status, &msg);
+            }
+            return;
+        }
+    };
+    let pages = buf.bytes / PAGE;
+    let page_addrs: Vec<u64> = (0..pages).map(|i| buf.base + i * PAGE).collect();
+    let start = build_chain(buf.base, AccessPattern::Random, pages, 0x7f1b);
+    let mut p = chase(start, pages * 4);
+    let ovh = timing::timer_overhead() as f64;
+
+    // (name, op cost fn, refill flush fn, op description, refill flush description)
+    type Op<'a> = (
+        &'static str,
+        &'a dyn Fn(),
+        &'a dyn Fn(),
+        &'static str,
+        &'static str,
+    );
+    let target = buf.base;
+    let op_invlpg = || privileged::invlpg(target);
+    let fl_invlpg = || privileged::invlpg_batch(&page_addrs);
+    let op_cr3 = privileged::flush_tlb_all;
+    let op_invpcid = || privileged::invpcid(0, 0, target);
+    let fl_invpcid = || privileged::invpcid(3, 0, 0);
+    let mut ops: Vec<Op> = vec![
+        (
+            "invlpg",
+            &op_invlpg,
+            &fl_invlpg,
+            "INVLPG of one mapped page",
+            "INVLPG of every page of the chase (one gate call at CPL3)",
+        ),
+        (
+            "cr3",
+            &op_cr3,
+            &op_cr3,
+            "CR3 reload with its own value",
+            "CR3 reload",
+        ),
+    ];
+    let invpcid_skip = if !features.invpcid {
+        Some("INVPCID not offered: CPUID 7.0 EBX bit 10 is 0")
+    } else if is_pvm() {
+        Some("CPUID offers INVPCID, but under kvm_pvm CPL0 instructions are emulated and its emulator does not implement INVPCID (KVM internal error, emulation failure): skipped")
+    } else {
+        None
+    };
+    if invpcid_skip.is_none() {
+        ops.push((
+            "invpcid",
+            &op_invpcid,
+            &fl_invpcid,
+            "INVPCID type 0 (one address, PCID 0)",
+            "INVPCID type 3 (all contexts, non-global)",
+        ));
+    } else if let Some(why) = invpcid_skip {
+        for n in ["tlbflush/invpcid", "tlbflush/invpcid/refill"] {
+            Bench::new("tlbflush", n.to_string())
+                .param("cpl", cpl)
+                .emit_status(BenchStatus::Unsupported, why);
+        }
+    }
+    for (name, op, flush, what, flush_what) in ops {
+        let mut s = timing::per_op(cfg.samples, 8, op);
+        Bench::new("tlbflush", format!("tlbflush/{name}"))
+            .param("cpl", cpl)
+            .extra("operation", what)
+            .extra("mechanism", via)
+            .emit_cycles(&mut s);
+
+        // Refill: chase over all pages after the flush vs after a no-op gate call.
+        let mut d: Vec<f64> = Vec::with_capacity(cfg.samples as usize);
+        let mut flushed: Vec<f64> = Vec::new();
+        let mut baseline: Vec<f64> = Vec::new();
+        for _ in 0..cfg.samples.max(1) {
+            p = chase(p, pages);
+            if cpl == 0 {
+                // nothing to mirror: the flush itself has no gate
+            } else {
+                privileged::gate(gate_op::NOP, 0, 0);
+            }
+            let a = tsc::start();
+            p = chase(p, pages);
+            let z = tsc::stop();
+            let base = ((z - a) as f64 - ovh) / pages as f64;
+            flush();
+            let a = tsc::start();
+            p = chase(p, pages);
+            let z = tsc::stop();
+            let after = ((z - a) as f64 - ovh) / pages as f64;
+            d.push(after - base);
+            flushed.push(after);
+            baseline.push(base);
+        }
+        let med = |v: &mut Vec<f64>| {
+            v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(core::cmp::Ordering::Equal));
+            v[v.len() / 2]
+        };
+        Bench::new("tlbflush", format!("tlbflush/{name}/refill"))
+            .param("cpl", cpl)
+            .param("pages", pages)
+            .extra("flush", flush_what)
+            .extra("unit_note", "extra cycles per page of a random one-line-per-page chase over a 4K-mapped (scattered) buffer: after the flush minus after a no-op gate call")
+            .extra("chase_after_flush_median", med(&mut flushed))
+            .extra("chase_baseline_median", med(&mut baseline))
+            .emit_cycles_f64(&mut d);
+    }
+    core::hint::black_box(p);
+    drop(page_addrs);
+    buf.free();
+}
+
