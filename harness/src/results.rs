@@ -29,6 +29,19 @@ pub struct RunResults {
     pub info: BTreeMap<String, serde_json::Value>,
     #[serde(default)]
     pub faults: Vec<FaultRecord>,
+    /// Lines from the guest that looked like records but were refused (too long, too many,
+    /// undecodable); any entry makes the run incomplete and fail (exit 1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejected_records: Vec<RejectedRecord>,
+}
+
+/// One refused results-channel line: why, and its start (sanitized, truncated).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RejectedRecord {
+    /// 0-based boot number in the run.
+    pub boot: u32,
+    pub error: String,
+    pub line: String,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

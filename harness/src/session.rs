@@ -22,7 +22,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use kmbench_protocol::{
-    decode_record, encode_request, ports, EndRecord, FlushMode, GuestExit, GuestPlan, Hello,
+    channel::Line, encode_request, ports, EndRecord, FlushMode, GuestExit, GuestPlan, Hello,
     MeasurementRecord, PageSize, Record, Request, CMDLINE_PLAN_KEY,
 };
 
@@ -268,11 +268,10 @@ impl GuestSession {
 
         let (tx, rx) = mpsc::channel::<Msg>();
         let stdout = child.stdout.take().expect("piped stdout");
-        qemu::read_lines(stdout, move |line| {
-            let msg = match decode_record(&line) {
-                Some(Ok(rec)) => Msg::Record(rec),
-                Some(Err(e)) => Msg::Bad(format!("{}: {e}", line.trim_end())),
-                None => return true,
+        qemu::read_records(stdout, move |line| {
+            let msg = match line {
+                Line::Record(rec) => Msg::Record(rec),
+                Line::Rejected(r) => Msg::Bad(format!("{}: {}", r.reason, r.head)),
             };
             tx.send(msg).is_ok()
         });

@@ -84,6 +84,7 @@ fn run(id: &str, benchmarks: Vec<BenchEntry>) -> RunResults {
         selftests: vec![],
         info: BTreeMap::new(),
         faults: vec![],
+        rejected_records: vec![],
     }
 }
 

@@ -67,6 +67,7 @@ fn sample_run() -> RunResults {
         selftests: vec![],
         info: BTreeMap::new(),
         faults: vec![],
+        rejected_records: vec![],
     }
 }
 

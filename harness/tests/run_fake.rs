@@ -83,10 +83,7 @@ fn success_parses_records_and_writes_results() {
     assert_eq!(r.env.qemu_version, "QEMU emulator version 7.2.99 (fake)");
     assert_eq!(r.env.config_hash.len(), 64);
     assert!(r.env.guest.is_some());
-    assert!(
-        r.env.extra.contains_key("bad_records"),
-        "the malformed record line is kept for inspection"
-    );
+    assert!(r.rejected_records.is_empty());
     let records = std::fs::read_to_string(out.join("records.jsonl")).unwrap();
     assert_eq!(records.lines().count(), 6);
     assert!(std::fs::read_to_string(out.join("guest.log"))
@@ -284,4 +281,52 @@ fn hugetlbfs_without_reserved_pages_fails_clearly() {
         stderr.contains("needs 1024 free 2 MiB huge pages") && stderr.contains("nr_hugepages"),
         "{stderr}"
     );
+}
+
+/// Hostile results-channel content: a malformed line and an over-long line are stated in
+/// results.json (`rejected_records`), make the run incomplete and exit 1 with a word;
+/// escape sequences in guest-supplied names never reach the terminal or results.json raw.
+#[test]
+fn rejected_and_hostile_records_are_stated() {
+    for (mode, error) in [
+        ("bad_record", "undecodable record"),
+        ("long_line", "exceeds the 262144-byte cap"),
+        ("raw_escapes", "control character"),
+    ] {
+        let (_t, cfg, out) = setup("ok.toml", TIMER);
+        let (code, stdout, stderr) = run(kmbench(&out, &cfg, &[]).env("FAKE_QEMU_MODE", mode));
+        assert_eq!(code, 1, "{mode}: stdout:\n{stdout}\nstderr:\n{stderr}");
+        assert!(stderr.contains("rejected"), "{mode}: {stderr}");
+        let r = results(&out);
+        assert!(!r.complete, "{mode}");
+        assert_eq!(r.exit.as_ref().unwrap().status, "rejected_records");
+        assert_eq!(r.rejected_records.len(), 1, "{mode}");
+        assert!(
+            r.rejected_records[0].error.contains(error),
+            "{mode}: {:?}",
+            r.rejected_records
+        );
+        assert!(r.rejected_records[0].line.len() < 1000);
+        assert!(
+            !stdout.contains('\u{1b}') && !stderr.contains('\u{1b}'),
+            "{mode}"
+        );
+        assert!(!r.rejected_records[0].line.contains('\u{1b}'), "{mode}");
+        // The good records around it are all kept.
+        assert_eq!(r.benchmarks.len(), 2, "{mode}");
+    }
+    let (_t, cfg, out) = setup("ok.toml", TIMER);
+    let (code, stdout, stderr) = run(kmbench(&out, &cfg, &[]).env("FAKE_QEMU_MODE", "escapes"));
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        !stdout.contains('\u{1b}') && !stderr.contains('\u{1b}'),
+        "{stdout}"
+    );
+    assert!(!stdout.contains('\u{7}'), "{stdout}");
+    let r = results(&out);
+    assert_eq!(r.benchmarks.len(), 3);
+    assert!(r
+        .benchmarks
+        .iter()
+        .any(|b| b.name.starts_with("timer/\\u{1b}[2J")));
 }

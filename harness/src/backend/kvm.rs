@@ -37,7 +37,8 @@ use std::sync::{Arc, Once};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use kmbench_protocol::{decode_record, ports, GuestExit};
+use kmbench_protocol::channel::{Line, RecordReader};
+use kmbench_protocol::{ports, GuestExit};
 use kvm_bindings::{
     kvm_cpuid_entry2, kvm_fpu, kvm_pit_config, kvm_regs, kvm_segment, kvm_userspace_memory_region,
     CpuId, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY,
@@ -766,7 +767,7 @@ enum Exit {
 struct Devices {
     log: std::io::BufWriter<std::fs::File>,
     verbose: bool,
-    results_buf: Vec<u8>,
+    results: RecordReader,
     serial_scratch: u8,
     stats: VmmStats,
     stderr: String,
@@ -785,21 +786,11 @@ impl Devices {
         bump(&mut self.stats.unknown_ports, &key);
     }
 
-    fn emit_line(&mut self, line: &[u8], on_event: &mut dyn FnMut(Event)) {
-        let text = String::from_utf8_lossy(line);
-        match decode_record(&text) {
-            Some(Ok(r)) => {
-                if self.stats.first_record_us.is_none() {
-                    self.stats.first_record_us = Some(self.t0.elapsed().as_secs_f64() * 1e6);
-                }
-                on_event(Event::Record(r));
-            }
-            Some(Err(e)) => on_event(Event::BadRecord {
-                line: text.trim_end().to_string(),
-                error: e.to_string(),
-            }),
-            None => {}
+    fn emit_line(&mut self, line: Line, on_event: &mut dyn FnMut(Event)) {
+        if matches!(line, Line::Record(_)) && self.stats.first_record_us.is_none() {
+            self.stats.first_record_us = Some(self.t0.elapsed().as_secs_f64() * 1e6);
         }
+        on_event(super::qemu::line_event(line));
     }
 
     /// Bytes the guest wrote to `port` (via an exit or the coalesced ring).
@@ -823,11 +814,9 @@ impl Devices {
                 }
             }
             ports::RESULTS => {
-                self.results_buf.extend_from_slice(data);
-                while let Some(nl) = self.results_buf.iter().position(|&b| b == b'\n') {
-                    let line: Vec<u8> = self.results_buf.drain(..=nl).collect();
-                    self.emit_line(&line, on_event);
-                }
+                let mut results = std::mem::take(&mut self.results);
+                results.push(data, &mut |l| self.emit_line(l, on_event));
+                self.results = results;
             }
             ports::EXIT => {
                 let mut v = [0u8; 4];
@@ -942,7 +931,7 @@ impl Backend for KvmVmm {
         let mut dev = Devices {
             log: std::io::BufWriter::new(log_file),
             verbose: spec.verbose,
-            results_buf: Vec::with_capacity(4096),
+            results: RecordReader::new(),
             serial_scratch: 0,
             stats: VmmStats::default(),
             stderr: String::new(),
@@ -1078,10 +1067,10 @@ impl Backend for KvmVmm {
         let mut stats = std::mem::take(&mut dev.stats);
         stats.total_us = t0.elapsed().as_secs_f64() * 1e6;
         // A record line cut short by the exit still counts (QEMU's reader does the same).
-        if !dev.results_buf.is_empty() {
-            let rest = std::mem::take(&mut dev.results_buf);
+        {
+            let mut results = std::mem::take(&mut dev.results);
             dev.stats = stats;
-            dev.emit_line(&rest, on_event);
+            results.finish(&mut |l| dev.emit_line(l, on_event));
             stats = std::mem::take(&mut dev.stats);
         }
         let _ = dev.log.flush();

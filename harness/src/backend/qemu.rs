@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use kmbench_protocol::{decode_record, ports, GuestExit};
+use kmbench_protocol::channel::{Line, RecordReader};
+use kmbench_protocol::{ports, GuestExit};
 use xshell::{cmd, Shell};
 
 use super::{Backend, BootEnd, BootReport, Event, LaunchSpec};
@@ -108,10 +109,10 @@ impl Backend for Qemu {
         let started = Instant::now();
         on_event(Event::Launched);
 
-        // stdout → lines over a channel.
-        let (tx, rx) = mpsc::channel::<String>();
+        // stdout → records over a channel.
+        let (tx, rx) = mpsc::channel::<Line>();
         let stdout = child.stdout.take().expect("piped stdout");
-        let out_thread = read_lines(stdout, move |line| tx.send(line).is_ok());
+        let out_thread = read_records(stdout, move |line| tx.send(line).is_ok());
         // stderr → collected (and echoed when verbose).
         let stderr_buf = Arc::new(Mutex::new(String::new()));
         let err_thread = {
@@ -167,17 +168,10 @@ impl Backend for Qemu {
             if stdout_open {
                 match rx.recv_timeout(wait) {
                     Ok(line) => {
-                        match decode_record(&line) {
-                            Some(Ok(r)) => {
-                                records += 1;
-                                on_event(Event::Record(r));
-                            }
-                            Some(Err(e)) => on_event(Event::BadRecord {
-                                line: line.trim_end().to_string(),
-                                error: e.to_string(),
-                            }),
-                            None => {}
+                        if matches!(line, Line::Record(_)) {
+                            records += 1;
                         }
+                        on_event(line_event(line));
                         continue;
                     }
                     Err(mpsc::RecvTimeoutError::Timeout) => continue,
@@ -240,27 +234,40 @@ pub(crate) fn spawn(command: &mut Command, binary: &Path) -> Result<Child> {
         })
 }
 
-/// On a new thread, hand each line of `stdout` (lossy UTF-8, newline kept) to `line` until
-/// EOF, a read error, or `line` returning false.
-pub(crate) fn read_lines(
-    stdout: impl Read + Send + 'static,
-    mut line: impl FnMut(String) -> bool + Send + 'static,
+/// On a new thread, read the results channel from `stdout` through a
+/// [`RecordReader`] (line and record caps, sanitized strings) and hand each record or
+/// rejected line to `line` until EOF, a read error, or `line` returning false.
+pub(crate) fn read_records(
+    mut stdout: impl Read + Send + 'static,
+    mut line: impl FnMut(Line) -> bool + Send + 'static,
 ) -> thread::JoinHandle<()> {
     thread::spawn(move || {
-        let mut r = BufReader::new(stdout);
-        let mut buf = Vec::new();
-        loop {
-            buf.clear();
-            match r.read_until(b'\n', &mut buf) {
+        let mut reader = RecordReader::new();
+        let mut chunk = vec![0u8; 64 * 1024];
+        let mut open = true;
+        while open {
+            match stdout.read(&mut chunk) {
                 Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    if !line(String::from_utf8_lossy(&buf).into_owned()) {
-                        break;
-                    }
-                }
+                Ok(n) => reader.push(&chunk[..n], &mut |l| open &= line(l)),
             }
         }
+        if open {
+            reader.finish(&mut |l| {
+                line(l);
+            });
+        }
     })
+}
+
+/// A results-channel line as a backend event.
+pub(crate) fn line_event(l: Line) -> Event {
+    match l {
+        Line::Record(r) => Event::Record(r),
+        Line::Rejected(r) => Event::BadRecord {
+            line: r.head,
+            error: r.reason.to_string(),
+        },
+    }
 }
 
 fn kill(child: &mut Child) {

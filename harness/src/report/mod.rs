@@ -267,6 +267,7 @@ mod tests {
                 },
             ],
             info: BTreeMap::new(),
+            rejected_records: vec![],
             faults: vec![FaultRecord {
                 exit: GuestExit::Panic,
                 message: "oops".into(),

@@ -6,7 +6,7 @@ use super::boots::BootData;
 use super::pool;
 use super::variants::{self, VariantRun};
 use super::verdict::Verdict;
-use crate::results::{ExitInfo, RunResults};
+use crate::results::{ExitInfo, RejectedRecord, RunResults};
 
 /// Combine the boots into `results.json` content.
 pub fn assemble(
@@ -44,17 +44,24 @@ pub fn assemble(
         }
     }
     base.faults = boots.iter().flat_map(|b| b.faults.clone()).collect();
-    let bad: Vec<String> = boots.iter().flat_map(|b| b.bad_records.clone()).collect();
-    if !bad.is_empty() {
-        base.env
-            .extra
-            .insert("bad_records".into(), serde_json::json!(bad));
-    }
+    base.rejected_records = boots
+        .iter()
+        .enumerate()
+        .flat_map(|(i, b)| {
+            b.bad_records.iter().map(move |(error, line)| RejectedRecord {
+                boot: i as u32,
+                error: error.clone(),
+                line: line.clone(),
+            })
+        })
+        .collect();
     match verdict {
         Some(v) => {
-            // Complete = every planned boot finished reporting (sent its end record).
-            base.complete =
-                boots.len() as u32 == planned_boots && boots.iter().all(|b| b.end.is_some());
+            // Complete = every planned boot finished reporting (sent its end record)
+            // and nothing it sent was refused.
+            base.complete = boots.len() as u32 == planned_boots
+                && boots.iter().all(|b| b.end.is_some())
+                && base.rejected_records.is_empty();
             base.exit = Some(ExitInfo {
                 status: v.info.status.clone(),
                 code: v.info.code,

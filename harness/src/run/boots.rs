@@ -34,7 +34,8 @@ pub struct BootData {
     pub info: BTreeMap<String, serde_json::Value>,
     pub faults: Vec<FaultRecord>,
     pub end: Option<EndRecord>,
-    pub bad_records: Vec<String>,
+    /// (error, start of the line) of every refused results-channel line.
+    pub bad_records: Vec<(String, String)>,
     pub boot_ms: Option<f64>,
     pub records: usize,
 }
@@ -182,9 +183,7 @@ fn boot_one(
                     }
                     data.push(r);
                 }
-                Event::BadRecord { line, error } => {
-                    data.bad_records.push(format!("{error}: {line}"))
-                }
+                Event::BadRecord { line, error } => data.bad_records.push((error, line)),
             }
         });
         boot_done.store(true, Ordering::Relaxed);

@@ -82,6 +82,7 @@ pub fn execute(args: &Args) -> Result<RunOutcome> {
         selftests: vec![],
         info: BTreeMap::new(),
         faults: vec![],
+        rejected_records: vec![],
     };
 
     let _signals = SignalGuard::install();

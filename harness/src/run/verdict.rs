@@ -68,6 +68,19 @@ pub fn of_boot(end: &BootEnd, data: &BootData, timeout_s: u64) -> Verdict {
                     ),
                 );
             }
+            if let Some((error, line)) = data.bad_records.first() {
+                return mk(
+                    false,
+                    status::FAILURE,
+                    "rejected_records",
+                    Some(*raw),
+                    format!(
+                        "{} line(s) from the guest were rejected (results.json \
+                         rejected_records); first: {error}: {line}",
+                        data.bad_records.len()
+                    ),
+                );
+            }
             mk(
                 true,
                 status::SUCCESS,

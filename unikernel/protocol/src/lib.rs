@@ -14,6 +14,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
+pub mod channel;
 pub mod limits;
 pub mod plan;
 pub mod stats;
@@ -310,12 +311,16 @@ pub fn encode_record(record: &Record) -> String {
     line
 }
 
-/// Parse one results-channel line; `None` for lines that are not records.
+/// Parse one results-channel line; `None` for lines that are not records. Strings are
+/// sanitized ([`channel::sanitize`]); a stream of lines goes through [`channel::RecordReader`].
 pub fn decode_record(line: &str) -> Option<Result<Record, serde_json::Error>> {
     let body = line
         .trim_end_matches(['\r', '\n'])
         .strip_prefix(RECORD_PREFIX)?;
-    Some(serde_json::from_str(body))
+    Some(serde_json::from_str(body).map(|mut r: Record| {
+        r.sanitize();
+        r
+    }))
 }
 
 /// Helper for building params maps.
