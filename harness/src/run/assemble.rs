@@ -48,11 +48,13 @@ pub fn assemble(
         .iter()
         .enumerate()
         .flat_map(|(i, b)| {
-            b.bad_records.iter().map(move |(error, line)| RejectedRecord {
-                boot: i as u32,
-                error: error.clone(),
-                line: line.clone(),
-            })
+            b.bad_records
+                .iter()
+                .map(move |(error, line)| RejectedRecord {
+                    boot: i as u32,
+                    error: error.clone(),
+                    line: line.clone(),
+                })
         })
         .collect();
     match verdict {
