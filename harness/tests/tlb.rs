@@ -187,5 +187,11 @@ host_backing = "hugetlbfs"
     kmbench::report::tlb::print_report(res, &mut out).unwrap();
     let text = String::from_utf8(out).unwrap();
     assert!(text.contains("[small]") && text.contains("[thp]"), "{text}");
-    assert!(r.tmp.path().join("run/tlb-random-small.svg").exists());
+    // One chart per pattern, one panel per variant (host backing side by side).
+    let svg = std::fs::read_to_string(r.tmp.path().join("run/tlb-random.svg")).unwrap();
+    assert!(
+        svg.contains("variant small") && svg.contains("variant thp"),
+        "{svg}"
+    );
+    assert!(r.tmp.path().join("run/index.html").exists());
 }

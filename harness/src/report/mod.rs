@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use crate::results::RunResults;
 use crate::run_dir::{list_runs, load_run, resolve_run};
 
+pub mod charts;
+pub mod html;
 pub mod list;
 pub mod plot;
 pub mod table;
@@ -59,17 +61,46 @@ pub fn main(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 .unwrap_or_else(|| PathBuf::from(".")),
         };
         std::fs::create_dir_all(&dir)?;
-        let written = plot::write_plots(&run, &dir)?;
-        if written.is_empty() {
-            writeln!(out, "\nno plots: no benchmark has a size")?;
+        let written = write_outputs(&run, &dir)?;
+        writeln!(out, "\nreport: {}", written.index.display())?;
+        if written.plots.is_empty() {
+            writeln!(out, "no plots: no benchmark has a size")?;
         } else {
-            writeln!(out, "\nplots:")?;
-            for p in written {
-                writeln!(out, "  {}", p.display())?;
-            }
+            writeln!(
+                out,
+                "plots: {} SVG files in {}",
+                written.plots.len(),
+                dir.display()
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What [`write_outputs`] wrote.
+#[derive(Debug)]
+pub struct Written {
+    /// `<chart>.svg`, headline charts first.
+    pub plots: Vec<PathBuf>,
+    /// `index.html`.
+    pub index: PathBuf,
+}
+
+/// Write every chart of `run` as `<name>.svg` and the self-contained `index.html` into
+/// `dir` (what `kmbench run` leaves in the run folder and `kmbench report` rewrites).
+pub fn write_outputs(run: &RunResults, dir: &Path) -> Result<Written, Box<dyn std::error::Error>> {
+    let mut svgs = Vec::new();
+    let mut plots = Vec::new();
+    for c in charts::charts(run) {
+        let svg = plot::render(&c)?;
+        let path = dir.join(format!("{}.svg", c.name));
+        std::fs::write(&path, &svg)?;
+        plots.push(path);
+        svgs.push((c.name, svg));
+    }
+    let index = dir.join("index.html");
+    std::fs::write(&index, html::run_page(run, &svgs))?;
+    Ok(Written { plots, index })
 }
 
 /// Print a stored run: the same summary `kmbench run` prints ([`table::print`]), then the
@@ -82,7 +113,7 @@ pub fn print_run(run: &RunResults, out: &mut impl Write) -> io::Result<()> {
 
 /// The environment beyond the summary's header (start time, config hash, commit, QEMU, mm
 /// flags, the guest's hello, backend extras, the exit code) and the guest's info records.
-fn print_details(run: &RunResults, out: &mut impl Write) -> io::Result<()> {
+pub(crate) fn print_details(run: &RunResults, out: &mut impl Write) -> io::Result<()> {
     let e = &run.env;
     let or_dash = |s: &str| {
         if s.is_empty() {
@@ -222,12 +253,12 @@ mod tests {
             entry("kmalloc/pair/2M", "kmalloc", 9000.0, &[]),
             entry("timer/rdtsc", "timer", 30.0, &[]),
         ];
-        for mapping in ["4K", "2M"] {
+        for mapping in ["direct-4K", "direct-2M"] {
             for ws in [4096u64, 1 << 20, 64 << 20] {
                 benchmarks.push(entry(
                     &format!("tlb/random/{mapping}/{ws}"),
                     "tlb",
-                    3.0 + (ws >> 16) as f64 * if mapping == "4K" { 0.5 } else { 0.05 },
+                    3.0 + (ws >> 16) as f64 * if mapping == "direct-4K" { 0.5 } else { 0.05 },
                     &[
                         ("bytes", ws.into()),
                         ("mapping", mapping.into()),
@@ -316,34 +347,54 @@ mod tests {
     }
 
     #[test]
-    fn plots_are_svg_with_text() {
+    fn plots_are_svg_with_text_and_index_inlines_them() {
         let dir = tempfile::tempdir().unwrap();
-        let written = plot::write_plots(&sample(), dir.path()).unwrap();
+        let written = write_outputs(&sample(), dir.path()).unwrap();
         let names: Vec<String> = written
+            .plots
             .iter()
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
         assert_eq!(
             names,
-            ["latency-kmalloc.svg", "tlb-random.svg"],
-            "timer has no sizes, vmalloc only an oom entry"
+            ["tlb-random.svg", "tlb-ratio.svg", "latency-kmalloc.svg"],
+            "timer has no sizes, vmalloc only an oom entry (no alloc-cost chart)"
         );
         let tlb = std::fs::read_to_string(dir.path().join("tlb-random.svg")).unwrap();
         assert!(tlb.starts_with("<svg"));
+        for needle in [
+            "working set",
+            "4 KiB",
+            "64 MiB",
+            "direct-4K",
+            "direct-2M",
+            " ns\n</text>",
+        ] {
+            assert!(tlb.contains(needle), "{needle:?} missing in {tlb}");
+        }
         assert!(
-            tlb.contains("<text")
-                && tlb.contains("working set")
-                && tlb.contains("4 KiB")
-                && tlb.contains("64 MiB"),
-            "{tlb}"
-        );
-        assert_eq!(
-            tlb.matches(r#"stroke-width="2""#).count(),
-            2 + 2,
-            "one line per mapping, plus legend marks"
+            !tlb.contains("cycles"),
+            "all entries have ns: the axis is in ns"
         );
         let km = std::fs::read_to_string(dir.path().join("latency-kmalloc.svg")).unwrap();
         assert!(km.contains("kmalloc/pair"));
+        let html = std::fs::read_to_string(&written.index).unwrap();
+        assert_eq!(html.matches("<svg").count(), 3, "every chart inlined once");
+        for remote in ["src=", "href=\"http", "@import", "url("] {
+            assert!(
+                !html.contains(remote),
+                "nothing loaded from elsewhere: {remote}"
+            );
+        }
+        for needle in [
+            "<h1>kmbench run demo</h1>",
+            "INCOMPLETE",
+            "Huge pages or 4K?",
+            "1 passed, 1 failed",
+            "TLB analysis",
+        ] {
+            assert!(html.contains(needle), "{needle:?} missing");
+        }
     }
 
     #[test]

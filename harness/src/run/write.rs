@@ -1,5 +1,5 @@
-//! Stage 4 of a run, the write: the final `results.json`, the TLB report and plots when
-//! the run has TLB sweeps, the summary tables on stdout, and the one-line reason a failed
+//! Stage 4 of a run, the write: the final `results.json`, the charts and `index.html`,
+//! the TLB report when the run has TLB sweeps, the summary tables on stdout, and the one-line reason a failed
 //! run prints.
 use std::io::Write;
 
@@ -9,7 +9,7 @@ use super::plan::{note, Plan};
 use super::verdict::Verdict;
 use super::RunOutcome;
 use crate::error::Result;
-use crate::report::{plot, table, tlb};
+use crate::report::{table, tlb};
 use crate::results::RunResults;
 
 /// Write and print the finished run judged by `verdict`.
@@ -23,24 +23,24 @@ pub fn finish(
     let results = results(base, &plan.runs, plan.boots);
     let path = folder.write_results(&results)?;
 
-    // TLB sweeps: their report and plots (tlb-<pattern>.svg) come with the run.
+    // Every run leaves its charts (<chart>.svg) and index.html in the run folder.
     let has_tlb = tlb::has_tlb(&results);
-    let plots = if has_tlb {
-        plot::write_plots(&results, &folder.dir).unwrap_or_else(|e| {
-            note(quiet, format!("warning: plots not written: {e}"));
-            vec![]
-        })
-    } else {
-        vec![]
-    };
+    let report = crate::report::write_outputs(&results, &folder.dir)
+        .map_err(|e| note(quiet, format!("warning: report not written: {e}")))
+        .ok();
     if !quiet {
         let mut out = std::io::stdout().lock();
         let _ = table::print(&results, &mut out);
         if has_tlb {
             let _ = tlb::print_report(&results, &mut out);
-            for f in &plots {
-                let _ = writeln!(out, "plot: {}", f.display());
-            }
+        }
+        if let Some(w) = &report {
+            let _ = writeln!(
+                out,
+                "report: {} ({} charts)",
+                w.index.display(),
+                w.plots.len()
+            );
         }
     }
     println!("results: {}", path.display());
