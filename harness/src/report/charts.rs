@@ -762,6 +762,7 @@ mod tests {
             selftests: vec![],
             info: Default::default(),
             faults: vec![],
+            rejected_records: vec![],
         }
     }
 
