@@ -47,6 +47,9 @@ pub enum HarnessError {
     #[error("cannot find the kmbench workspace root (a Cargo.toml with [workspace]) above {}", .0.display())]
     NoWorkspace(PathBuf),
 
+    #[error("{} is in use by another kmbench run{}: wait for it to finish or pass another --out", .dir.display(), .pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    FolderBusy { dir: PathBuf, pid: Option<u32> },
+
     #[error("{0}")]
     Other(String),
 }

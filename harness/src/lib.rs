@@ -11,5 +11,6 @@ pub mod report;
 pub mod results;
 pub mod run;
 pub mod run_dir;
+pub mod safe_fs;
 pub mod session;
 pub mod stats;

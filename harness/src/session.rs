@@ -222,16 +222,19 @@ impl GuestSession {
         let plan_json =
             serde_json::to_string(&plan).map_err(|e| other(format!("serialising plan: {e}")))?;
 
-        let dir = std::env::temp_dir().join(format!(
-            "kmbench-session-{}-{}",
-            std::process::id(),
-            SESSION_SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| HarnessError::io(format!("creating {}", dir.display()), e))?;
+        // A fresh private folder (mode 0700, unique name): nothing planted in the shared
+        // temp folder can stand in for the log or the socket.
+        let dir = tempfile::Builder::new()
+            .prefix(&format!(
+                "kmbench-session-{}-{}-",
+                std::process::id(),
+                SESSION_SEQ.fetch_add(1, Ordering::Relaxed)
+            ))
+            .tempdir()
+            .map_err(|e| HarnessError::io("creating the session folder", e))?
+            .keep();
         let log_path = dir.join("guest.log");
-        std::fs::File::create(&log_path)
+        crate::safe_fs::create_fresh(&log_path)
             .map_err(|e| HarnessError::io(format!("creating {}", log_path.display()), e))?;
         let sock = dir.join("ctl.sock");
         let listener = UnixListener::bind(&sock)
@@ -258,7 +261,10 @@ impl GuestSession {
         let mut command = Qemu::new(qemu_bin.clone())?.describe(&spec);
         command.extend([
             "-chardev".to_string(),
-            format!("socket,id=ctl,path={}", sock.display()),
+            format!(
+                "socket,id=ctl,path={}",
+                crate::safe_fs::qemu_opt_value(&sock.display().to_string())
+            ),
             "-device".to_string(),
             format!("isa-serial,chardev=ctl,iobase={:#x},irq=3", ports::CONTROL),
         ]);

@@ -330,3 +330,89 @@ fn rejected_and_hostile_records_are_stated() {
         .iter()
         .any(|b| b.name.starts_with("timer/\\u{1b}[2J")));
 }
+
+/// Output folders: one run per folder (the second is refused, exit 2, naming the folder);
+/// symlinks planted under kmbench's file names are replaced, never written through; a
+/// comma in --out reaches QEMU escaped; a reused folder keeps no file of the earlier run.
+#[test]
+fn output_folders_are_locked_private_and_fresh() {
+    let (t, cfg, out) = setup(
+        "hang.toml",
+        "[run]\ntimeout_s = 4\n[guest]\nfault = \"hang\"\n[suites.timer]\nsamples = 10\n",
+    );
+    let mut first = kmbench(&out, &cfg, &[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lock = out.join(".kmbench.lock");
+    let t0 = Instant::now();
+    while !std::fs::read_to_string(&lock).is_ok_and(|s| !s.trim().is_empty()) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "first run never locked its folder"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (_t2, ok, _) = setup("ok.toml", TIMER);
+    let (code, _, stderr) = run(&mut kmbench(&out, &ok, &[]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("in use by another kmbench run")
+            && stderr.contains(&format!("pid {}", first.id())),
+        "{stderr}"
+    );
+    assert_eq!(
+        first.wait().unwrap().code(),
+        Some(3),
+        "the first run is unharmed (timeout)"
+    );
+    assert_eq!(results(&out).exit.unwrap().status, "timeout");
+
+    // Planted symlinks, an earlier run's files and a user's own file.
+    let victim = t.path().join("victim");
+    std::fs::write(&victim, "precious").unwrap();
+    for name in [
+        "guest.log",
+        "records.jsonl",
+        ".results.json.tmp",
+        "results.json",
+    ] {
+        let p = out.join(name);
+        let _ = std::fs::remove_file(&p);
+        std::os::unix::fs::symlink(&victim, &p).unwrap();
+    }
+    std::fs::write(out.join("guest-old@x-1.log"), "stale").unwrap();
+    std::fs::write(out.join("latency-old.svg"), "stale").unwrap();
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    let (code, stdout, stderr) = run(&mut kmbench(&out, &ok, &[]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    assert!(
+        stderr.contains("removed") && stderr.contains("guest-old@x-1.log"),
+        "{stderr}"
+    );
+    assert!(!out.join("guest-old@x-1.log").exists() && !out.join("latency-old.svg").exists());
+    assert_eq!(
+        std::fs::read_to_string(out.join("notes.txt")).unwrap(),
+        "mine"
+    );
+    for name in ["guest.log", "records.jsonl", "results.json"] {
+        assert!(
+            !std::fs::symlink_metadata(out.join(name))
+                .unwrap()
+                .is_symlink(),
+            "{name}"
+        );
+    }
+    assert!(results(&out).complete);
+
+    // A comma (and a space) in --out.
+    let odd = t.path().join("a,b c");
+    let (code, stdout, stderr) = run(&mut kmbench(&odd, &ok, &[]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(std::fs::read_to_string(odd.join("guest.log"))
+        .unwrap()
+        .contains("fake guest booting"));
+    assert!(!t.path().join("a").exists());
+}

@@ -926,7 +926,7 @@ impl Backend for KvmVmm {
     }
 
     fn boot(&mut self, spec: &LaunchSpec, on_event: &mut dyn FnMut(Event)) -> Result<BootReport> {
-        let log_file = std::fs::File::create(&spec.log_path)
+        let log_file = crate::safe_fs::create_fresh(&spec.log_path)
             .map_err(|e| HarnessError::io(format!("creating {}", spec.log_path.display()), e))?;
         let mut dev = Devices {
             log: std::io::BufWriter::new(log_file),

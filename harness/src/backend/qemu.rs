@@ -74,7 +74,10 @@ impl Qemu {
         let cmdline = &spec.cmdline;
         let backing = Self::backing_args(spec);
         let exit_dev = format!("isa-debug-exit,iobase={:#x},iosize=0x04", ports::EXIT);
-        let log = format!("file,id=log,path={}", spec.log_path.display());
+        let log = format!(
+            "file,id=log,path={}",
+            crate::safe_fs::qemu_opt_value(&spec.log_path.display().to_string())
+        );
         let debugcon = format!("isa-debugcon,iobase={:#x},chardev=res", ports::RESULTS);
         cmd!(
             self.sh,
@@ -103,7 +106,7 @@ impl Backend for Qemu {
     }
 
     fn boot(&mut self, spec: &LaunchSpec, on_event: &mut dyn FnMut(Event)) -> Result<BootReport> {
-        std::fs::File::create(&spec.log_path)
+        crate::safe_fs::create_fresh(&spec.log_path)
             .map_err(|e| HarnessError::io(format!("creating {}", spec.log_path.display()), e))?;
         let mut child = spawn(&mut self.command(spec).into(), &self.binary)?;
         let started = Instant::now();

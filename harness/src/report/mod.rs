@@ -94,12 +94,12 @@ pub fn write_outputs(run: &RunResults, dir: &Path) -> Result<Written, Box<dyn st
     for c in charts::charts(run) {
         let svg = plot::render(&c)?;
         let path = dir.join(format!("{}.svg", c.name));
-        std::fs::write(&path, &svg)?;
+        crate::safe_fs::write_atomic(&path, svg.as_bytes())?;
         plots.push(path);
         svgs.push((c.name, svg));
     }
     let index = dir.join("index.html");
-    std::fs::write(&index, html::run_page(run, &svgs))?;
+    crate::safe_fs::write_atomic(&index, html::run_page(run, &svgs).as_bytes())?;
     Ok(Written { plots, index })
 }
 

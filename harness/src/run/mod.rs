@@ -85,6 +85,17 @@ pub fn execute(args: &Args) -> Result<RunOutcome> {
         rejected_records: vec![],
     };
 
+    if !folder.removed_stale.is_empty() {
+        note(
+            plan.quiet,
+            format!(
+                "{} reused: removed {} file(s) of an earlier run ({})",
+                folder.dir.display(),
+                folder.removed_stale.len(),
+                folder.removed_stale.join(", ")
+            ),
+        );
+    }
     let _signals = SignalGuard::install();
     let mut records = folder.open_records()?;
     note(

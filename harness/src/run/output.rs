@@ -9,7 +9,12 @@
 //!   the start, while records stream in, after every boot and at the end
 //!   ([`RunFolder::write_results`]);
 //! * `guest*.log`: each boot's human-readable guest log ([`RunFolder::log_path`]);
-//! * `tlb-*.svg`: plots, when the run has TLB sweeps.
+//! * `*.svg`: plots, when the run has sweeps;
+//! * `.kmbench.lock`: the folder's lock, held while a run writes there (a second run into
+//!   the same folder is refused, exit 2).
+//!
+//! A reused folder loses the earlier run's files ([`is_run_output`]) before the run starts;
+//! every file is created without following symlinks ([`crate::safe_fs`]).
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -19,12 +24,27 @@ use kmbench_protocol::Record;
 use super::clock::run_id;
 use crate::error::{HarnessError, IoContext, Result};
 use crate::results::RunResults;
+use crate::safe_fs;
 
-/// A run's folder and id.
-#[derive(Debug, Clone)]
+/// A run's folder and id, claimed for the run's lifetime (see [`safe_fs::lock_folder`]).
+#[derive(Debug)]
 pub struct RunFolder {
     pub id: String,
     pub dir: PathBuf,
+    /// Files of an earlier run removed from a reused `--out` folder.
+    pub removed_stale: Vec<String>,
+    _lock: safe_fs::FolderLock,
+}
+
+/// Whether `name` is a file an earlier `kmbench run` leaves in its folder (and a new run
+/// into the same folder must not keep).
+pub fn is_run_output(name: &str) -> bool {
+    name == "results.json"
+        || name == "records.jsonl"
+        || (name.starts_with("guest") && name.ends_with(".log"))
+        || name.ends_with(".svg")
+        || name == "index.html"
+        || (name.starts_with(".results.json") && name.ends_with(".tmp"))
 }
 
 impl RunFolder {
@@ -38,21 +58,63 @@ impl RunFolder {
     ) -> Result<RunFolder> {
         let mut id = run_id(started, config);
         let dir = match out {
-            Some(d) => d.to_path_buf(),
+            Some(d) => {
+                std::fs::create_dir_all(d).ctx(|| format!("creating {}", d.display()))?;
+                d.to_path_buf()
+            }
             None => {
                 let base = root.join("results");
-                let mut dir = base.join(&id);
+                std::fs::create_dir_all(&base).ctx(|| format!("creating {}", base.display()))?;
+                // create_dir, not exists-then-create: two runs started in the same second
+                // never share a folder.
                 let mut n = 2;
-                while dir.exists() {
-                    id = format!("{}-{n}", run_id(started, config));
-                    dir = base.join(&id);
-                    n += 1;
+                loop {
+                    let dir = base.join(&id);
+                    match std::fs::create_dir(&dir) {
+                        Ok(()) => break dir,
+                        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                            id = format!("{}-{n}", run_id(started, config));
+                            n += 1;
+                        }
+                        Err(e) => {
+                            return Err(HarnessError::io(format!("creating {}", dir.display()), e))
+                        }
+                    }
                 }
-                dir
             }
         };
-        std::fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
-        Ok(RunFolder { id, dir })
+        let lock = match safe_fs::lock_folder(&dir) {
+            Ok(l) => l,
+            Err(safe_fs::LockError::Busy(pid)) => {
+                return Err(HarnessError::FolderBusy {
+                    dir: dir.clone(),
+                    pid,
+                })
+            }
+            Err(safe_fs::LockError::Io(e)) => {
+                return Err(HarnessError::io(format!("locking {}", dir.display()), e))
+            }
+        };
+        // A reused folder: the earlier run's files go, so nothing stale is mistaken for
+        // this run's (other files are left alone).
+        let mut removed_stale = Vec::new();
+        for e in std::fs::read_dir(&dir).ctx(|| format!("reading {}", dir.display()))? {
+            let e = e.ctx(|| format!("reading {}", dir.display()))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let is_file = e.file_type().map(|t| !t.is_dir()).unwrap_or(false);
+            if is_file && is_run_output(&name) {
+                std::fs::remove_file(e.path())
+                    .ctx(|| format!("removing stale {}", e.path().display()))?;
+                removed_stale.push(name);
+            }
+        }
+        removed_stale.sort();
+        Ok(RunFolder {
+            id,
+            dir,
+            removed_stale,
+            _lock: lock,
+        })
     }
 
     /// Where one boot's guest log goes (`name` from `VariantRun::log_name`).
@@ -63,12 +125,7 @@ impl RunFolder {
     /// Start `records.jsonl` (truncating a previous one).
     pub fn open_records(&self) -> Result<RecordsLog> {
         let path = self.dir.join("records.jsonl");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .open(&path)
-            .ctx(|| format!("opening {}", path.display()))?;
+        let file = safe_fs::create_fresh(&path).ctx(|| format!("creating {}", path.display()))?;
         Ok(RecordsLog {
             file,
             path,
@@ -122,20 +179,9 @@ impl RecordsLog {
     }
 }
 
-/// Write `path` atomically: a temporary file in the same directory, then rename.
+/// Write `path` atomically (see [`safe_fs::write_atomic`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("out")
-    ));
-    {
-        let mut f = std::fs::File::create(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
-        f.write_all(bytes)
-            .ctx(|| format!("writing {}", tmp.display()))?;
-        f.sync_all().ctx(|| format!("syncing {}", tmp.display()))?;
-    }
-    std::fs::rename(&tmp, path).ctx(|| format!("renaming {} to {}", tmp.display(), path.display()))
+    safe_fs::write_atomic(path, bytes).ctx(|| format!("writing {}", path.display()))
 }
 
 /// Write `dir/results.json` atomically; returns its path.
