@@ -377,8 +377,8 @@ impl GuestSession {
                     self.info.timer_overhead = i
                         .value
                         .get("timer_overhead")
-                        .and_then(|v| v.as_u64())
-                        .unwrap_or(0);
+                        .and_then(|v| v.as_f64())
+                        .map_or(0, |c| c.round() as u64);
                     return Ok(());
                 }
                 _ => {}

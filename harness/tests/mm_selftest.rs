@@ -81,6 +81,8 @@ fn check_passed(r: &Run, page: &str, accel: &str, cpl: Option<u8>, mm_debug: boo
         "kmalloc/physically_contiguous",
         "vmalloc/guard_page_faults",
         "mm/direct_map_leaf",
+        "vmalloc_huge/2m_leaves",
+        "vmalloc_huge/2m_over_a_freed_4k_range",
     ] {
         assert!(names.contains(&want), "{label}: no `{want}` in {names:?}");
     }

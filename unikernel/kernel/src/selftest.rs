@@ -36,6 +36,7 @@ pub fn run() {
     check("vmalloc/guard_page_faults", vmalloc_guard());
     check("vmalloc/vfree_unmaps", vmalloc_vfree());
     check("vmalloc_huge/2m_leaves", vmalloc_huge());
+    check("vmalloc_huge/2m_over_a_freed_4k_range", vmalloc_huge_over_freed_4k());
     check("stacks/guard_below_run_stack", stack_guard());
     check("mm/oom_returns_null", oom());
     if mm::mm_debug() {
@@ -408,6 +409,75 @@ fn vmalloc_huge() -> Result<String, String> {
     } else {
         Err(format!("leaves {l0:?}/{l1:?}, expected 2M"))
     }
+}
+
+/// Map a 2 MiB-aligned range with 4K leaves, free it, purge, then ask vmalloc_huge for
+/// 2 MiB: first fit hands out the same range, whose emptied PTE table must be freed
+/// (Linux's pmd_free_pte_page) for a 2 MiB leaf to go in. The page-table walk decides.
+fn vmalloc_huge_over_freed_4k() -> Result<String, String> {
+    const M2: usize = 2 << 20;
+    if !mm::prepare_vmalloc(M2) {
+        return Err("not enough memory for 2 MiB".into());
+    }
+    let p = mm::with(|m| {
+        // Ranges freed lazily by earlier tests return to the pool first, so that first fit
+        // sees the same free ranges for both allocations.
+        m.vmalloc.purge_lazy(&mut m.pt);
+        m.vmalloc
+            .vmalloc_align(&mut m.pages, &mut m.pt, M2, M2 as u64, GFP_KERNEL) as u64
+    });
+    if p == 0 {
+        return Err("vmalloc(2 MiB, align 2 MiB) returned null".into());
+    }
+    match translate(p) {
+        Some((_, Leaf::K4, _)) => {}
+        other => return Err(format!("4K area at {p:#x} walks to {other:?}")),
+    }
+    mm::vfree(p as *mut u8);
+    let (freed_before, fallbacks_before) = mm::with(|m| {
+        m.vmalloc.purge_lazy(&mut m.pt);
+        (m.pt.pte_tables_freed, m.vmalloc.stats().huge_fallbacks)
+    });
+    let q = mm::vmalloc_huge(M2, GFP_KERNEL) as u64;
+    if q == 0 {
+        return Err("vmalloc_huge(2 MiB) returned null".into());
+    }
+    let walked = translate(q).map(|(_, l, _)| l);
+    let (freed, fell_back) = mm::with(|m| {
+        (
+            m.pt.pte_tables_freed - freed_before,
+            m.vmalloc.stats().huge_fallbacks - fallbacks_before,
+        )
+    });
+    // SAFETY: q is a fresh 2 MiB area.
+    let kept = unsafe {
+        core::ptr::write_bytes(q as *mut u8, 0x5a, M2);
+        core::slice::from_raw_parts(q as *const u8, M2)
+            .iter()
+            .all(|&b| b == 0x5a)
+    };
+    mm::vfree(q as *mut u8);
+    if q != p {
+        return Err(format!(
+            "vmalloc_huge got {q:#x}, not the freed 4K range {p:#x}: test premise broken"
+        ));
+    }
+    if walked != Some(Leaf::M2) || fell_back != 0 {
+        let why = mm::with(|m| m.vmalloc.stats().last_huge_fallback)
+            .map_or("none recorded", |f| f.describe());
+        return Err(format!(
+            "the page-table walk says {walked:?}, {fell_back} fallback(s) ({why})"
+        ));
+    }
+    if freed != 1 {
+        return Err(format!("{freed} PTE tables freed, expected 1"));
+    }
+    if !kept {
+        return Err("contents through the 2 MiB leaf not kept".into());
+    }
+    Ok(format!(
+        "{p:#x}: 4K leaves, vfree + purge, then vmalloc_huge reused it with one 2 MiB leaf (the emptied PTE table was freed)"
+    ))
 }
 
 fn stack_guard() -> Result<String, String> {

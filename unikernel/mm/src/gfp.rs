@@ -15,6 +15,9 @@ pub const GFP_KERNEL: Gfp = Gfp(1 << 0);
 /// The allocation must never sleep or block (interrupt context). Nothing in this crate
 /// blocks, so this is honoured trivially; there are no emergency reserves either.
 pub const GFP_ATOMIC: Gfp = Gfp(1 << 1);
+/// Linux's GFP_NOWAIT: no sleeping, no reclaim, no emergency reserves. Nothing here
+/// sleeps, so it behaves like [`GFP_ATOMIC`].
+pub const GFP_NOWAIT: Gfp = Gfp(1 << 2);
 /// Zero the returned memory.
 #[allow(non_upper_case_globals)]
 pub const __GFP_ZERO: Gfp = Gfp(1 << 8);

@@ -52,11 +52,12 @@ pub mod testing;
 pub use buddy::{mem_map_bytes, BuddyAllocator, BuddyStats, PageDesc, PageState};
 pub use direct_map::DirectMap;
 pub use error::MmError;
-pub use gfp::{Gfp, __GFP_ZERO, GFP_ATOMIC, GFP_KERNEL};
+pub use gfp::{Gfp, __GFP_ZERO, GFP_ATOMIC, GFP_KERNEL, GFP_NOWAIT};
 pub use kmalloc::{CacheStats, Kmalloc, ZERO_SIZE_PTR};
 pub use page_alloc::PageAllocator;
 pub use vmalloc::{
-    FlushMode, LeafSize, NoHook, Phase, PhaseHook, VmAreaInfo, Vmalloc, VmallocHw, VmallocStats,
+    FlushMode, HugeFallback, LeafSize, NoHook, Phase, PhaseHook, VmAreaInfo, Vmalloc, VmallocHw,
+    VmallocStats,
 };
 
 /// log2 of the base page size.

@@ -67,10 +67,15 @@ impl Drop for HostArena {
 }
 
 /// A page table as a map from virtual page to (phys, leaf size), with flush counters
-/// and optional failure injection.
+/// and optional failure injection. Like the kernel's tables, a 4K leaf needs a PTE table
+/// for its 2 MiB region, which stays after the last 4K unmap; a 2M leaf over an empty
+/// PTE table frees it (`pte_tables_freed`), over a non-empty one fails.
 #[derive(Default)]
 pub struct FakePageTable {
     pub entries: HashMap<u64, (u64, LeafSize)>,
+    /// 2 MiB region base → live 4K entries in its PTE table.
+    pub pte_tables: HashMap<u64, u32>,
+    pub pte_tables_freed: u64,
     pub full_flushes: u64,
     pub range_flushes: u64,
     pub invlpg_pages: u64,
@@ -124,14 +129,28 @@ impl VmallocHw for FakePageTable {
                 reason: "misaligned leaf",
             });
         }
-        if self.translate(virt).is_some()
-            || (size == LeafSize::Size2M
-                && (0..512).any(|i| self.entries.contains_key(&(virt + i * 4096))))
-        {
+        if self.translate(virt).is_some() {
             return Err(MmError::MapFailed {
                 virt,
                 reason: "already mapped",
             });
+        }
+        let region = virt & !((2 << 20) - 1);
+        match size {
+            LeafSize::Size4K => *self.pte_tables.entry(region).or_insert(0) += 1,
+            LeafSize::Size2M => match self.pte_tables.get(&region) {
+                Some(0) => {
+                    self.pte_tables.remove(&region);
+                    self.pte_tables_freed += 1;
+                }
+                Some(_) => {
+                    return Err(MmError::MapFailed {
+                        virt,
+                        reason: "4K mappings remain in this 2 MiB range",
+                    })
+                }
+                None => {}
+            },
         }
         self.entries.insert(virt, (phys, size));
         Ok(())
@@ -141,6 +160,11 @@ impl VmallocHw for FakePageTable {
         match self.entries.get(&virt) {
             Some(&(p, s)) if s == size => {
                 self.entries.remove(&virt);
+                if s == LeafSize::Size4K {
+                    if let Some(n) = self.pte_tables.get_mut(&(virt & !((2 << 20) - 1))) {
+                        *n -= 1;
+                    }
+                }
                 Some(p)
             }
             _ => None,

@@ -50,6 +50,12 @@ pub const ORDER: Range = Range::new(0, 18);
 pub const MIXED_OPS: Range = Range::new(0, 100_000_000);
 /// Loops per `test_vmalloc` case.
 pub const TEST_LOOPS: Range = Range::new(0, 10_000_000);
+/// `test_vmalloc` runs per case (Linux's `test_repeat_count`).
+pub const TEST_REPEAT: Range = Range::new(1, 1_000);
+/// `test_vmalloc` `nr_pages` for fix_size_alloc_test (0 = 1 page; at most 1 GiB).
+pub const TEST_NR_PAGES: Range = Range::new(0, 1 << 18);
+/// Purge cycles of `vmalloc/lazy_amortized` (each keeps up to 8,193 samples of 8 bytes).
+pub const LAZY_PURGES: Range = Range::new(1, 64);
 /// `alu` iterations per sample.
 pub const ALU_ITERATIONS: Range = Range::new(1, 100_000_000);
 /// `tlb` working-set bounds in bytes.
@@ -223,6 +229,33 @@ impl Suites {
             num(t, "samples", s.samples.into(), SAMPLES)?;
             num(t, "warmup", s.warmup.into(), WARMUP)?;
             num(t, "test_loops", s.test_loops.into(), TEST_LOOPS)?;
+            num(t, "test_repeat", s.test_repeat.into(), TEST_REPEAT)?;
+            num(t, "test_nr_pages", s.test_nr_pages.into(), TEST_NR_PAGES)?;
+            let kept = u64::from(s.test_loops) * u64::from(s.test_repeat);
+            if kept > TEST_LOOPS.max {
+                return Err(PlanError::Inconsistent {
+                    table: t,
+                    message: format!(
+                        "test_loops × test_repeat = {kept}: every iteration is one kept sample, at most {}",
+                        TEST_LOOPS.max
+                    ),
+                });
+            }
+            list(
+                t,
+                "exit_effect_sizes",
+                &s.exit_effect_sizes,
+                |v| Some(*v),
+                ALLOC_BYTES,
+            )?;
+            list(
+                t,
+                "lazy_amortized_sizes",
+                &s.lazy_amortized_sizes,
+                |v| Some(*v),
+                ALLOC_BYTES,
+            )?;
+            num(t, "lazy_purges", s.lazy_purges.into(), LAZY_PURGES)?;
         }
         if let Some(s) = &self.stack_vs_heap {
             num("suites.stack_vs_heap", "buffer", s.buffer, ALLOC_BYTES)?;

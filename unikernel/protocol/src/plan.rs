@@ -223,6 +223,9 @@ pub struct KmallocSuite {
     pub warmup: u32,
     /// Operations in the random-size `kmalloc/mixed` workload (0 = skip).
     pub mixed_ops: u32,
+    /// Also record slab_test's single cold run per `n_sizes` entry
+    /// (`kmalloc/alloc_n|free_n/<size>/cold`: one round, the first use of the size class).
+    pub cold: bool,
 }
 impl Default for KmallocSuite {
     fn default() -> Self {
@@ -234,6 +237,7 @@ impl Default for KmallocSuite {
             samples: 2_000,
             warmup: 200,
             mixed_ops: 100_000,
+            cold: true,
         }
     }
 }
@@ -270,8 +274,27 @@ pub struct VmallocSuite {
     pub test_vmalloc: bool,
     /// Loops per test_vmalloc case (Linux's `test_loop_count`, default 1,000,000; smaller here).
     pub test_loops: u32,
+    /// Linux's `test_repeat_count`: runs of each case (passed/failed count runs).
+    pub test_repeat: u32,
+    /// Linux's `run_test_mask`: bit i selects case id 2^i (1 fix_size, 2 full_fit,
+    /// 4 long_busy_list, 8 random_size, 16 fix_align, 32 random_size_align,
+    /// 64 align_shift, 128 pcpu, 256/512 kvfree_rcu, 1024 vm_map_ram,
+    /// 2048 no_block_alloc, 4096 vrealloc).
+    pub test_mask: u32,
+    /// Linux's `nr_pages` for fix_size_alloc_test (0 means 1, as in Linux).
+    pub test_nr_pages: u32,
+    /// Linux's `use_huge`: fix_size_alloc_test calls vmalloc_huge.
+    pub test_use_huge: bool,
     /// Sizes for `vmalloc_huge/pair/<size>`.
     pub huge_sizes: Vec<u64>,
+    /// Sizes whose pair is also timed with no exit in the loop (`vmalloc/warm/...`): the
+    /// default pair touches the new page between vmalloc and vfree (a first-touch fault,
+    /// an exit under shadow paging), the warm one does not.
+    pub exit_effect_sizes: Vec<u64>,
+    /// Sizes for `vmalloc/lazy_amortized/<size>/…`: lazy mode run across the purge
+    /// threshold `lazy_purges` times (pairs include their share of the purges).
+    pub lazy_amortized_sizes: Vec<u64>,
+    pub lazy_purges: u32,
 }
 impl Default for VmallocSuite {
     fn default() -> Self {
@@ -282,7 +305,14 @@ impl Default for VmallocSuite {
             warmup: 50,
             test_vmalloc: true,
             test_loops: 2_000,
+            test_repeat: 1,
+            test_mask: u32::MAX,
+            test_nr_pages: 0,
+            test_use_huge: false,
             huge_sizes: vec![2 << 20],
+            exit_effect_sizes: vec![4096],
+            lazy_amortized_sizes: vec![4096, 65536],
+            lazy_purges: 8,
         }
     }
 }

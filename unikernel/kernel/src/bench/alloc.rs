@@ -1,10 +1,11 @@
-//! Allocation microbenchmarks: `kmalloc`, `pages`, `vmalloc` (+ Linux's test_vmalloc
-//! cases), `stack_vs_heap`, `talc_vs_slab`.
+//! Allocation microbenchmarks: `kmalloc` (with slab_test's pattern), `pages`,
+//! `stack_vs_heap`, `talc_vs_slab`. (`vmalloc` is in `vmalloc.rs`.)
 //!
 //! Timing rule: an operation that costs about as much as the timer itself (kmalloc fast
 //! path, order-0 pages) is timed in batches and reported per op (N ops / N); anything
-//! slower is timed one op per sample. The empty start/stop cost (`timer/serialized`) is
-//! subtracted either way and stated in each record's `extra.timer_overhead`.
+//! slower is timed one op per sample. The mean empty start/stop cost
+//! (`timer/serialized`) is subtracted once per timed interval, unclamped, and stated in
+//! each record's `extra.timer_overhead`.
 use crate::arch::tsc;
 use crate::mm;
 use crate::report::Bench;
@@ -13,10 +14,9 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::hint::black_box;
-use kmbench_mm::{Gfp, Phase, GFP_KERNEL, MAX_ORDER};
+use kmbench_mm::{Gfp, GFP_KERNEL, MAX_ORDER};
 use kmbench_protocol::{
-    BenchStatus, FlushMode, GuestPlan, KmallocSuite, PagesSuite, StackVsHeapSuite, TalcVsSlabSuite,
-    VmallocSuite,
+    BenchStatus, GuestPlan, KmallocSuite, PagesSuite, StackVsHeapSuite, TalcVsSlabSuite,
 };
 
 /// Deterministic xorshift64* for workloads with a fixed seed.
@@ -41,17 +41,24 @@ impl Rng {
 /// granularity seen under kvm_pvm), so every pair benchmark is batched.
 const PAIR_BATCH: u32 = 32;
 
-fn bench<'a>(suite: &'a str, name: String, plan_debug: bool) -> Bench<'a> {
+/// A record with the params and extras every allocation benchmark carries.
+pub fn bench<'a>(suite: &'a str, name: String, plan_debug: bool) -> Bench<'a> {
     Bench::new(suite, name)
         .param("cpl", crate::arch::privileged::run_cpl())
         .param("mm_debug", plan_debug)
-        .extra("timer_overhead", timing::timer_overhead())
+        .extra("timer_overhead", timing::overhead())
+        .extra("tsc_tick", timing::tick())
 }
 
 // ---- kmalloc ----------------------------------------------------------------------
 
 pub fn kmalloc_suite(cfg: &KmallocSuite, plan: &GuestPlan) {
     let dbg = plan.mm_debug;
+    if cfg.cold {
+        for &size in &cfg.n_sizes {
+            slab_test_cold(cfg, size as usize, dbg);
+        }
+    }
     for &size in &cfg.sizes {
         let size = size as usize;
         let cheap = size <= 8192;
@@ -113,11 +120,65 @@ pub fn kmalloc_suite(cfg: &KmallocSuite, plan: &GuestPlan) {
     }
 }
 
-/// slab_test's pattern: N allocations, then N frees; cost per op of each half.
+/// One slab_test round: N `kmalloc` writing `*p = 22`, then N `kfree` each after
+/// `*p = 23`; cycles per op of each half. `None` on OOM (everything freed).
+fn slab_test_round(size: usize, n: usize, ptrs: &mut Vec<*mut u8>) -> Option<(f64, f64)> {
+    let ovh = timing::overhead();
+    let a = tsc::start();
+    for _ in 0..n {
+        let p = mm::kmalloc(size, GFP_KERNEL);
+        if p.is_null() {
+            break;
+        }
+        // SAFETY: p is a fresh object of at least `size` ≥ 1 bytes (slab_test: *p = 22).
+        unsafe { p.write_volatile(22) };
+        ptrs.push(p);
+    }
+    let b = tsc::stop();
+    if ptrs.len() < n {
+        for p in ptrs.drain(..) {
+            mm::kfree(p);
+        }
+        return None;
+    }
+    let c = tsc::start();
+    for &p in ptrs.iter() {
+        // SAFETY: p is a live object of this round (slab_test: *p = 23 before kfree).
+        unsafe { p.write_volatile(23) };
+        mm::kfree(p);
+    }
+    let d = tsc::stop();
+    ptrs.clear();
+    Some((
+        ((b - a) as f64 - ovh) / n as f64,
+        ((d - c) as f64 - ovh) / n as f64,
+    ))
+}
+
+/// slab_test's test 1, once, before anything else used the size class in this suite: the
+/// run Linux's module does (cold: slabs come from the buddy, caches and TLB hold nothing
+/// of it). `kmalloc/alloc_n|free_n/<size>/cold`, one sample each.
+fn slab_test_cold(cfg: &KmallocSuite, size: usize, dbg: bool) {
+    let n = cfg.n.max(1) as usize;
+    let mut ptrs: Vec<*mut u8> = Vec::with_capacity(n);
+    let r = slab_test_round(size, n, &mut ptrs);
+    for (half, v) in [("alloc_n", r.map(|x| x.0)), ("free_n", r.map(|x| x.1))] {
+        let b = bench("kmalloc", format!("kmalloc/{half}/{size}/cold"), dbg)
+            .param("size", size)
+            .param("n", n)
+            .param("rounds", 1)
+            .extra("pattern", "slab_test test 1, one cold run: N kmalloc (*p = 22) then N kfree (*p = 23), per op");
+        match v {
+            Some(c) => b.emit_cycles_f64(&mut [c]),
+            None => b.emit_status(BenchStatus::Oom, "kmalloc returned NULL"),
+        }
+    }
+}
+
+/// slab_test's test 1 repeated warm: rounds of N allocations, then N frees.
 fn alloc_n_free_n(cfg: &KmallocSuite, size: usize, dbg: bool) {
     let n = cfg.n.max(1) as usize;
     let rounds = (cfg.samples / 100).max(5);
-    let ovh = timing::timer_overhead() as f64;
     let mut ptrs: Vec<*mut u8> = Vec::new();
     if ptrs.try_reserve_exact(n).is_err() {
         bench("kmalloc", format!("kmalloc/alloc_n/{size}"), dbg)
@@ -128,40 +189,30 @@ fn alloc_n_free_n(cfg: &KmallocSuite, size: usize, dbg: bool) {
     }
     let (mut alloc_s, mut free_s) = (Vec::new(), Vec::new());
     for round in 0..rounds + 1 {
-        let a = tsc::start();
-        for _ in 0..n {
-            ptrs.push(mm::kmalloc(size, GFP_KERNEL));
-        }
-        let b = tsc::stop();
-        if ptrs.iter().any(|p| p.is_null()) {
-            for &p in &ptrs {
-                mm::kfree(p);
-            }
+        let Some((a, f)) = slab_test_round(size, n, &mut ptrs) else {
             bench("kmalloc", format!("kmalloc/alloc_n/{size}"), dbg)
+                .param("size", size)
                 .emit_status(BenchStatus::Oom, "kmalloc returned NULL");
             return;
-        }
-        let c = tsc::start();
-        for &p in &ptrs {
-            mm::kfree(p);
-        }
-        let d = tsc::stop();
-        ptrs.clear();
+        };
         if round > 0 {
             // round 0 is the warm-up (slabs come from the buddy the first time)
-            alloc_s.push(((b - a) as f64 - ovh) / n as f64);
-            free_s.push(((d - c) as f64 - ovh) / n as f64);
+            alloc_s.push(a);
+            free_s.push(f);
         }
     }
+    let pattern = "slab_test test 1, warm: N kmalloc (*p = 22) then N kfree (*p = 23), per op; first round discarded";
     bench("kmalloc", format!("kmalloc/alloc_n/{size}"), dbg)
         .param("size", size)
         .param("n", n)
-        .extra("pattern", "slab_test: N kmalloc then N kfree, per op")
+        .param("rounds", rounds)
+        .extra("pattern", pattern)
         .emit_cycles_f64(&mut alloc_s);
     bench("kmalloc", format!("kmalloc/free_n/{size}"), dbg)
         .param("size", size)
         .param("n", n)
-        .extra("pattern", "slab_test: N kmalloc then N kfree, per op")
+        .param("rounds", rounds)
+        .extra("pattern", pattern)
         .emit_cycles_f64(&mut free_s);
 }
 
@@ -172,7 +223,7 @@ fn mixed(cfg: &KmallocSuite, plan: &GuestPlan) {
     let mut live: Vec<*mut u8> = Vec::with_capacity(1024);
     let chunk = 1000u32;
     let chunks = (cfg.mixed_ops / chunk).max(1);
-    let ovh = timing::timer_overhead() as f64;
+    let ovh = timing::overhead();
     // Pre-draw the operations so the RNG is outside the timed region.
     let mut s = Vec::with_capacity(chunks as usize);
     let mut ops: Vec<(bool, usize, usize)> = Vec::with_capacity(chunk as usize);
@@ -227,6 +278,7 @@ pub fn pages_suite(cfg: &PagesSuite) {
     for &order in &cfg.orders {
         if order > MAX_ORDER {
             bench("pages", format!("alloc_pages/pair/{order}"), dbg)
+                .param("order", order)
                 .emit_status(BenchStatus::Error, "order above MAX_ORDER (18)");
             continue;
         }
@@ -261,11 +313,13 @@ fn alloc_n_pages(cfg: &PagesSuite, order: u8, dbg: bool) {
     let n = (cfg.n as u64).min(free_blocks / 2) as usize;
     if n == 0 {
         bench("pages", format!("alloc_pages/alloc_n/{order}"), dbg)
+            .param("order", order)
+            .param("bytes", 4096u64 << order)
             .emit_status(BenchStatus::Oom, "not enough free memory");
         return;
     }
     let rounds = (cfg.samples / 100).max(5);
-    let ovh = timing::timer_overhead() as f64;
+    let ovh = timing::overhead();
     let mut held = Vec::with_capacity(n);
     let (mut a_s, mut f_s) = (Vec::new(), Vec::new());
     let before = mm::with(|m| m.pages.buddy.stats());
@@ -289,299 +343,16 @@ fn alloc_n_pages(cfg: &PagesSuite, order: u8, dbg: bool) {
     let ops = (n as u64 * (rounds as u64 + 1)) as f64;
     bench("pages", format!("alloc_pages/alloc_n/{order}"), dbg)
         .param("order", order)
+        .param("bytes", 4096u64 << order)
         .param("n", n)
         .extra("splits_per_op", (after.splits - before.splits) as f64 / ops)
         .emit_cycles_f64(&mut a_s);
     bench("pages", format!("alloc_pages/free_n/{order}"), dbg)
         .param("order", order)
+        .param("bytes", 4096u64 << order)
         .param("n", n)
         .extra("merges_per_op", (after.merges - before.merges) as f64 / ops)
         .emit_cycles_f64(&mut f_s);
-}
-
-// ---- vmalloc ----------------------------------------------------------------------
-
-/// TSC stamps at vmalloc's phase boundaries.
-#[derive(Default, Clone, Copy)]
-struct Stamps {
-    t: [u64; 5],
-}
-
-impl Stamps {
-    fn mark(&mut self, p: Phase) {
-        let i = match p {
-            Phase::Reserved => 0,
-            Phase::Mapped => 1,
-            Phase::Unmapped => 2,
-            Phase::Flushed => 3,
-            Phase::Released => 4,
-        };
-        self.t[i] = tsc::rdtsc();
-    }
-}
-
-/// One vmalloc + vfree, timed in phases. Returns None on OOM.
-struct VmallocSample {
-    alloc: u64,
-    free: u64,
-    bookkeeping: u64,
-    pte_writes: u64,
-    flush: u64,
-}
-
-fn vmalloc_once(size: usize, align: u64, huge: bool) -> Option<VmallocSample> {
-    if !mm::prepare_vmalloc(size) {
-        return None;
-    }
-    let mut st = Stamps::default();
-    let (t0, t1, t2, t3) = mm::with(|m| {
-        let t0 = tsc::start();
-        let p = m.vmalloc.vmalloc_phased(
-            &mut m.pages,
-            &mut m.pt,
-            size,
-            align,
-            GFP_KERNEL,
-            huge,
-            &mut |ph| st.mark(ph),
-        );
-        let t1 = tsc::stop();
-        if p.is_null() {
-            return None;
-        }
-        // SAFETY: p is the start of a fresh area of `size` bytes; touch its first byte like
-        // test_vmalloc does (outside the timed region).
-        unsafe { p.write_volatile(1) };
-        let t2 = tsc::start();
-        let r = m
-            .vmalloc
-            .vfree_phased(&mut m.pages, &mut m.pt, p, &mut |ph| st.mark(ph));
-        let t3 = tsc::stop();
-        if let Err(e) = r {
-            mm::misuse("vfree", e)
-        }
-        Some((t0, t1, t2, t3))
-    })?;
-    let [reserved, mapped, unmapped, flushed, released] = st.t;
-    Some(VmallocSample {
-        alloc: t1 - t0,
-        free: t3 - t2,
-        bookkeeping: (reserved - t0) + (released - flushed),
-        pte_writes: (mapped - reserved) + (unmapped - t2),
-        flush: flushed - unmapped,
-    })
-}
-
-fn to_f64(v: &[u64]) -> Vec<f64> {
-    v.iter().map(|&x| x as f64).collect()
-}
-
-fn flush_label(m: FlushMode) -> &'static str {
-    m.label()
-}
-
-pub fn vmalloc_suite(cfg: &VmallocSuite, plan: &GuestPlan) {
-    let dbg = plan.mm_debug;
-    let original = mm::with(|m| m.vmalloc.flush_mode());
-    for &mode in &cfg.flush_modes {
-        mm::with(|m| m.vmalloc.set_flush_mode(mm::to_mm_flush(mode)));
-        for &size in &cfg.sizes {
-            vmalloc_pair(cfg, size as usize, mode, false, dbg);
-        }
-        mm::with(|m| m.vmalloc.purge_lazy(&mut m.pt));
-    }
-    mm::with(|m| m.vmalloc.set_flush_mode(mm::to_mm_flush(plan.flush_mode)));
-    for &size in &cfg.huge_sizes {
-        vmalloc_pair(cfg, size as usize, plan.flush_mode, true, dbg);
-    }
-    if cfg.test_vmalloc {
-        test_vmalloc(cfg, plan);
-    }
-    mm::with(|m| {
-        m.vmalloc.purge_lazy(&mut m.pt);
-        m.vmalloc.set_flush_mode(original);
-    });
-}
-
-fn vmalloc_pair(cfg: &VmallocSuite, size: usize, mode: FlushMode, huge: bool, dbg: bool) {
-    let prefix = if huge { "vmalloc_huge" } else { "vmalloc" };
-    let suffix = if huge {
-        String::new()
-    } else {
-        format!("/{}", flush_label(mode))
-    };
-    // Big areas are slow (every PTE write traps under a shadow-paging hypervisor): fewer samples.
-    let pages = (size / 4096).max(1) as u32;
-    let samples = (cfg.samples / (pages / 64).max(1)).max(10);
-    let mut v: Vec<VmallocSample> = Vec::with_capacity(samples as usize);
-    for i in 0..samples + cfg.warmup.min(samples) {
-        match vmalloc_once(size, 4096, huge) {
-            Some(s) if i >= cfg.warmup.min(samples) => v.push(s),
-            Some(_) => {}
-            None => {
-                bench("vmalloc", format!("{prefix}/pair/{size}{suffix}"), dbg)
-                    .param("size", size)
-                    .emit_status(BenchStatus::Oom, "vmalloc returned NULL");
-                return;
-            }
-        }
-    }
-    let ovh = timing::timer_overhead();
-    let col = |f: fn(&VmallocSample) -> u64| -> Vec<f64> {
-        v.iter().map(|s| f(s).saturating_sub(ovh) as f64).collect()
-    };
-    let base = |name: String| {
-        bench("vmalloc", name, dbg)
-            .param("size", size)
-            .param("pages", pages)
-            .param("flush_mode", flush_label(mode))
-            .param("huge", huge)
-    };
-    let mut pair: Vec<f64> = v
-        .iter()
-        .map(|s| (s.alloc + s.free).saturating_sub(2 * ovh) as f64)
-        .collect();
-    base(format!("{prefix}/pair/{size}{suffix}")).emit_cycles_f64(&mut pair);
-    base(format!("{prefix}/alloc/{size}{suffix}")).emit_cycles_f64(&mut col(|s| s.alloc));
-    base(format!("{prefix}/free/{size}{suffix}")).emit_cycles_f64(&mut col(|s| s.free));
-    base(format!("{prefix}/phase/{size}{suffix}/bookkeeping"))
-        .extra("what", "area + frame allocation on vmalloc, range + frame release on vfree (no page-table writes)")
-        .emit_cycles_f64(&mut to_f64(&v.iter().map(|s| s.bookkeeping).collect::<Vec<_>>()));
-    base(format!("{prefix}/phase/{size}{suffix}/pte_writes"))
-        .extra(
-            "what",
-            "PTE writes into the live page tables: map on vmalloc, unmap on vfree",
-        )
-        .emit_cycles_f64(&mut to_f64(
-            &v.iter().map(|s| s.pte_writes).collect::<Vec<_>>(),
-        ));
-    base(format!("{prefix}/phase/{size}{suffix}/tlb_flush"))
-        .extra("what", "TLB invalidation on vfree (INVLPG batch, CR3 reload, or lazy: usually none, sometimes a purge)")
-        .emit_cycles_f64(&mut to_f64(&v.iter().map(|s| s.flush).collect::<Vec<_>>()));
-}
-
-/// Linux `lib/test_vmalloc.c` cases, one CPU, `test_loops` iterations each. Each
-/// iteration is one sample; `extra` carries passed/failed and the avg in µs like
-/// test_vmalloc.sh's "Summary:" line.
-fn test_vmalloc(cfg: &VmallocSuite, plan: &GuestPlan) {
-    let loops = cfg.test_loops.max(1);
-    let mut rng = Rng::new(plan.seed ^ 0x7465_7374);
-    let page = 4096usize;
-    run_case("fix_size_alloc_test", loops, plan, || {
-        let p = mm::vmalloc(3 * page, GFP_KERNEL);
-        touch_and_vfree(p)
-    });
-    {
-        // full_fit: fill the area with pairs, free every "junk" half, then allocate into the holes.
-        let junk = 8192usize.min((mm::nr_free_pages() / 8) as usize);
-        let mut keep = Vec::with_capacity(junk);
-        let mut holes = Vec::with_capacity(junk);
-        for _ in 0..junk {
-            keep.push(mm::vmalloc(page, GFP_KERNEL));
-            holes.push(mm::vmalloc(page, GFP_KERNEL));
-        }
-        for p in holes {
-            if !p.is_null() {
-                mm::vfree(p);
-            }
-        }
-        run_case("full_fit_alloc_test", loops, plan, || {
-            touch_and_vfree(mm::vmalloc(page, GFP_KERNEL))
-        });
-        for p in keep {
-            if !p.is_null() {
-                mm::vfree(p);
-            }
-        }
-    }
-    {
-        let busy = 15_000usize.min((mm::nr_free_pages() / 4) as usize);
-        let list: Vec<*mut u8> = (0..busy).map(|_| mm::vmalloc(page, GFP_KERNEL)).collect();
-        run_case("long_busy_list_alloc_test", loops, plan, || {
-            touch_and_vfree(mm::vmalloc(page, GFP_KERNEL))
-        });
-        for p in list {
-            if !p.is_null() {
-                mm::vfree(p);
-            }
-        }
-    }
-    let draws: Vec<u64> = (0..loops).map(|_| rng.next()).collect();
-    let mut i = 0;
-    run_case("random_size_alloc_test", loops, plan, || {
-        let n = (draws[i % draws.len()] % 100 + 1) as usize;
-        i += 1;
-        touch_and_vfree(mm::vmalloc(n * page, GFP_KERNEL))
-    });
-    run_case("fix_align_alloc_test", loops, plan, || {
-        touch_and_vfree(vmalloc_align(5 * page, 32 << 10))
-    });
-    let mut i = 0;
-    run_case("random_size_align_alloc_test", loops, plan, || {
-        let r = draws[i % draws.len()];
-        i += 1;
-        let align = 1u64 << (r % 11 + 3);
-        let size = ((r >> 8) % 10 + 1) as usize * page;
-        touch_and_vfree(vmalloc_align(size, align))
-    });
-    // Every alignment 2^0 … 2^63 for one page; Linux expects the large ones to fail.
-    let mut shift = 0u32;
-    run_case("align_shift_alloc_test", 64, plan, || {
-        let align = 1u64 << shift;
-        shift += 1;
-        touch_and_vfree(vmalloc_align(page, align))
-    });
-}
-
-fn vmalloc_align(size: usize, align: u64) -> *mut u8 {
-    if !mm::prepare_vmalloc(size) {
-        return core::ptr::null_mut();
-    }
-    mm::with(|m| {
-        m.vmalloc
-            .vmalloc_align(&mut m.pages, &mut m.pt, size, align.max(4096), GFP_KERNEL)
-    })
-}
-
-fn touch_and_vfree(p: *mut u8) -> bool {
-    if p.is_null() {
-        return false;
-    }
-    // SAFETY: p is the start of a live vmalloc area of at least one page.
-    unsafe { p.write_volatile(1) };
-    mm::vfree(p);
-    true
-}
-
-fn run_case(name: &str, loops: u32, plan: &GuestPlan, mut iteration: impl FnMut() -> bool) {
-    let ovh = timing::timer_overhead();
-    let (mut passed, mut failed) = (0u32, 0u32);
-    let mut s = Vec::with_capacity(loops as usize);
-    for _ in 0..loops {
-        let a = tsc::start();
-        let ok = iteration();
-        let b = tsc::stop();
-        if ok {
-            passed += 1
-        } else {
-            failed += 1
-        }
-        s.push((b - a).saturating_sub(ovh) as f64);
-    }
-    let mean: f64 = s.iter().sum::<f64>() / s.len().max(1) as f64;
-    let avg_usec = mean * timing::cycles_to_ns_factor() / 1000.0;
-    log::info!("Summary: {name} passed: {passed} failed: {failed} repeat: 1 loops: {loops} avg: {avg_usec:.2} usec");
-    bench("vmalloc", format!("test_vmalloc/{name}"), plan.mm_debug)
-        .param("loops", loops)
-        .param("flush_mode", plan.flush_mode.label())
-        .extra("passed", passed)
-        .extra("failed", failed)
-        .extra("avg_usec", avg_usec)
-        .extra(
-            "linux",
-            "lib/test_vmalloc.c semantics, one CPU; compare with test_vmalloc.sh's Summary line",
-        )
-        .emit_cycles_f64(&mut s);
 }
 
 // ---- stack_vs_heap, talc_vs_slab --------------------------------------------------
@@ -600,9 +371,27 @@ fn work(buf: *mut u8, len: usize) {
 
 /// The buffer on the stack, left uninitialised (no memset) so all variants do the same work.
 #[inline(never)]
-fn with_stack_buffer() {
-    let mut buf = core::mem::MaybeUninit::<[u8; 2048]>::uninit();
-    work(buf.as_mut_ptr().cast(), 2048);
+fn with_stack_buffer<const N: usize>() {
+    let mut buf = core::mem::MaybeUninit::<[u8; N]>::uninit();
+    work(buf.as_mut_ptr().cast(), N);
+}
+
+/// The stack variant for `size` bytes: a fixed-size array per supported size (the kernel
+/// stacks are 16 KiB, so at most 8 KiB).
+fn stack_buffer_fn(size: usize) -> Option<fn()> {
+    Some(match size {
+        16 => with_stack_buffer::<16>,
+        32 => with_stack_buffer::<32>,
+        64 => with_stack_buffer::<64>,
+        128 => with_stack_buffer::<128>,
+        256 => with_stack_buffer::<256>,
+        512 => with_stack_buffer::<512>,
+        1024 => with_stack_buffer::<1024>,
+        2048 => with_stack_buffer::<2048>,
+        4096 => with_stack_buffer::<4096>,
+        8192 => with_stack_buffer::<8192>,
+        _ => return None,
+    })
 }
 
 /// One kmalloc'd buffer: `false` (nothing touched) when kmalloc returned NULL.
@@ -679,11 +468,22 @@ pub fn stack_vs_heap_suite(cfg: &StackVsHeapSuite) {
     let size = cfg.buffer as usize;
     let dbg = mm::mm_debug();
     let b = 64;
-    let mut s = timing::batched(cfg.samples, 100, b, with_stack_buffer);
-    bench("stack_vs_heap", format!("stack_vs_heap/stack/{size}"), dbg)
-        .param("buffer", 2048)
-        .param("batch", b)
-        .emit_cycles_f64(&mut s);
+    let name = format!("stack_vs_heap/stack/{size}");
+    match stack_buffer_fn(size) {
+        Some(f) => {
+            let mut s = timing::batched(cfg.samples, 100, b, f);
+            bench("stack_vs_heap", name, dbg)
+                .param("buffer", size)
+                .param("batch", b)
+                .emit_cycles_f64(&mut s);
+        }
+        None => bench("stack_vs_heap", name, dbg)
+            .param("buffer", size)
+            .emit_status(
+                BenchStatus::Unsupported,
+                "stack buffers come in powers of two from 16 B to 8 KiB (kernel stacks are 16 KiB)",
+            ),
+    }
     let heap = |kind: &str| {
         bench("stack_vs_heap", format!("stack_vs_heap/{kind}/{size}"), dbg)
             .param("buffer", size)

@@ -3,7 +3,9 @@
 //! distribution, never a single average. No logging inside timed regions.
 pub mod alloc;
 pub mod basic;
+pub mod test_vmalloc;
 pub mod tlb;
+pub mod vmalloc;
 
 use kmbench_protocol::GuestPlan;
 
@@ -27,7 +29,7 @@ pub fn run_all(plan: &GuestPlan) {
         alloc::pages_suite(p);
     }
     if let Some(v) = &s.vmalloc {
-        alloc::vmalloc_suite(v, plan);
+        vmalloc::vmalloc_suite(v, plan);
     }
     if let Some(x) = &s.stack_vs_heap {
         alloc::stack_vs_heap_suite(x);

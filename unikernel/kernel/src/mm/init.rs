@@ -116,6 +116,7 @@ pub fn init(plan: &GuestPlan, boot: &BootInfo) -> InitReport {
         user: privileged::run_cpl() == 3,
         table_pages: 1,
         frame_cache: alloc::vec::Vec::new(),
+        pte_tables_freed: 0,
     };
 
     // Kernel image with section permissions (4K leaves). The null page stays unmapped.

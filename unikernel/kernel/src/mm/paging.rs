@@ -4,7 +4,8 @@
 //! tables live) while the new tables are being built, then `PAGE_OFFSET` (the direct map)
 //! once they are live. When the run executes at CPL3 every entry carries the USER bit
 //! (CPL3 code must reach kernel memory and write page tables directly); at CPL0 none do.
-//! TLB invalidation is left to callers, which batch it (see `privileged`).
+//! TLB invalidation is left to callers, which batch it (see `privileged`), except where a
+//! 2 MiB leaf replaces an emptied PTE table (see [`KernelPageTable::free_empty_pte_table`]).
 use x86_64::structures::paging::mapper::{MapToError, MappedFrame, TranslateResult};
 use x86_64::structures::paging::{
     FrameAllocator, Mapper, OffsetPageTable, Page, PageSize, PageTable, PageTableFlags as F, PhysFrame,
@@ -41,6 +42,8 @@ pub struct KernelPageTable {
     pub table_pages: u64,
     /// Pre-allocated frames for new page-table pages (see [`VmallocHw`] impl).
     pub frame_cache: alloc::vec::Vec<u64>,
+    /// Empty PTE tables freed to make room for a 2 MiB leaf (Linux `pmd_free_pte_page`).
+    pub pte_tables_freed: u64,
 }
 
 /// Hands out frames from a list, counting them.
@@ -176,6 +179,47 @@ impl KernelPageTable {
         }
     }
 
+    /// Linux's `pmd_free_pte_page`, as `vmap_try_huge_pmd` uses it: when the PD entry
+    /// covering `virt` points to a PTE table whose 512 entries are all clear (a range
+    /// once mapped with 4K leaves, since unmapped), clear the PD entry and return the
+    /// table's frame, so a 2 MiB leaf can go there. `Ok(None)`: no table there. A table
+    /// with a live entry is an error: the 2 MiB range is not free.
+    ///
+    /// The caller must invalidate `virt` (INVLPG also drops paging-structure-cache
+    /// entries) before the frame is reused; [`VmallocHw::map`] does so right after
+    /// writing the 2 MiB leaf.
+    pub fn free_empty_pte_table(&mut self, virt: u64) -> Result<Option<u64>, &'static str> {
+        let v = VirtAddr::new(virt);
+        let mut table_phys = self.pml4_phys;
+        for index in [v.p4_index(), v.p3_index()] {
+            // SAFETY: table_phys is a page-table page of this hierarchy (the root, or a
+            // frame a present non-huge entry points to), mapped at phys + phys_offset;
+            // &mut self excludes any other access to these tables meanwhile.
+            let table = unsafe { &*((table_phys + self.phys_offset) as *const PageTable) };
+            let e = &table[index];
+            if !e.flags().contains(F::PRESENT) || e.flags().contains(F::HUGE_PAGE) {
+                return Ok(None);
+            }
+            table_phys = e.addr().as_u64();
+        }
+        // SAFETY: as above; table_phys is the PD reached through present entries.
+        let pd = unsafe { &mut *((table_phys + self.phys_offset) as *mut PageTable) };
+        let entry = &mut pd[v.p2_index()];
+        if !entry.flags().contains(F::PRESENT) || entry.flags().contains(F::HUGE_PAGE) {
+            return Ok(None);
+        }
+        let pt_phys = entry.addr().as_u64();
+        // SAFETY: a present non-huge PD entry points to a PTE table of this hierarchy.
+        let pt = unsafe { &*((pt_phys + self.phys_offset) as *const PageTable) };
+        if pt.iter().any(|e| !e.is_unused()) {
+            return Err("4K mappings remain in this 2 MiB range");
+        }
+        entry.set_unused();
+        self.table_pages -= 1;
+        self.pte_tables_freed += 1;
+        Ok(Some(pt_phys))
+    }
+
     /// Walk the tables: physical address and leaf size behind `virt`.
     pub fn translate(&mut self, virt: u64) -> Option<(u64, Leaf, F)> {
         let m = self.mapper();
@@ -263,6 +307,13 @@ impl VmallocHw for KernelPageTable {
             LeafSize::Size2M => Leaf::M2,
         };
         let flags = self.leaf_flags(true, false);
+        // A 2 MiB leaf where 4K leaves used to be: free the emptied PTE table first.
+        let freed_table = match leaf {
+            Leaf::M2 => self
+                .free_empty_pte_table(virt)
+                .map_err(|reason| MmError::MapFailed { virt, reason })?,
+            _ => None,
+        };
         let mut cache = core::mem::take(&mut self.frame_cache);
         let mut frames = CacheFrames {
             frames: &mut cache,
@@ -270,6 +321,13 @@ impl VmallocHw for KernelPageTable {
         };
         let r = self.map_leaf(virt, phys, leaf, flags, &mut frames);
         self.frame_cache = cache;
+        if let Some(table) = freed_table {
+            // Drop the stale PD entry from the paging-structure caches (and, under
+            // shadow paging, make the hypervisor see the new leaf) before the old table's
+            // frame is reused: Linux's flush_tlb_kernel_range in pmd_free_pte_page.
+            crate::arch::privileged::invlpg(virt);
+            self.frame_cache.push(table);
+        }
         r.map_err(|reason| MmError::MapFailed { virt, reason })
     }
 

@@ -37,7 +37,7 @@ pub fn tlbflush_suite(cfg: &TlbFlushSuite) {
     let page_addrs: Vec<u64> = (0..pages).map(|i| buf.base + i * PAGE).collect();
     let start = build_chain(buf.base, AccessPattern::Random, pages, 0x7f1b);
     let mut p = chase(start, pages * 4);
-    let ovh = timing::timer_overhead() as f64;
+    let ovh = timing::overhead();
 
     // (name, op cost fn, refill flush fn, op description, refill flush description)
     type Op<'a> = (
@@ -97,7 +97,7 @@ pub fn tlbflush_suite(cfg: &TlbFlushSuite) {
             .param("cpl", cpl)
             .extra("operation", what)
             .extra("mechanism", via)
-            .emit_cycles(&mut s);
+            .emit_cycles_f64(&mut s);
 
         // Refill: chase over all pages after the flush vs after a no-op gate call.
         let mut d: Vec<f64> = Vec::with_capacity(cfg.samples as usize);

@@ -15,7 +15,7 @@ use kmbench_protocol::{BenchStatus, MapSuite};
 pub fn map_suite(cfg: &MapSuite) {
     let features = cpuid::features();
     let cpl = run_cpl();
-    let ovh = timing::timer_overhead();
+    let ovh = timing::overhead();
     for &size in &cfg.sizes {
         let mut leaves = vec![Leaf::K4, Leaf::M2];
         if size >= 1 << 30 {
@@ -70,8 +70,8 @@ pub fn map_suite(cfg: &MapSuite) {
             let nleaves = size / leaf.bytes();
             let mut window = BenchWindow::open();
             let base = window.base();
-            let mut map_s: Vec<u64> = Vec::new();
-            let mut unmap_s: Vec<u64> = Vec::new();
+            let mut map_s: Vec<f64> = Vec::new();
+            let mut unmap_s: Vec<f64> = Vec::new();
             let mut tables = 0u64;
             let mut failed: Option<&'static str> = None;
             for _ in 0..cfg.samples.max(1) {
@@ -91,7 +91,7 @@ pub fn map_suite(cfg: &MapSuite) {
                     failed = Some(G1_FAULTS);
                     break;
                 }
-                map_s.push((z - a).saturating_sub(ovh));
+                map_s.push((z - a) as f64 - ovh);
                 // Use the mapping the way a caller would: touch every leaf (untimed).
                 let mut off = 0;
                 while off < size {
@@ -102,7 +102,7 @@ pub fn map_suite(cfg: &MapSuite) {
                 let a = tsc::start();
                 window.unmap_leaves(size, leaf);
                 let z = tsc::stop();
-                unmap_s.push((z - a).saturating_sub(ovh));
+                unmap_s.push((z - a) as f64 - ovh);
                 window.clear();
             }
             drop(window);
@@ -118,10 +118,10 @@ pub fn map_suite(cfg: &MapSuite) {
                 );
                 continue;
             }
-            let per = |v: &[u64]| {
+            let per = |v: &[f64]| {
                 let mut w = v.to_vec();
-                w.sort_unstable();
-                w[w.len() / 2] as f64 / nleaves as f64
+                w.sort_by(|a, b| a.total_cmp(b));
+                w[w.len() / 2] / nleaves as f64
             };
             let (pm, pu) = (per(&map_s), per(&unmap_s));
             let note = if is_pvm() {
@@ -138,7 +138,7 @@ pub fn map_suite(cfg: &MapSuite) {
                 .extra("table_pages_allocated", tables)
                 .extra("what", "map_leaf per leaf into an empty benchmark window (new table pages from the buddy, zeroed by the mapper); no TLB flush (none needed for new entries)")
                 .extra("hypervisor_note", note)
-                .emit_cycles(&mut map_s);
+                .emit_cycles_f64(&mut map_s);
             Bench::new("map", names[1].clone())
                 .param("bytes", size)
                 .param("leaf", leaf_label(leaf))
@@ -148,7 +148,7 @@ pub fn map_suite(cfg: &MapSuite) {
                 .extra("what", "unmap_leaf per leaf (after every leaf was touched) then one full TLB flush (CR3 reload; through the gate at CPL3); table pages are freed afterwards, untimed")
                 .extra("flush", "cr3 reload")
                 .extra("hypervisor_note", note)
-                .emit_cycles(&mut unmap_s);
+                .emit_cycles_f64(&mut unmap_s);
         }
     }
 }

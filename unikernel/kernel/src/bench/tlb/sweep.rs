@@ -18,7 +18,7 @@ pub fn tlb_suite(cfg: &TlbSuite, plan: &GuestPlan) {
     let features = cpuid::features();
     report::info("tlb/cpuid", cpuid_tlb());
     let pmu = Pmu::setup();
-    let ovh = timing::timer_overhead() as f64;
+    let ovh = timing::overhead();
     let accesses = cfg.accesses.max(1) as u64;
     let samples = cfg.samples.max(1);
     let seed = plan.seed;

@@ -6,12 +6,20 @@
 //! writes and TLB flushes go through [`VmallocHw`], which the kernel implements.
 //!
 //! # Phases (for benchmarks)
-//! `vmalloc_phased` / `vfree_phased` call [`PhaseHook::mark`] at each phase boundary;
-//! record a timestamp at the call and at every mark:
-//! * alloc: … `Reserved` (virtual range + frames obtained) … `Mapped` (PTEs written).
-//! * free:  … `Unmapped` (area looked up, PTEs cleared) … `Flushed` (TLB flush, or lazy
-//!   deferral; a lazy purge triggered here is counted in this phase) … `Released`
-//!   (frames back to the buddy, range back to the free pool unless lazy).
+//! `vmalloc_phased` / `vfree_phased` call [`PhaseHook::mark`] at each phase boundary, so
+//! a timestamp at the call, one at every mark and one at the return split the whole
+//! operation into consecutive intervals that add up to it exactly:
+//!
+//! ```text
+//! vmalloc: call ─ area search ─ AreaReserved ─ frames ─ PagesAllocated ─ PTE writes ─ Mapped
+//!          ─ area registered ─ AreaInserted ─ (return: remainder)
+//! vfree:   call ─ area lookup + removal ─ AreaRemoved ─ PTE clears ─ Unmapped ─ TLB flush
+//!          (lazy: queue the range, purge when over the threshold) ─ Flushed ─ frames back
+//!          ─ PagesFreed ─ range released, descriptor dropped ─ Released ─ (return: remainder)
+//! ```
+//! A failed attempt (vmalloc_huge falling back to 4K) marks again; the last mark of each
+//! kind wins, so the failed attempt is counted in the interval that precedes the retry's
+//! `AreaReserved`.
 //!
 //! Like Linux, frames are freed right after unmapping even in lazy mode: stale TLB
 //! entries may still point at them until the purge, which only matters to code that
@@ -52,7 +60,10 @@ impl LeafSize {
 /// Page-table and TLB operations vmalloc needs; the kernel implements them on its page
 /// tables, host tests with `testing::FakePageTable`.
 pub trait VmallocHw {
-    /// Map one leaf `virt → phys` (both aligned to `size`).
+    /// Map one leaf `virt → phys` (both aligned to `size`). A 2 MiB leaf over a page
+    /// table whose entries are all clear frees that table first (Linux's
+    /// `pmd_free_pte_page` in `vmap_try_huge_pmd`), so ranges once mapped with 4K leaves
+    /// can take 2M leaves again; a table with live entries makes the map fail.
     fn map(&mut self, virt: u64, phys: u64, size: LeafSize) -> Result<(), MmError>;
     /// Clear one leaf; returns the physical address it mapped.
     fn unmap(&mut self, virt: u64, size: LeafSize) -> Option<u64>;
@@ -82,14 +93,49 @@ pub const LAZY_MAX_PAGES: u64 = (32 << 20) / PAGE_SIZE as u64;
 /// The guard after every area.
 pub const GUARD_SIZE: u64 = PAGE_SIZE as u64;
 
-/// Phase boundaries reported to a [`PhaseHook`].
+/// Phase boundaries reported to a [`PhaseHook`], in the order they occur (see the
+/// module docs for what lies between two marks).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
-    Reserved,
+    /// vmalloc: the virtual range (and its guard) is taken from the free ranges.
+    AreaReserved,
+    /// vmalloc: every frame is allocated.
+    PagesAllocated,
+    /// vmalloc: every leaf is written into the page tables.
     Mapped,
+    /// vmalloc: the area is registered for lookup (hash + ordered map).
+    AreaInserted,
+    /// vfree: the area is looked up and removed from the hash and the ordered map.
+    AreaRemoved,
+    /// vfree: every leaf is cleared.
     Unmapped,
+    /// vfree: TLB invalidation done (INVLPG batch or CR3 reload), or in lazy mode the range
+    /// queued, with the purge (one full flush + return of every pending range) when the
+    /// queue went over the threshold.
     Flushed,
+    /// vfree: every frame is back in the buddy.
+    PagesFreed,
+    /// vfree: range back in the free pool (non-lazy), counters updated, descriptor dropped.
     Released,
+}
+
+impl Phase {
+    /// Every phase, in order: index `i` is the `i`-th mark of a vmalloc+vfree pair.
+    pub const ALL: [Phase; 9] = [
+        Phase::AreaReserved,
+        Phase::PagesAllocated,
+        Phase::Mapped,
+        Phase::AreaInserted,
+        Phase::AreaRemoved,
+        Phase::Unmapped,
+        Phase::Flushed,
+        Phase::PagesFreed,
+        Phase::Released,
+    ];
+    /// Position in [`Phase::ALL`].
+    pub const fn index(self) -> usize {
+        self as usize
+    }
 }
 
 /// Receives phase boundaries; [`NoHook`] compiles to nothing, closures `FnMut(Phase)` work.
@@ -143,10 +189,36 @@ pub struct VmallocStats {
     pub frees: u64,
     pub failures: u64,
     pub huge_fallbacks: u64,
+    /// Why the last `vmalloc_huge` fell back to 4K leaves (None: it never did).
+    pub last_huge_fallback: Option<HugeFallback>,
     pub full_flushes: u64,
     pub range_flushes: u64,
     pub pages_invlpg: u64,
     pub purges: u64,
+}
+
+/// Why a `vmalloc_huge` request ended up with 4K leaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HugeFallback {
+    /// No free 2 MiB-aligned virtual range of that size.
+    NoAlignedRange,
+    /// No free order-9 block in the buddy.
+    NoOrder9Block,
+    /// No memory for the area's frame list.
+    NoMemory,
+    /// A 2 MiB leaf could not be written (e.g. 4K mappings remain in the range).
+    MapFailed(&'static str),
+}
+
+impl HugeFallback {
+    pub fn describe(self) -> &'static str {
+        match self {
+            HugeFallback::NoAlignedRange => "no free 2 MiB-aligned virtual range",
+            HugeFallback::NoOrder9Block => "no free order-9 (2 MiB) block in the buddy",
+            HugeFallback::NoMemory => "out of memory for the area's frame list",
+            HugeFallback::MapFailed(why) => why,
+        }
+    }
 }
 
 /// The vmalloc space `[start, end)`.
@@ -210,6 +282,11 @@ impl Vmalloc {
     /// Lazy purge threshold in 4 KiB pages.
     pub fn set_lazy_max_pages(&mut self, pages: u64) {
         self.lazy_max_pages = pages;
+    }
+    /// Lazy purge threshold in 4 KiB pages: a vfree that takes the pending count above
+    /// it purges.
+    pub fn lazy_max_pages(&self) -> u64 {
+        self.lazy_max_pages
     }
 
     pub fn stats(&self) -> VmallocStats {
@@ -293,21 +370,26 @@ impl Vmalloc {
         if huge && size as u64 >= LeafSize::Size2M.bytes() {
             let sz = align_up(size as u64, LeafSize::Size2M.bytes());
             let a = align.max(LeafSize::Size2M.bytes());
-            if let Some(p) = self.try_alloc(pa, hw, sz, size, a, gfp, LeafSize::Size2M, hook) {
-                return p;
+            match self.try_alloc(pa, hw, sz, size, a, gfp, LeafSize::Size2M, hook) {
+                Ok(p) => return p,
+                Err(why) => {
+                    self.stats.huge_fallbacks += 1;
+                    self.stats.last_huge_fallback = Some(why);
+                }
             }
-            self.stats.huge_fallbacks += 1;
         }
         let sz = align_up(size as u64, PAGE_SIZE as u64);
         match self.try_alloc(pa, hw, sz, size, align, gfp, LeafSize::Size4K, hook) {
-            Some(p) => p,
-            None => {
+            Ok(p) => p,
+            Err(_) => {
                 self.stats.failures += 1;
                 core::ptr::null_mut()
             }
         }
     }
 
+    /// One attempt at an area of `size` bytes in `leaf`-sized leaves; on failure nothing
+    /// is left allocated and the reason is returned.
     #[allow(clippy::too_many_arguments)]
     fn try_alloc<H: PhaseHook>(
         &mut self,
@@ -319,22 +401,24 @@ impl Vmalloc {
         gfp: Gfp,
         leaf: LeafSize,
         hook: &mut H,
-    ) -> Option<*mut u8> {
+    ) -> Result<*mut u8, HugeFallback> {
         let total = size + GUARD_SIZE;
         let start = match self.reserve(total, align) {
             Some(s) => s,
             None if !self.lazy.is_empty() => {
                 // Like Linux: on address-space exhaustion, purge lazy areas and retry.
                 self.purge_lazy(hw);
-                self.reserve(total, align)?
+                self.reserve(total, align)
+                    .ok_or(HugeFallback::NoAlignedRange)?
             }
-            None => return None,
+            None => return Err(HugeFallback::NoAlignedRange),
         };
+        hook.mark(Phase::AreaReserved);
         let n = (size / leaf.bytes()) as usize;
         let mut frames = Vec::new();
         if frames.try_reserve_exact(n).is_err() {
             self.release(start, start + total);
-            return None;
+            return Err(HugeFallback::NoMemory);
         }
         for _ in 0..n {
             match pa.alloc_pages(leaf.order(), gfp) {
@@ -348,14 +432,14 @@ impl Vmalloc {
                 None => {
                     Self::free_frames(pa, &frames, leaf);
                     self.release(start, start + total);
-                    return None;
+                    return Err(HugeFallback::NoOrder9Block);
                 }
             }
         }
-        hook.mark(Phase::Reserved);
+        hook.mark(Phase::PagesAllocated);
         for (i, &phys) in frames.iter().enumerate() {
             let v = start + i as u64 * leaf.bytes();
-            if hw.map(v, phys, leaf).is_err() {
+            if let Err(e) = hw.map(v, phys, leaf) {
                 for j in 0..i {
                     hw.unmap(start + j as u64 * leaf.bytes(), leaf);
                 }
@@ -365,7 +449,10 @@ impl Vmalloc {
                 }
                 Self::free_frames(pa, &frames, leaf);
                 self.release(start, start + total);
-                return None;
+                return Err(HugeFallback::MapFailed(match e {
+                    MmError::MapFailed { reason, .. } => reason,
+                    _ => "page-table write failed",
+                }));
             }
         }
         hook.mark(Phase::Mapped);
@@ -384,7 +471,8 @@ impl Vmalloc {
                 frames,
             },
         );
-        Some(start as usize as *mut u8)
+        hook.mark(Phase::AreaInserted);
+        Ok(start as usize as *mut u8)
     }
 
     fn free_frames(pa: &mut PageAllocator, frames: &[u64], leaf: LeafSize) {
@@ -463,6 +551,7 @@ impl Vmalloc {
             });
         };
         self.by_addr.remove(&start);
+        hook.mark(Phase::AreaRemoved);
         let lb = area.leaf.bytes();
         self.scratch.clear();
         for (i, &_phys) in area.frames.iter().enumerate() {
@@ -498,6 +587,7 @@ impl Vmalloc {
         }
         hook.mark(Phase::Flushed);
         Self::free_frames(pa, &area.frames, area.leaf);
+        hook.mark(Phase::PagesFreed);
         if self.mode != FlushMode::Lazy {
             self.release(start, start + total);
         }
@@ -506,6 +596,7 @@ impl Vmalloc {
             LeafSize::Size2M => self.stats.mapped_2m -= n as u64,
         }
         self.stats.frees += 1;
+        drop(area);
         hook.mark(Phase::Released);
         Ok(())
     }
@@ -564,341 +655,4 @@ impl Vmalloc {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::gfp::GFP_KERNEL;
-    use crate::testing::{FakePageTable, HostArena};
-    use std::string::ToString;
-    use std::vec::Vec;
-
-    const VSTART: u64 = 0xffff_c900_0000_0000;
-    const VEND: u64 = VSTART + (1 << 32);
-
-    fn setup() -> (HostArena, FakePageTable, Vmalloc) {
-        (
-            HostArena::new(16 << 20),
-            FakePageTable::new(),
-            Vmalloc::new(VSTART, VEND),
-        )
-    }
-
-    #[test]
-    fn alloc_maps_distinct_frames_with_guard() {
-        let (mut a, mut hw, mut vm) = setup();
-        vm.set_flush_mode(FlushMode::PerPage);
-        let free0 = a.pa.buddy.nr_free_pages();
-        let p = vm.vmalloc(&mut a.pa, &mut hw, 3 * 4096 + 1, GFP_KERNEL) as u64;
-        assert_eq!(p, VSTART);
-        let info = vm.find_area(p + 5000).unwrap();
-        assert_eq!(
-            (info.start, info.size, info.nr_leaves, info.guard),
-            (p, 16384, 4, p + 16384)
-        );
-        assert!(hw.translate(info.guard).is_none(), "guard page unmapped");
-        assert!(vm.find_area(info.guard).is_none());
-        let mut frames: Vec<u64> = (0..4)
-            .map(|i| hw.translate(p + i * 4096).unwrap())
-            .collect();
-        assert_eq!(vm.vmalloc_to_page(p + 4096 + 7), Some(frames[1] + 7));
-        frames.sort();
-        frames.dedup();
-        assert_eq!(frames.len(), 4);
-        assert_eq!(a.pa.buddy.nr_free_pages(), free0 - 4);
-        // The next area starts after the guard.
-        let q = vm.vmalloc(&mut a.pa, &mut hw, 4096, GFP_KERNEL) as u64;
-        assert_eq!(q, p + 16384 + 4096);
-        vm.vfree(&mut a.pa, &mut hw, p as *mut u8).unwrap();
-        assert_eq!(hw.range_flushes, 1);
-        assert_eq!(hw.invlpg_pages, 4);
-        vm.vfree(&mut a.pa, &mut hw, q as *mut u8).unwrap();
-        assert_eq!(hw.nr_mapped(), 0);
-        assert_eq!(a.pa.buddy.nr_free_pages(), free0);
-        assert_eq!(vm.free_bytes(), VEND - VSTART, "ranges coalesced");
-    }
-
-    #[test]
-    fn vzalloc_zeroes_frames() {
-        let (mut a, mut hw, mut vm) = setup();
-        // Dirty the whole arena first.
-        let mut pages = Vec::new();
-        while let Some(p) = a.pa.alloc_pages(0, GFP_KERNEL) {
-            // SAFETY: p is a page of the host arena owned by this test.
-            unsafe { core::ptr::write_bytes(p.as_ptr(), 0xee, 4096) };
-            pages.push(p);
-        }
-        for p in pages {
-            a.pa.free_pages(p.as_ptr(), 0).unwrap();
-        }
-        let v = vm.vzalloc(&mut a.pa, &mut hw, 8192, GFP_KERNEL) as u64;
-        for i in 0..2 {
-            let phys = vm.vmalloc_to_page(v + i * 4096).unwrap();
-            let virt = a.pa.direct_map.phys_to_virt(phys);
-            // SAFETY: the frame is a page of the arena, owned by the vmalloc area.
-            assert!(unsafe { core::slice::from_raw_parts(virt, 4096) }
-                .iter()
-                .all(|&b| b == 0));
-        }
-        vm.vfree(&mut a.pa, &mut hw, v as *mut u8).unwrap();
-    }
-
-    #[test]
-    fn flush_modes() {
-        let (mut a, mut hw, mut vm) = setup();
-        vm.set_flush_mode(FlushMode::PerPage);
-        let p = vm.vmalloc(&mut a.pa, &mut hw, 33 * 4096, GFP_KERNEL);
-        vm.vfree(&mut a.pa, &mut hw, p).unwrap();
-        assert_eq!(
-            (hw.full_flushes, hw.range_flushes),
-            (1, 0),
-            "33 pages -> full flush"
-        );
-        let p = vm.vmalloc(&mut a.pa, &mut hw, 32 * 4096, GFP_KERNEL);
-        vm.vfree(&mut a.pa, &mut hw, p).unwrap();
-        assert_eq!(
-            (hw.full_flushes, hw.range_flushes, hw.invlpg_pages),
-            (1, 1, 32)
-        );
-        vm.set_flush_mode(FlushMode::Full);
-        let p = vm.vmalloc(&mut a.pa, &mut hw, 4096, GFP_KERNEL);
-        vm.vfree(&mut a.pa, &mut hw, p).unwrap();
-        assert_eq!(hw.full_flushes, 2);
-    }
-
-    #[test]
-    fn lazy_defers_flush_and_reuse() {
-        let (mut a, mut hw, mut vm) = setup();
-        vm.set_flush_mode(FlushMode::Lazy);
-        vm.set_lazy_max_pages(8);
-        let free0 = a.pa.buddy.nr_free_pages();
-        let p = vm.vmalloc(&mut a.pa, &mut hw, 4 * 4096, GFP_KERNEL);
-        vm.vfree(&mut a.pa, &mut hw, p).unwrap();
-        assert_eq!(hw.full_flushes + hw.range_flushes, 0, "no flush yet");
-        assert_eq!(a.pa.buddy.nr_free_pages(), free0, "frames freed at once");
-        assert_eq!(vm.stats().lazy_pages_pending, 4);
-        let q = vm.vmalloc(&mut a.pa, &mut hw, 4 * 4096, GFP_KERNEL);
-        assert_ne!(p, q, "lazily freed range not reused before the purge");
-        vm.vfree(&mut a.pa, &mut hw, q).unwrap();
-        assert_eq!(
-            hw.full_flushes, 0,
-            "8 pages pending is not above the threshold"
-        );
-        let r = vm.vmalloc(&mut a.pa, &mut hw, 4096, GFP_KERNEL);
-        vm.vfree(&mut a.pa, &mut hw, r).unwrap();
-        assert_eq!(hw.full_flushes, 1);
-        let s = vm.stats();
-        assert_eq!((s.purges, s.lazy_pages_pending), (1, 0));
-        assert_eq!(vm.free_bytes(), VEND - VSTART);
-        let t = vm.vmalloc(&mut a.pa, &mut hw, 4096, GFP_KERNEL);
-        assert_eq!(t, p, "range reused after the purge");
-        vm.vfree(&mut a.pa, &mut hw, t).unwrap();
-        vm.purge_lazy(&mut hw);
-        assert_eq!(hw.full_flushes, 2);
-        vm.purge_lazy(&mut hw);
-        assert_eq!(hw.full_flushes, 2, "nothing pending: no flush");
-    }
-
-    #[test]
-    fn lazy_purges_on_address_space_exhaustion() {
-        let mut a = HostArena::new(4 << 20);
-        let mut hw = FakePageTable::new();
-        let mut vm = Vmalloc::new(VSTART, VSTART + 4 * 8192);
-        let p = vm.vmalloc(&mut a.pa, &mut hw, 4096, GFP_KERNEL);
-        vm.vfree(&mut a.pa, &mut hw, p).unwrap();
-        let ps: Vec<*mut u8> = (0..4)
-            .map(|_| vm.vmalloc(&mut a.pa, &mut hw, 4096, GFP_KERNEL))
-            .collect();
-        assert!(ps.iter().all(|p| !p.is_null()));
-        assert_eq!(vm.stats().purges, 1);
-        assert!(vm.vmalloc(&mut a.pa, &mut hw, 4096, GFP_KERNEL).is_null());
-    }
-
-    #[test]
-    fn huge_and_fallback() {
-        let (mut a, mut hw, mut vm) = setup();
-        let free0 = a.pa.buddy.nr_free_pages();
-        let p = vm.vmalloc_huge(&mut a.pa, &mut hw, (4 << 20) + 1, GFP_KERNEL) as u64;
-        assert_eq!(p % (2 << 20), 0);
-        let info = vm.find_area(p).unwrap();
-        assert_eq!(
-            (info.leaf, info.nr_leaves, info.size),
-            (LeafSize::Size2M, 3, 6 << 20)
-        );
-        for (v, ph, s) in hw.leaves() {
-            assert_eq!(s, LeafSize::Size2M);
-            assert_eq!((v % (2 << 20), ph % (2 << 20)), (0, 0));
-        }
-        assert_eq!(vm.stats().mapped_2m, 3);
-        // Small request: 4K leaves even via vmalloc_huge.
-        let q = vm.vmalloc_huge(&mut a.pa, &mut hw, 8192, GFP_KERNEL) as u64;
-        assert_eq!(vm.find_area(q).unwrap().leaf, LeafSize::Size4K);
-        // Fragment memory so no order-9 block exists: fallback to 4K leaves.
-        let mut held = Vec::new();
-        while let Some(pfn) = a.pa.buddy.alloc_pages(9) {
-            held.push(pfn);
-        }
-        let before = vm.stats().huge_fallbacks;
-        // Free one 2M block as 512 pages, keeping one page so it cannot merge back.
-        let pfn = held.pop().unwrap();
-        a.pa.buddy.free_pages(pfn, 9).unwrap();
-        let mut pins = Vec::new();
-        loop {
-            let x = a.pa.buddy.alloc_pages(0).unwrap();
-            pins.push(x);
-            if (pfn..pfn + 512).contains(&x) {
-                break;
-            }
-        }
-        let pin = pins.pop().unwrap();
-        for x in pins {
-            a.pa.buddy.free_pages(x, 0).unwrap();
-        }
-        let r = vm.vmalloc_huge(&mut a.pa, &mut hw, 2 << 20, GFP_KERNEL);
-        assert!(!r.is_null(), "fell back to 4K frames");
-        assert_eq!(vm.stats().huge_fallbacks, before + 1);
-        let info = vm.find_area(r as u64).unwrap();
-        assert_eq!((info.leaf, info.nr_leaves), (LeafSize::Size4K, 512));
-        vm.vfree(&mut a.pa, &mut hw, r).unwrap();
-        a.pa.buddy.free_pages(pin, 0).unwrap();
-        for pfn in held {
-            a.pa.buddy.free_pages(pfn, 9).unwrap();
-        }
-        vm.vfree(&mut a.pa, &mut hw, p as *mut u8).unwrap();
-        vm.vfree(&mut a.pa, &mut hw, q as *mut u8).unwrap();
-        assert_eq!(a.pa.buddy.nr_free_pages(), free0);
-        assert_eq!(hw.nr_mapped(), 0);
-    }
-
-    #[test]
-    fn alignment() {
-        let (mut a, mut hw, mut vm) = setup();
-        let _x = vm.vmalloc(&mut a.pa, &mut hw, 4096, GFP_KERNEL);
-        for shift in 12..=24 {
-            let p = vm.vmalloc_align(&mut a.pa, &mut hw, 4096, 1 << shift, GFP_KERNEL) as u64;
-            assert_eq!(p % (1 << shift), 0, "align 2^{shift}");
-            vm.vfree(&mut a.pa, &mut hw, p as *mut u8).unwrap();
-        }
-        assert!(vm
-            .vmalloc_align(&mut a.pa, &mut hw, 4096, 3, GFP_KERNEL)
-            .is_null());
-        assert!(vm.vmalloc(&mut a.pa, &mut hw, 0, GFP_KERNEL).is_null());
-    }
-
-    #[test]
-    fn alignment_beyond_the_range_fails_cleanly() {
-        // Linux's align_shift_alloc_test: every alignment 2^0 … 2^63 for one page.
-        let (mut a, mut hw, mut vm) = setup();
-        let (start, end) = vm.range();
-        for shift in 0..64u32 {
-            let p = vm.vmalloc_align(&mut a.pa, &mut hw, 4096, 1u64 << shift, GFP_KERNEL) as u64;
-            if p != 0 {
-                assert!(
-                    p >= start && p + 4096 <= end,
-                    "align 2^{shift}: {p:#x} outside the range"
-                );
-                assert_eq!(p % (1u64 << shift), 0);
-                vm.vfree(&mut a.pa, &mut hw, p as *mut u8).unwrap();
-            }
-        }
-        assert!(vm
-            .vmalloc_align(&mut a.pa, &mut hw, 4096, 1u64 << 63, GFP_KERNEL)
-            .is_null());
-    }
-
-    #[test]
-    fn vfree_misuse() {
-        let (mut a, mut hw, mut vm) = setup();
-        vm.vfree(&mut a.pa, &mut hw, core::ptr::null_mut()).unwrap();
-        let p = vm.vmalloc(&mut a.pa, &mut hw, 8192, GFP_KERNEL) as u64;
-        let e = vm
-            .vfree(&mut a.pa, &mut hw, (p + 4096) as *mut u8)
-            .unwrap_err();
-        assert_eq!(
-            e,
-            MmError::VfreeInterior {
-                addr: p + 4096,
-                area_start: p
-            }
-        );
-        assert!(e.to_string().contains("inside the vmalloc area"), "{e}");
-        let e = vm
-            .vfree(&mut a.pa, &mut hw, (p + 8192) as *mut u8)
-            .unwrap_err(); // guard
-        assert_eq!(e, MmError::NotVmallocArea { addr: p + 8192 });
-        let e = vm
-            .vfree(&mut a.pa, &mut hw, 0x1234_5000 as *mut u8)
-            .unwrap_err();
-        assert!(
-            e.to_string().contains("not the start of any vmalloc area"),
-            "{e}"
-        );
-        assert_eq!(hw.nr_mapped(), 2, "errors change nothing");
-        vm.vfree(&mut a.pa, &mut hw, p as *mut u8).unwrap();
-        assert!(matches!(
-            vm.vfree(&mut a.pa, &mut hw, p as *mut u8),
-            Err(MmError::NotVmallocArea { .. })
-        ));
-        // vmalloc frames refuse kfree/free_pages.
-        let q = vm.vmalloc(&mut a.pa, &mut hw, 4096, GFP_KERNEL) as u64;
-        let phys = vm.vmalloc_to_page(q).unwrap();
-        assert!(matches!(
-            a.pa.buddy.free_pages(phys >> 12, 0),
-            Err(MmError::PageNotAllocated { .. })
-        ));
-        vm.vfree(&mut a.pa, &mut hw, q as *mut u8).unwrap();
-    }
-
-    #[test]
-    fn oom_leaks_nothing() {
-        let (mut a, mut hw, mut vm) = setup();
-        vm.set_flush_mode(FlushMode::Full);
-        let free0 = a.pa.buddy.nr_free_pages();
-        let p = vm.vmalloc(&mut a.pa, &mut hw, 64 << 20, GFP_KERNEL);
-        assert!(p.is_null());
-        assert_eq!(a.pa.buddy.nr_free_pages(), free0);
-        assert_eq!(vm.free_bytes(), VEND - VSTART);
-        assert_eq!(hw.nr_mapped(), 0);
-        assert_eq!(vm.stats().areas, 0);
-        // Map failure half-way: everything undone.
-        hw.fail_after = Some(3);
-        assert!(vm
-            .vmalloc(&mut a.pa, &mut hw, 8 * 4096, GFP_KERNEL)
-            .is_null());
-        hw.fail_after = None;
-        assert_eq!(a.pa.buddy.nr_free_pages(), free0);
-        assert_eq!(vm.free_bytes(), VEND - VSTART);
-        assert_eq!(hw.nr_mapped(), 0);
-        // Address space exhaustion.
-        let mut small = Vmalloc::new(VSTART, VSTART + 8192);
-        assert!(small
-            .vmalloc(&mut a.pa, &mut hw, 8192, GFP_KERNEL)
-            .is_null());
-        assert_eq!(a.pa.buddy.nr_free_pages(), free0);
-    }
-
-    #[test]
-    fn phases_are_reported_in_order() {
-        let (mut a, mut hw, mut vm) = setup();
-        let mut seen = Vec::new();
-        let p = vm.vmalloc_phased(
-            &mut a.pa,
-            &mut hw,
-            4096,
-            4096,
-            GFP_KERNEL,
-            false,
-            &mut |ph| seen.push(ph),
-        );
-        vm.vfree_phased(&mut a.pa, &mut hw, p, &mut |ph| seen.push(ph))
-            .unwrap();
-        assert_eq!(
-            seen,
-            [
-                Phase::Reserved,
-                Phase::Mapped,
-                Phase::Unmapped,
-                Phase::Flushed,
-                Phase::Released
-            ]
-        );
-    }
-}
+mod tests;
