@@ -1,10 +1,26 @@
-//! Host probing: hypervisor kind, CPU, kernel, QEMU, git commit, huge pages.
+//! Host probing: accelerator, hypervisor kind, CPL choice, CPU, kernel, QEMU, git commit,
+//! huge pages. A leaf module: backends and the run use it, it uses neither.
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::backend::AccelKind;
 use crate::config::{Accel, CplSetting};
 use crate::error::HarnessError;
+
+/// The accelerator actually used (after resolving "auto").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccelKind {
+    Kvm,
+    Tcg,
+}
+
+impl AccelKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            AccelKind::Kvm => "kvm",
+            AccelKind::Tcg => "tcg",
+        }
+    }
+}
 
 /// What kind of virtualization the guest will run on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -144,6 +160,32 @@ pub fn thp_mode(file: &str) -> String {
 pub fn huge_pages_free() -> (u64, u64) {
     let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     parse_meminfo_hugepages(&text)
+}
+
+/// Free 2 MiB huge pages in the host pool (sysfs, else /proc/meminfo when its huge page
+/// size is 2 MiB).
+pub fn free_huge_pages_2m() -> u64 {
+    let sys = Path::new("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages");
+    if let Ok(s) = std::fs::read_to_string(sys) {
+        return s.trim().parse().unwrap_or(0);
+    }
+    let (free, size_kb) = huge_pages_free();
+    if size_kb == 2048 {
+        free
+    } else {
+        0
+    }
+}
+
+/// Check that hugetlbfs backing of `memory_mib` can be satisfied before a backend tries
+/// (QEMU aborts, mmap fails): one 2 MiB page per 2 MiB of guest memory.
+pub fn check_huge_pages(memory_mib: u64) -> Result<(), HarnessError> {
+    let need = memory_mib.div_ceil(2);
+    let have = free_huge_pages_2m();
+    if have < need {
+        return Err(HarnessError::HugePages { need, have });
+    }
+    Ok(())
 }
 
 pub fn parse_meminfo_hugepages(text: &str) -> (u64, u64) {

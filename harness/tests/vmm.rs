@@ -1,11 +1,11 @@
-//! The embedded KVM micro-VMM (`backend::kvm`) booting the real kernel. Every test skips
+//! The embedded KVM micro-VMM (`backend::vmm`) booting the real kernel. Every test skips
 //! (with a printed reason) when /dev/kvm cannot be opened read-write. No timings asserted.
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use kmbench::backend::kvm::{self, KvmVmm};
+use kmbench::backend::vmm::{self as kvm, KvmVmm};
 use kmbench::backend::{AccelKind, Backend, BootEnd, BootReport, Event, LaunchSpec};
 use kmbench::config::{HostBacking, Machine};
 use kmbench_protocol::{
@@ -216,7 +216,7 @@ fn hang_times_out_and_the_vcpu_stops() {
 fn hugetlbfs_without_a_pool_is_a_launch_failure() {
     let Some(_g) = vmm_lock() else { return };
     let need = 256u64.div_ceil(2);
-    let have = kvm::free_huge_pages_2m();
+    let have = kmbench::host::free_huge_pages_2m();
     if have >= need {
         eprintln!("skipping: the host has {have} free 2 MiB huge pages (the error path needs fewer than {need})");
         return;

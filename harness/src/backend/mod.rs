@@ -12,8 +12,8 @@ use kmbench_protocol::{GuestExit, Record};
 use crate::config::{HostBacking, Machine};
 use crate::error::Result;
 
-pub mod kvm;
 pub mod qemu;
+pub mod vmm;
 
 /// `kmbench run --backend`: who boots the guest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -28,21 +28,8 @@ pub enum BackendChoice {
     Qemu,
 }
 
-/// The accelerator actually used (after resolving "auto").
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AccelKind {
-    Kvm,
-    Tcg,
-}
-
-impl AccelKind {
-    pub fn label(self) -> &'static str {
-        match self {
-            AccelKind::Kvm => "kvm",
-            AccelKind::Tcg => "tcg",
-        }
-    }
-}
+/// The accelerator actually used: a host fact, resolved in [`crate::host`].
+pub use crate::host::AccelKind;
 
 /// `start + timeout`, saturating: a huge timeout means "practically never", not a panic
 /// ("overflow when adding duration to instant").

@@ -9,8 +9,8 @@ use kmbench_protocol::CMDLINE_PLAN_KEY;
 
 use super::args::Args;
 use super::variants::VariantRun;
-use crate::backend::kvm::{self as kvm_vmm, KvmVmm};
 use crate::backend::qemu::{self, Qemu};
+use crate::backend::vmm::{self as kvm_vmm, KvmVmm};
 use crate::backend::{AccelKind, Backend, BackendChoice};
 use crate::build;
 use crate::config::{self, Config, CplSetting, HostBacking};
@@ -49,27 +49,6 @@ pub fn note(quiet: bool, msg: impl AsRef<str>) {
     if !quiet {
         eprintln!("kmbench: {}", msg.as_ref());
     }
-}
-
-/// Check that hugetlbfs backing can be satisfied before QEMU tries (and aborts).
-pub fn check_huge_pages(memory_mib: u64) -> Result<()> {
-    let need = memory_mib.div_ceil(2);
-    let sys = Path::new("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages");
-    let have = match std::fs::read_to_string(sys) {
-        Ok(s) => s.trim().parse().unwrap_or(0),
-        Err(_) => {
-            let (free, size_kb) = host::huge_pages_free();
-            if size_kb == 2048 {
-                free
-            } else {
-                0
-            }
-        }
-    };
-    if have < need {
-        return Err(HarnessError::HugePages { need, have });
-    }
-    Ok(())
 }
 
 /// Whether the embedded VMM boots this run: `--backend kvm` insists (and fails where it
@@ -116,7 +95,7 @@ fn variant_run(
         .map_err(|e| HarnessError::Other(format!("serialising plan: {e}")))?;
     let skipped = (name.is_some() && vcfg.run.host_backing == HostBacking::Hugetlbfs)
         .then(|| {
-            check_huge_pages(vcfg.run.memory_mib)
+            host::check_huge_pages(vcfg.run.memory_mib)
                 .err()
                 .map(|e| e.to_string())
         })
@@ -180,7 +159,7 @@ pub fn plan(args: &Args) -> Result<Plan> {
 
     let backing = cfg.run.host_backing;
     if backing == HostBacking::Hugetlbfs && cfg.variants.is_empty() {
-        check_huge_pages(cfg.run.memory_mib)?;
+        host::check_huge_pages(cfg.run.memory_mib)?;
     }
     let thp = host::thp_mode("enabled");
     let wants_thp = backing == HostBacking::Thp

@@ -2,35 +2,12 @@
 //!
 //! The memory map arrives unsorted (and, on microvm, with a trailing all-zero entry);
 //! [`BootInfo::usable`] sorts it, keeps only type-1 RAM and merges neighbours. Nothing
-//! here trusts the order the loader used.
+//! here trusts the order the loader used. The structures are the boot ABI's
+//! (`kmbench-bootabi`), the same types the embedded VMM writes.
 
-/// `hvm_start_info.magic` ("xEn3" with the high bit set).
-pub const HVM_START_MAGIC: u32 = 0x336e_c578;
-const E820_RAM: u32 = 1;
+use kmbench_bootabi::{layout::CMDLINE_BUF, HvmMemmapEntry, HvmStartInfo, E820_RAM, HVM_START_MAGIC};
+
 pub const MAX_REGIONS: usize = 64;
-
-#[repr(C)]
-struct HvmStartInfo {
-    magic: u32,
-    version: u32,
-    flags: u32,
-    nr_modules: u32,
-    modlist_paddr: u64,
-    cmdline_paddr: u64,
-    rsdp_paddr: u64,
-    memmap_paddr: u64,
-    memmap_entries: u32,
-    reserved: u32,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct HvmMemmapEntry {
-    addr: u64,
-    size: u64,
-    kind: u32,
-    reserved: u32,
-}
 
 /// A physical range [start, end).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -51,7 +28,7 @@ pub struct BootInfo {
     pub start_info_paddr: u64,
     regions: [Region; MAX_REGIONS],
     nr_regions: usize,
-    cmdline: [u8; 4096],
+    cmdline: [u8; CMDLINE_BUF],
     cmdline_len: usize,
 }
 
@@ -74,7 +51,7 @@ impl BootInfo {
             start_info_paddr: paddr,
             regions: [Region::default(); MAX_REGIONS],
             nr_regions: 0,
-            cmdline: [0; 4096],
+            cmdline: [0; CMDLINE_BUF],
             cmdline_len: 0,
         };
         if info.cmdline_paddr != 0 {
