@@ -1,6 +1,9 @@
 //! `kmbench`: the host CLI. Each subcommand lives in its own module of the library.
 use clap::{Parser, Subcommand};
+use std::path::Path;
 use std::process::ExitCode;
+
+use kmbench::run_dir::resolve_run;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -27,13 +30,51 @@ enum Command {
     List(kmbench::report::ListArgs),
 }
 
+/// Bring a stored run's results.json up to date with its journal before reading it.
+fn refresh(arg: &Path, results_dir: &Path) {
+    kmbench::run::rebuild::refresh_if_stale(&resolve_run(arg, results_dir));
+}
+
+/// `kmbench report --rebuild RUN`.
+fn rebuild(arg: &Path, results_dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let target = resolve_run(arg, results_dir);
+    let dir = kmbench::run::rebuild::journal_folder(&target)
+        .ok_or_else(|| format!("{}: no records.jsonl to rebuild from", target.display()))?;
+    let (_, stats) = kmbench::run::rebuild::rebuild(&dir)?;
+    eprintln!(
+        "kmbench: {}: results.json rebuilt from {} journal line(s) ({} unreadable, {} boot(s) never ended)",
+        dir.display(),
+        stats.lines,
+        stats.skipped,
+        stats.unfinished
+    );
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let results = Path::new("results");
     let result = match cli.command {
         Command::Run(a) => kmbench::run::main(a),
-        Command::Compare(a) => kmbench::compare::main(a),
-        Command::Export(a) => kmbench::export::main(a),
-        Command::Report(a) => kmbench::report::main(a),
+        Command::Compare(a) => {
+            refresh(&a.base, results);
+            refresh(&a.new, results);
+            kmbench::compare::main(a)
+        }
+        Command::Export(a) => {
+            refresh(&a.run, results);
+            kmbench::export::main(a)
+        }
+        Command::Report(a) => match &a.run {
+            Some(run) if a.rebuild => {
+                rebuild(run, &a.results_dir).and_then(|()| kmbench::report::main(a))
+            }
+            Some(run) => {
+                refresh(run, &a.results_dir);
+                kmbench::report::main(a)
+            }
+            None => kmbench::report::main(a),
+        },
         Command::List(a) => kmbench::report::list::main(a),
     };
     match result {

@@ -85,7 +85,8 @@ fn success_parses_records_and_writes_results() {
     assert!(r.env.guest.is_some());
     assert!(r.rejected_records.is_empty());
     let records = std::fs::read_to_string(out.join("records.jsonl")).unwrap();
-    assert_eq!(records.lines().count(), 6);
+    // Header, six records, one boot end.
+    assert_eq!(records.lines().count(), 8);
     assert!(std::fs::read_to_string(out.join("guest.log"))
         .unwrap()
         .contains("fake guest booting"));
@@ -112,7 +113,7 @@ fn boots_are_pooled() {
             .unwrap()
             .lines()
             .count(),
-        18
+        1 + 18 + 3
     );
 }
 
@@ -178,7 +179,7 @@ fn sigint_kills_the_guest_and_keeps_results() {
     let t0 = Instant::now();
     let records = out.join("records.jsonl");
     while std::fs::read_to_string(&records)
-        .map(|s| s.lines().count() < 2)
+        .map(|s| s.lines().count() < 3)
         .unwrap_or(true)
     {
         assert!(t0.elapsed() < Duration::from_secs(30), "no records arrived");
@@ -415,4 +416,87 @@ fn output_folders_are_locked_private_and_fresh() {
         .unwrap()
         .contains("fake guest booting"));
     assert!(!t.path().join("a").exists());
+}
+
+fn report(dir: &Path, extra: &[&str]) -> (i32, String, String) {
+    run(Command::new(env!("CARGO_BIN_EXE_kmbench"))
+        .arg("report")
+        .arg(dir)
+        .arg("--no-plots")
+        .args(extra)
+        .stdin(Stdio::null()))
+}
+
+/// records.jsonl is the source of truth: `report --rebuild` gives back the results.json
+/// the run wrote (one boot, several boots, variants), and a torn last line is skipped.
+#[test]
+fn results_rebuild_from_the_journal_exactly() {
+    let variants = format!(
+        "{TIMER}[[variants]]\nname = \"a\"\n[[variants]]\nname = \"b\"\nflush_mode = \"full\"\n"
+    );
+    for (text, flags) in [
+        (TIMER.to_string(), vec![]),
+        (TIMER.to_string(), vec!["--boots", "3"]),
+        (variants, vec!["--boots", "2"]),
+    ] {
+        let (_t, cfg, out) = setup("ok.toml", &text);
+        let (code, stdout, stderr) = run(&mut kmbench(&out, &cfg, &flags));
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        let written: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap())
+                .unwrap();
+        std::fs::remove_file(out.join("results.json")).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(out.join("records.jsonl"))
+            .unwrap();
+        std::io::Write::write_all(&mut f, b"{\"boot\":1,\"ms\":3.5,\"rec").unwrap();
+        let (code, _, stderr) = report(&out, &["--rebuild"]);
+        assert_eq!(code, 0, "{stderr}");
+        assert!(stderr.contains("rebuilt"), "{stderr}");
+        let rebuilt: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap())
+                .unwrap();
+        assert_eq!(rebuilt, written, "{text} {flags:?}");
+    }
+}
+
+/// SIGKILL of the harness mid-boot (with and without variants): the next report,
+/// compare or export finds results.json behind records.jsonl and rebuilds it, the hung
+/// boot judged `killed`, and nothing that reached the journal is lost.
+#[test]
+fn sigkill_loses_nothing_that_reached_the_journal() {
+    let hang = format!("[guest]\nfault = \"hang_after_record\"\n{TIMER}");
+    let with_variants = format!("{hang}[[variants]]\nname = \"a\"\n[[variants]]\nname = \"b\"\n");
+    for (text, name) in [(hang, "timer/rdtsc"), (with_variants, "timer/rdtsc@a")] {
+        let (_t, cfg, out) = setup("h.toml", &text);
+        let mut child = kmbench(&out, &cfg, &["--timeout", "60"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let records = out.join("records.jsonl");
+        let t0 = Instant::now();
+        while !std::fs::read_to_string(&records).is_ok_and(|s| s.contains("timer/rdtsc")) {
+            assert!(t0.elapsed() < Duration::from_secs(30), "no records arrived");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let (code, stdout, stderr) = report(&out, &[]);
+        assert_eq!(code, 0, "{stderr}");
+        assert!(stderr.contains("rebuilt"), "{stderr}");
+        assert!(stdout.contains(name), "{stdout}");
+        let r = results(&out);
+        assert!(!r.complete);
+        assert_eq!(r.exit.as_ref().unwrap().status, "killed");
+        assert!(
+            r.benchmarks.iter().any(|b| b.name == name),
+            "{:?}",
+            r.benchmarks
+        );
+        // Up to date now: no second rebuild.
+        let (_, _, stderr) = report(&out, &[]);
+        assert!(!stderr.contains("rebuilt"), "{stderr}");
+    }
 }

@@ -34,6 +34,10 @@ pub struct Args {
     /// Write plots here instead of the run folder.
     #[arg(long)]
     pub plots_dir: Option<PathBuf>,
+    /// Rebuild the run's results.json from its records.jsonl first (done by itself when
+    /// results.json is behind the journal, e.g. after a SIGKILL).
+    #[arg(long, conflicts_with = "list")]
+    pub rebuild: bool,
 }
 
 pub fn main(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use kmbench_protocol::{BenchRecord, EndRecord, FaultRecord, Hello, Record, SelftestRecord};
 
 use super::assemble::{assemble, results};
-use super::output::{write_results, RecordsLog, RunFolder};
+use super::output::{RecordsLog, RunFolder};
 use super::plan::{note, Plan};
+use super::rebuild::BootEndEntry;
 use super::signals::INTERRUPTED;
 use super::status;
 use super::variants::{self, VariantRun};
@@ -141,8 +142,8 @@ fn boot_one(
     let mut launched = Instant::now();
     let report = std::thread::scope(|scope| {
         let snapshotter = (!named).then(|| {
-            let (shared, boot_done, earlier_boots, dir, base) =
-                (&shared, &boot_done, &earlier_boots, &folder.dir, &*base);
+            let (shared, boot_done, earlier_boots, base) =
+                (&shared, &boot_done, &earlier_boots, &*base);
             scope.spawn(move || {
                 let mut seen = 0;
                 loop {
@@ -152,6 +153,8 @@ fn boot_one(
                         break;
                     }
                     let mut so_far = earlier_boots.clone();
+                    // Read under the lock: exactly the journal lines this data reflects.
+                    let lines;
                     {
                         let g = shared.lock().unwrap_or_else(|e| e.into_inner());
                         if g.0 == seen {
@@ -159,8 +162,10 @@ fn boot_one(
                         }
                         seen = g.0;
                         so_far.push(g.1.clone());
+                        lines = folder.journal_lines();
                     }
-                    let _ = write_results(dir, &assemble(base.clone(), &so_far, None, boots));
+                    let snapshot = assemble(base.clone(), &so_far, None, boots);
+                    let _ = folder.write_results_at(&snapshot, lines);
                 }
             })
         });
@@ -173,7 +178,8 @@ fn boot_one(
             match ev {
                 Event::Launched => *launched = Instant::now(),
                 Event::Record(r) => {
-                    let ms = launched.elapsed().as_secs_f64() * 1e3;
+                    // Rounded to µs as the journal keeps it, so a rebuild gives the same.
+                    let ms = (launched.elapsed().as_secs_f64() * 1e6).round() / 1e3;
                     if data.boot_ms.is_none() {
                         data.boot_ms = Some(ms);
                     }
@@ -183,7 +189,15 @@ fn boot_one(
                     }
                     data.push(r);
                 }
-                Event::BadRecord { line, error } => data.bad_records.push((error, line)),
+                Event::BadRecord { line, error } => {
+                    records.append_event(
+                        boot,
+                        variant_name.as_deref(),
+                        "rejected",
+                        serde_json::json!({ "error": error, "line": line }),
+                    );
+                    data.bad_records.push((error, line))
+                }
             }
         });
         boot_done.store(true, Ordering::Relaxed);
@@ -200,9 +214,23 @@ fn boot_one(
         );
     }
     let v = verdict::of_boot(&report.end, &data, timeout_s);
-    for (k, v) in backend.extra() {
-        base.env.extra.insert(k, v);
+    let extra: BTreeMap<String, serde_json::Value> = backend.extra().into_iter().collect();
+    for (k, v) in &extra {
+        base.env.extra.insert(k.clone(), v.clone());
     }
+    // The boot's end in the journal, before results.json shows it.
+    let end = BootEndEntry {
+        verdict: v.clone(),
+        command_line: run.command_line.clone(),
+        stderr: report.stderr.clone(),
+        extra,
+    };
+    records.append_event(
+        boot,
+        run.name.as_deref(),
+        "boot_end",
+        serde_json::to_value(&end).unwrap_or_default(),
+    );
     if !plan.use_vmm
         && plan.accel == AccelKind::Kvm
         && matches!(report.end, BootEnd::LaunchFailed { .. })

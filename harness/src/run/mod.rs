@@ -31,6 +31,7 @@ pub mod clock;
 pub mod output;
 pub mod plan;
 pub mod pool;
+pub mod rebuild;
 pub mod signals;
 pub mod status;
 pub mod variants;
@@ -98,6 +99,8 @@ pub fn execute(args: &Args) -> Result<RunOutcome> {
     }
     let _signals = SignalGuard::install();
     let mut records = folder.open_records()?;
+    // The journal's header: with it, records.jsonl alone rebuilds results.json.
+    records.append_line(&rebuild::Header::new(&base, plan.boots, &plan.runs).to_line());
     note(
         plan.quiet,
         format!(

@@ -17,6 +17,8 @@
 //! every file is created without following symlinks ([`crate::safe_fs`]).
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use kmbench_protocol::Record;
@@ -33,6 +35,8 @@ pub struct RunFolder {
     pub dir: PathBuf,
     /// Files of an earlier run removed from a reused `--out` folder.
     pub removed_stale: Vec<String>,
+    /// Lines in `records.jsonl` so far (its [`RecordsLog`] counts them).
+    journal_lines: Arc<AtomicU64>,
     _lock: safe_fs::FolderLock,
 }
 
@@ -113,6 +117,7 @@ impl RunFolder {
             id,
             dir,
             removed_stale,
+            journal_lines: Arc::new(AtomicU64::new(0)),
             _lock: lock,
         })
     }
@@ -130,31 +135,67 @@ impl RunFolder {
             file,
             path,
             error: None,
+            lines: self.journal_lines.clone(),
         })
     }
 
-    /// Write `results.json` atomically; returns its path.
+    /// Journal lines written so far.
+    pub fn journal_lines(&self) -> u64 {
+        self.journal_lines.load(Ordering::SeqCst)
+    }
+
+    /// Write `results.json` atomically, stamped with the journal lines written so far
+    /// (everything it reflects); returns its path.
     pub fn write_results(&self, results: &RunResults) -> Result<PathBuf> {
-        write_results(&self.dir, results)
+        self.write_results_at(results, self.journal_lines())
+    }
+
+    /// [`Self::write_results`] for content that reflects the first `lines` journal lines.
+    pub fn write_results_at(&self, results: &RunResults, lines: u64) -> Result<PathBuf> {
+        let mut r = results.clone();
+        r.env
+            .extra
+            .insert(JOURNAL_LINES_KEY.into(), serde_json::json!(lines));
+        write_results(&self.dir, &r)
     }
 }
 
-/// `records.jsonl`, appended as records arrive. The first write error stops further
-/// writes and is kept for one warning ([`RecordsLog::take_error`]): a full disk must not
-/// stop the run.
+/// `records.jsonl`, the run's journal and its source of truth: appended and flushed line
+/// by line, never rewritten, and enough to rebuild `results.json`
+/// ([`super::rebuild`]). Lines, in order:
+/// * `{"header": {...}}`: the run as planned (first line, see [`super::rebuild::Header`]);
+/// * `{"boot", "ms", "record", "variant"?}`: one record as it arrived;
+/// * `{"boot", "rejected": {"error", "line"}, "variant"?}`: a refused channel line;
+/// * `{"boot", "boot_end": {...}, "variant"?}`: how the boot ended (its verdict).
+///
+/// A SIGKILL loses at most the line being written (a torn last line is skipped on
+/// rebuild). The first write error stops further writes and is kept for one warning
+/// ([`RecordsLog::take_error`]): a full disk must not stop the run.
 #[derive(Debug)]
 pub struct RecordsLog {
     file: std::fs::File,
     path: PathBuf,
     error: Option<std::io::Error>,
+    lines: Arc<AtomicU64>,
 }
 
 impl RecordsLog {
-    /// Append one record of boot `boot` (from 1), `ms` after the VM started.
-    pub fn append(&mut self, boot: u32, variant: Option<&str>, ms: f64, record: &Record) {
+    /// Append one journal line (a JSON object).
+    pub fn append_line(&mut self, line: &serde_json::Value) {
         if self.error.is_some() {
             return;
         }
+        let res = writeln!(self.file, "{line}").and_then(|_| self.file.flush());
+        match res {
+            Ok(()) => {
+                self.lines.fetch_add(1, Ordering::SeqCst);
+            }
+            Err(e) => self.error = Some(e),
+        }
+    }
+
+    /// Append one record of boot `boot` (from 1), `ms` after the VM started.
+    pub fn append(&mut self, boot: u32, variant: Option<&str>, ms: f64, record: &Record) {
         let mut line = serde_json::json!({
             "boot": boot,
             "ms": (ms * 1000.0).round() / 1000.0,
@@ -163,14 +204,32 @@ impl RecordsLog {
         if let Some(n) = variant {
             line["variant"] = serde_json::json!(n);
         }
-        let res = writeln!(self.file, "{line}").and_then(|_| self.file.flush());
-        if let Err(e) = res {
-            self.error = Some(e);
+        self.append_line(&line);
+    }
+
+    /// Append a boot-scoped entry `{"boot", key: value, "variant"?}`.
+    pub fn append_event(
+        &mut self,
+        boot: u32,
+        variant: Option<&str>,
+        key: &str,
+        value: serde_json::Value,
+    ) {
+        let mut line = serde_json::json!({ "boot": boot });
+        line[key] = value;
+        if let Some(n) = variant {
+            line["variant"] = serde_json::json!(n);
         }
+        self.append_line(&line);
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Lines written so far (shared with [`RunFolder::journal_lines`]).
+    pub fn lines(&self) -> u64 {
+        self.lines.load(Ordering::SeqCst)
     }
 
     /// The write error that stopped the log, once.
@@ -178,6 +237,10 @@ impl RecordsLog {
         self.error.take()
     }
 }
+
+/// The key in `results.json` `env.extra` that says how many journal lines it reflects;
+/// a `records.jsonl` with more lines means `results.json` is stale.
+pub const JOURNAL_LINES_KEY: &str = "journal_lines";
 
 /// Write `path` atomically (see [`safe_fs::write_atomic`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {

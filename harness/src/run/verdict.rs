@@ -9,7 +9,7 @@ use crate::backend::BootEnd;
 use crate::report::table;
 
 /// How a boot is judged.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Verdict {
     pub ok: bool,
     /// Process exit status of `kmbench run`.
@@ -17,7 +17,7 @@ pub struct Verdict {
     pub info: ExitInfoParts,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ExitInfoParts {
     pub status: String,
     pub code: Option<i32>,
