@@ -114,4 +114,10 @@ pub trait Backend {
     fn extra(&self) -> std::collections::BTreeMap<String, serde_json::Value> {
         std::collections::BTreeMap::new()
     }
+    /// Host-side setup of the last boot, in ms: from launch until the guest's first
+    /// instruction could run (the embedded VMM: VM creation until the vCPU starts). `None`
+    /// when the backend cannot tell (QEMU: its setup is inside its process).
+    fn setup_ms(&self) -> Option<f64> {
+        None
+    }
 }

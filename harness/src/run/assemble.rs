@@ -2,6 +2,7 @@
 //! `results.json` content. Pure functions: nothing here touches the disk.
 use kmbench_protocol::BenchRecord;
 
+use super::boot_time;
 use super::boots::BootData;
 use super::pool;
 use super::variants::{self, VariantRun};
@@ -25,6 +26,17 @@ pub fn assemble(
         base.env.extra.insert(
             "boot_ms_per_boot".into(),
             serde_json::json!(boots.iter().map(|b| b.boot_ms).collect::<Vec<_>>()),
+        );
+    }
+    if let Some(first) = boots.first() {
+        base.env
+            .extra
+            .insert("boot_time".into(), boot_time::of_boot(first));
+    }
+    if boots.len() > 1 {
+        base.env.extra.insert(
+            "boot_time_per_boot".into(),
+            serde_json::json!(boots.iter().map(boot_time::of_boot).collect::<Vec<_>>()),
         );
     }
     let bench_sets: Vec<Vec<BenchRecord>> = boots.iter().map(|b| b.benches.clone()).collect();

@@ -38,6 +38,8 @@ pub struct BootData {
     /// (error, start of the line) of every refused results-channel line.
     pub bad_records: Vec<(String, String)>,
     pub boot_ms: Option<f64>,
+    /// Host-side setup (launch until the vCPU starts), when the backend knows it.
+    pub setup_ms: Option<f64>,
     pub records: usize,
 }
 
@@ -206,7 +208,8 @@ fn boot_one(
         }
         r
     })?;
-    let data = shared.into_inner().unwrap_or_else(|e| e.into_inner()).1;
+    let mut data = shared.into_inner().unwrap_or_else(|e| e.into_inner()).1;
+    data.setup_ms = backend.setup_ms();
     if let Some(e) = records.take_error() {
         note(
             quiet,

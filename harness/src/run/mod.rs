@@ -11,7 +11,8 @@
 //!
 //! Around them: [`args`] (the command line), [`status`] (the exit-status table),
 //! [`signals`] (Ctrl-C), [`output`] (the run folder: the one place that creates and writes
-//! it), [`assemble`] (boots → `results.json` content, pure), [`pool`] (pooling boots'
+//! it), [`assemble`] (boots → `results.json` content, pure), [`boot_time`] (where each
+//! boot's time went), [`pool`] (pooling boots'
 //! statistics), [`variants`] (`[[variants]]`: order, naming, merging) and [`clock`]
 //! (run ids and timestamps).
 use std::collections::BTreeMap;
@@ -26,6 +27,7 @@ use crate::results::RunResults;
 
 pub mod args;
 pub mod assemble;
+pub mod boot_time;
 pub mod boots;
 pub mod clock;
 pub mod output;

@@ -183,6 +183,13 @@ impl Backend for KvmVmm {
         })
     }
 
+    fn setup_ms(&self) -> Option<f64> {
+        self.last
+            .as_ref()
+            .filter(|s| s.setup_us > 0.0)
+            .map(|s| s.setup_us / 1e3)
+    }
+
     fn extra(&self) -> BTreeMap<String, Value> {
         let mut m = BTreeMap::new();
         let Some(s) = &self.last else {
