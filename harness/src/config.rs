@@ -18,6 +18,12 @@
 //! fault = "panic"         # optional: see protocol::FaultInjection
 //! [suites.timer]   # protocol::Suites; an absent suite does not run
 //! samples = 10000
+//! [compare]        # verdicts of `kmbench compare` / `kmbench ab` (see compare::policy)
+//! threshold = 3.0         # minimum effect, percent; alpha = 0.05 (family-wise)
+//! [noise]          # the noise guard (see noise.rs)
+//! canaries = true         # reference workloads between suites
+//! band = 10.0             # percent a canary may read slower than the run's fastest boot
+//! stable = false          # retry boots until `boots` stable ones (--stable), at most max_boots
 //! [[variants]]     # optional: boot the run once per variant (× boots, interleaved ABBA)
 //! name = "thp"            # [A-Za-z0-9_.-]+, unique; results get the suffix `@thp`
 //! host_backing = "thp"    # may override: host_backing, cpl, direct_map_page, mm_debug, flush_mode
@@ -229,6 +235,10 @@ pub struct Config {
     pub suites: Suites,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub variants: Vec<Variant>,
+    /// `[compare]`: verdict thresholds and per-benchmark overrides (`compare::policy`).
+    pub compare: crate::compare::ComparePolicy,
+    /// `[noise]`: the noise guard's canaries, band and stable mode (`crate::noise`).
+    pub noise: crate::noise::NoiseConfig,
 }
 
 impl Config {
@@ -264,10 +274,16 @@ impl Config {
         p.selftest = self.guest.selftest;
         p.fault = self.guest.fault;
         p.suites = self.suites.clone();
+        p.canary = self
+            .noise
+            .canaries
+            .then(kmbench_protocol::CanaryPlan::default);
         p
     }
 
     fn validate(&self) -> Result<(), String> {
+        self.compare.validate()?;
+        self.noise.validate()?;
         let run = |key: &str, v: u64, r: Range| {
             if r.contains(v) {
                 Ok(())

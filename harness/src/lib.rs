@@ -7,6 +7,7 @@ pub mod error;
 pub mod export;
 pub mod format;
 pub mod host;
+pub mod noise;
 pub mod report;
 pub mod results;
 pub mod run;

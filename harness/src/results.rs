@@ -33,6 +33,9 @@ pub struct RunResults {
     /// undecodable); any entry makes the run incomplete and fail (exit 1).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rejected_records: Vec<RejectedRecord>,
+    /// The noise guard's readings and verdict (`crate::noise`); absent without canaries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise: Option<crate::noise::NoiseReport>,
 }
 
 /// One refused results-channel line: why, and its start (sanitized, truncated).
@@ -111,12 +114,17 @@ pub struct BenchEntry {
     /// One median per boot, in `unit` (absent or length 1 for single-boot runs).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub boot_medians: Vec<f64>,
+    /// Indices into `boot_medians` measured while a noise-guard canary was outside its
+    /// band (`crate::noise`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unstable_boots: Vec<usize>,
 }
 
 impl From<BenchRecord> for BenchEntry {
     fn from(record: BenchRecord) -> Self {
         BenchEntry {
             boot_medians: vec![record.median],
+            unstable_boots: vec![],
             record,
         }
     }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use kmbench::results::{BenchEntry, Env, RunResults, RESULTS_SCHEMA};
+use kmbench::results::{BenchEntry, Env, ExitInfo, RunResults, RESULTS_SCHEMA};
 use kmbench_protocol::{BenchRecord, BenchStatus, Summary};
 
 // ---- synthetic results builder ----
@@ -69,6 +69,7 @@ fn bench(name: &str, median_cycles: f64, factor: f64, boots: usize) -> BenchEntr
             message: None,
         },
         boot_medians,
+        unstable_boots: vec![],
     }
 }
 
@@ -79,12 +80,17 @@ fn run(id: &str, benchmarks: Vec<BenchEntry>) -> RunResults {
         run_id: id.into(),
         started_at: "2025-01-01T00:00:00Z".into(),
         env: env(),
-        exit: None,
+        exit: Some(ExitInfo {
+            status: "success".into(),
+            code: Some(1),
+            message: "success".into(),
+        }),
         benchmarks,
         selftests: vec![],
         info: BTreeMap::new(),
         faults: vec![],
         rejected_records: vec![],
+        noise: None,
     }
 }
 
@@ -236,8 +242,13 @@ fn one_percent_is_unchanged() {
     let (code, v) = compare_json(&base, &new3, &["--threshold", "2"]);
     assert_eq!(code, 1);
     assert_eq!(verdict_of(&v, "kmalloc/pair/64")["verdict"], "regressed");
-    let (code, _) = compare_json(&base, &new3, &[]);
-    assert_eq!(code, 0, "below the default 5% threshold");
+    let (code, v) = compare_json(&base, &new3, &["--threshold", "5"]);
+    assert_eq!(code, 0, "below a 5% threshold");
+    assert_eq!(
+        verdict_of(&v, "kmalloc/pair/64")["verdict"],
+        "below_threshold",
+        "significant, but smaller than the minimum effect"
+    );
 }
 
 #[test]
@@ -300,9 +311,21 @@ fn environment_mismatch_exits_2_naming_the_field_unless_forced() {
         "cpl",
         "direct_map_page",
         "host_backing",
+        "backend",
+        "machine",
+        "guest_memory_mib",
+        "mm_debug",
+        "flush_mode",
+        "config_hash",
     ] {
         let mut r = standard("x", 1.0, 5);
         match field {
+            "backend" => r.env.backend = "kvm".into(),
+            "machine" => r.env.machine = "q35".into(),
+            "guest_memory_mib" => r.env.guest_memory_mib = 2048,
+            "mm_debug" => r.env.mm_debug = true,
+            "flush_mode" => r.env.flush_mode = "full".into(),
+            "config_hash" => r.env.config_hash = "ff".into(),
             "host_cpu" => r.env.host_cpu = "Other CPU".into(),
             "accel" => r.env.accel = "tcg".into(),
             "cpl" => r.env.cpl = 3,
@@ -362,11 +385,20 @@ fn benchmarks_on_one_side_only_are_listed() {
     let base = write_run(t.path(), "base", &b);
     let new = write_run(t.path(), "new", &n);
     let out = compare(&base, &new, &[]);
-    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a benchmark the new run lacks is broken"
+    );
     let text = stdout(&out);
     assert!(
-        text.contains("only in base (1): vmalloc/map/8192"),
+        text.contains("only in base (missing from new: broken) (1): vmalloc/map/8192"),
         "{text}"
+    );
+    assert!(
+        stderr(&out).contains("missing from the new run: vmalloc/map/8192"),
+        "{}",
+        stderr(&out)
     );
     assert!(text.contains("only in new (1): buddy/split/1"), "{text}");
     let (_, v) = compare_json(&base, &new, &[]);
@@ -378,25 +410,17 @@ fn benchmarks_on_one_side_only_are_listed() {
 fn single_boot_runs_compare_without_significance() {
     let t = tempfile::tempdir().unwrap();
     let base = write_run(t.path(), "base", &standard("base", 1.0, 1));
-    // +7%: beyond the threshold but not twice it → unchanged (insufficient boots).
-    let small = write_run(t.path(), "small", &standard("small", 1.07, 1));
-    let (code, v) = compare_json(&base, &small, &[]);
+    // One boot per side can never be significant: even +20% says "insufficient boots"
+    // (on a host that swings 57% between runs, a single boot proves nothing).
+    let big = write_run(t.path(), "big", &standard("big", 1.2, 1));
+    let (code, v) = compare_json(&base, &big, &[]);
     assert_eq!(code, 0);
     let b = verdict_of(&v, "kmalloc/pair/64");
     assert_eq!(b["verdict"], "insufficient_boots");
     assert_eq!(b["significance"], "n/a");
-    assert!(b["p_value"].is_null() && b["ci"].is_null());
-    assert!((b["change"].as_f64().unwrap() - 0.07).abs() < 1e-9);
-    // +20% ≥ 2 × threshold: reported as a regression even from one boot.
-    let big = write_run(t.path(), "big", &standard("big", 1.2, 1));
-    let (code, v) = compare_json(&base, &big, &[]);
-    assert_eq!(code, 1);
-    assert_eq!(verdict_of(&v, "kmalloc/pair/64")["verdict"], "regressed");
-    assert_eq!(verdict_of(&v, "kmalloc/pair/64")["significance"], "n/a");
-    // Single-boot self-compare.
-    let (code, v) = compare_json(&base, &base, &[]);
-    assert_eq!(code, 0);
-    assert_eq!(v["summary"]["unchanged"], 3);
+    assert!(b["note"].as_str().unwrap().contains("cannot reach"), "{b}");
+    assert!((b["change"].as_f64().unwrap() - 0.2).abs() < 1e-9);
+    assert_eq!(v["summary"]["insufficient"], 3);
     // Old-style entry without boot_medians at all falls back to `median`.
     let mut r = standard("nb", 1.0, 1);
     for e in &mut r.benchmarks {
@@ -411,17 +435,18 @@ fn single_boot_runs_compare_without_significance() {
 #[test]
 fn few_boots_and_noisy_shifts_are_not_significant() {
     let t = tempfile::tempdir().unwrap();
-    // 3 boots per side: the exact test's smallest p is 0.1, so even +20% is not confirmed.
+    // 3 boots per side: the exact test's smallest p is 0.1, above 0.05/3.
     let base = write_run(t.path(), "base", &standard("base", 1.0, 3));
     let new = write_run(t.path(), "new", &standard("new", 1.2, 3));
     let (code, v) = compare_json(&base, &new, &[]);
     assert_eq!(code, 0);
     let b = verdict_of(&v, "kmalloc/pair/64");
-    assert_eq!(b["verdict"], "not_significant");
+    assert_eq!(b["verdict"], "insufficient_boots");
     assert!((b["p_value"].as_f64().unwrap() - 0.1).abs() < 1e-9);
-    // …but --alpha 0.2 accepts it.
-    let (code, _) = compare_json(&base, &new, &["--alpha", "0.2"]);
+    // …a family-wise alpha of 0.5 (0.167 per test) accepts it.
+    let (code, v) = compare_json(&base, &new, &["--alpha", "0.5"]);
     assert_eq!(code, 1);
+    assert_eq!(verdict_of(&v, "kmalloc/pair/64")["verdict"], "regressed");
 
     // Overlapping noisy boots, 6 each: median shift of +10% but not separable.
     let mut b = standard("b", 1.0, 6);
@@ -432,10 +457,122 @@ fn few_boots_and_noisy_shifts_are_not_significant() {
     let new = write_run(t.path(), "nn", &n);
     let (code, v) = compare_json(&base, &new, &[]);
     assert_eq!(code, 0);
-    assert_eq!(
-        verdict_of(&v, "kmalloc/pair/64")["verdict"],
-        "not_significant"
+    let k = verdict_of(&v, "kmalloc/pair/64");
+    assert_eq!(k["verdict"], "not_significant");
+    assert!(k["p_adjusted"].as_f64().unwrap() >= 0.05, "{k}");
+}
+
+#[test]
+fn broken_new_runs_fail_and_are_named() {
+    let t = tempfile::tempdir().unwrap();
+    let base = write_run(t.path(), "base", &standard("base", 1.0, 5));
+    let mut r = standard("new", 1.0, 5);
+    r.complete = false;
+    r.exit = Some(ExitInfo {
+        status: "panic".into(),
+        code: Some(5),
+        message: "guest kernel panic: at mm/slab.rs:12".into(),
+    });
+    let new = write_run(t.path(), "new", &r);
+    let out = compare(&base, &new, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("the new run new is broken: incomplete"),
+        "{err}"
     );
+    assert!(
+        err.contains("exited with panic: guest kernel panic"),
+        "{err}"
+    );
+    assert!(stdout(&out).contains("[BROKEN:"), "{}", stdout(&out));
+    let (_, v) = compare_json(&base, &new, &[]);
+    assert_eq!(v["new"]["problems"].as_array().unwrap().len(), 2);
+    // A run that never recorded its exit is broken too.
+    let mut r = standard("noexit", 1.0, 5);
+    r.exit = None;
+    let p = write_run(t.path(), "noexit", &r);
+    assert_eq!(compare(&base, &p, &[]).status.code(), Some(1));
+    // A broken base cannot be compared against: error, not a verdict.
+    let out = compare(&new, &base, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("the base run new is broken"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn different_host_states_refuse_unless_forced() {
+    use kmbench_protocol::CanaryRecord;
+    let reading = |c: f64| CanaryRecord {
+        seq: 0,
+        after: None,
+        tsc: 0,
+        compute: c,
+        memory: 40.0,
+    };
+    let noise =
+        |c: f64| kmbench::noise::analyse(&[vec![reading(c), reading(c)]], &[true], 0.1, false);
+    let t = tempfile::tempdir().unwrap();
+    let mut b = standard("base", 1.0, 5);
+    b.noise = noise(1.5);
+    let mut n = standard("new", 1.0, 5);
+    n.noise = noise(3.4);
+    let base = write_run(t.path(), "base", &b);
+    let new = write_run(t.path(), "new", &n);
+    let out = compare(&base, &new, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("host_state (canaries)") && err.contains("unstable host"),
+        "{err}"
+    );
+    assert!(
+        err.contains("compute 1.50") && err.contains("compute 3.40"),
+        "{err}"
+    );
+    assert_eq!(compare(&base, &new, &["--force"]).status.code(), Some(0));
+    // Within the band: compared normally.
+    n.noise = noise(1.6);
+    let new = write_run(t.path(), "new2", &n);
+    assert_eq!(compare(&base, &new, &[]).status.code(), Some(0));
+}
+
+#[test]
+fn policy_from_config_overrides_per_benchmark() {
+    let t = tempfile::tempdir().unwrap();
+    let base = write_run(t.path(), "base", &standard("base", 1.0, 5));
+    let new = write_run(t.path(), "new", &standard("new", 1.2, 5));
+    let cfg = t.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        "[compare]\nthreshold = 2.0\n[[compare.benchmark]]\nname = \"kmalloc/pair/*\"\nthreshold = 25.0\n[[compare.benchmark]]\nname = \"timer/*\"\nignore = true\n",
+    )
+    .unwrap();
+    let cfg_s = cfg.to_str().unwrap();
+    let (code, v) = compare_json(&base, &new, &["--config", cfg_s]);
+    assert_eq!(code, 0, "+20% is below this benchmark's 25% threshold");
+    let k = verdict_of(&v, "kmalloc/pair/64");
+    assert_eq!(k["verdict"], "below_threshold");
+    assert_eq!(k["threshold"].as_f64(), Some(0.25));
+    assert_eq!(verdict_of(&v, "timer/rdtsc")["verdict"], "ignored");
+    assert_eq!(v["tests"], 2, "ignored benchmarks are not in the family");
+    // The policy a run recorded is used when no --config is given.
+    let mut r = standard("new2", 1.2, 5);
+    let loaded = kmbench::config::load(&cfg).unwrap();
+    r.env.extra.insert(
+        "compare_policy".into(),
+        serde_json::to_value(&loaded.config.compare).unwrap(),
+    );
+    let new2 = write_run(t.path(), "new2", &r);
+    let (code, _) = compare_json(&base, &new2, &[]);
+    assert_eq!(code, 0);
+    std::fs::write(&cfg, "[compare]\nalpha = 2\n").unwrap();
+    let out = compare(&base, &new, &["--config", cfg_s]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("alpha"), "{}", stderr(&out));
 }
 
 #[test]
@@ -470,7 +607,7 @@ fn markdown_and_colour() {
     // Colour rendering itself (stdout is never a terminal under the test harness).
     let (b, _) = kmbench::run_dir::load_run(&base).unwrap();
     let (n, _) = kmbench::run_dir::load_run(&new).unwrap();
-    let cmp = kmbench::compare::compare_runs(&b, &base, &n, &new, 0.05, 0.05);
+    let cmp = kmbench::compare::compare_runs(&b, &base, &n, &new, &Default::default());
     let coloured = kmbench::compare::render_text(&cmp, true);
     assert!(coloured.contains("\x1b[31m"), "regression in red");
     let plain = kmbench::compare::render_text(&cmp, false);

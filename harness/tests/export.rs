@@ -33,6 +33,7 @@ fn bench(name: &str, median_cycles: f64, boots: &[f64]) -> BenchEntry {
             message: None,
         },
         boot_medians: boots.to_vec(),
+        unstable_boots: vec![],
     }
 }
 
@@ -68,6 +69,7 @@ fn sample_run() -> RunResults {
         info: BTreeMap::new(),
         faults: vec![],
         rejected_records: vec![],
+        noise: None,
     }
 }
 

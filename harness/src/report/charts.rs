@@ -689,6 +689,7 @@ mod tests {
                 message: None,
             },
             boot_medians: vec![],
+            unstable_boots: vec![],
         }
     }
 
@@ -763,6 +764,7 @@ mod tests {
             info: Default::default(),
             faults: vec![],
             rejected_records: vec![],
+            noise: None,
         }
     }
 

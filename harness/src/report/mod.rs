@@ -247,6 +247,7 @@ mod tests {
                 message: None,
             },
             boot_medians: vec![],
+            unstable_boots: vec![],
         }
     }
 
@@ -312,6 +313,7 @@ mod tests {
                 cr2: None,
                 cpl: None,
             }],
+            noise: None,
         }
     }
 

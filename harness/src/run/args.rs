@@ -59,4 +59,11 @@ pub struct Args {
     /// Who boots the guest: auto = the embedded KVM VMM when accel is KVM (microvm), else QEMU.
     #[arg(long, value_enum)]
     pub backend: Option<BackendChoice>,
+    /// Boot this kernel ELF instead of building the working tree's (`kmbench ab` uses it).
+    #[arg(long, value_name = "ELF")]
+    pub kernel: Option<PathBuf>,
+    /// Retry boots until N of them are stable by the noise guard's canaries (bounded by
+    /// `[noise] max_boots`, default 3 × N); the others are discarded and counted.
+    #[arg(long)]
+    pub stable: bool,
 }

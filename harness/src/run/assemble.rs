@@ -16,6 +16,9 @@ pub fn assemble(
     verdict: Option<&Verdict>,
     planned_boots: u32,
 ) -> RunResults {
+    // Boots that stable mode discarded stay in records.jsonl and `noise`, not in the pool.
+    let kept: Vec<BootData> = boots.iter().filter(|b| !b.discarded).cloned().collect();
+    let boots = &kept[..];
     if let Some(h) = boots.iter().find_map(|b| b.hello.clone()) {
         base.env.tsc_hz = h.tsc_hz;
         base.env.tsc_source = h.tsc_source.clone();
@@ -73,7 +76,7 @@ pub fn assemble(
         Some(v) => {
             // Complete = every planned boot finished reporting (sent its end record)
             // and nothing it sent was refused.
-            base.complete = boots.len() as u32 == planned_boots
+            base.complete = boots.len() as u32 >= planned_boots
                 && boots.iter().all(|b| b.end.is_some())
                 && base.rejected_records.is_empty();
             base.exit = Some(ExitInfo {
@@ -101,7 +104,13 @@ pub fn results(base: &RunResults, runs: &[VariantRun], planned_boots: u32) -> Ru
         )
     };
     if !runs.iter().any(|r| r.name.is_some()) {
-        return one(&runs[0]);
+        let mut r = one(&runs[0]);
+        crate::noise::attach(&mut r, &runs[0].boots, &runs[0].cfg.noise);
+        r.env.extra.insert(
+            "compare_policy".into(),
+            serde_json::to_value(&runs[0].cfg.compare).unwrap_or_default(),
+        );
+        return r;
     }
     let parts: Vec<(&VariantRun, Option<RunResults>)> = runs
         .iter()

@@ -35,12 +35,16 @@ pub struct BootData {
     pub info: BTreeMap<String, serde_json::Value>,
     pub faults: Vec<FaultRecord>,
     pub end: Option<EndRecord>,
+    /// Noise-guard readings, in order (`crate::noise`).
+    pub canaries: Vec<kmbench_protocol::CanaryRecord>,
     /// (error, start of the line) of every refused results-channel line.
     pub bad_records: Vec<(String, String)>,
     pub boot_ms: Option<f64>,
     /// Host-side setup (launch until the vCPU starts), when the backend knows it.
     pub setup_ms: Option<f64>,
     pub records: usize,
+    /// Left out of the statistics by stable mode (`crate::noise`).
+    pub discarded: bool,
 }
 
 impl BootData {
@@ -57,6 +61,7 @@ impl BootData {
             Record::End(e) => self.end = Some(e),
             // Serve mode only (`kmbench::session`); a normal run never sees one.
             Record::Measurement(_) => {}
+            Record::Canary(c) => self.canaries.push(c),
         }
     }
 }
@@ -92,10 +97,47 @@ pub fn run_all(
         // Keep results.json current after every boot.
         folder.write_results(&results(base, &plan.runs, plan.boots))?;
         if interrupted {
-            break;
+            return Ok(());
+        }
+    }
+    if !named && plan.runs[0].cfg.noise.stable {
+        // Stable mode: more boots until `boots` stable ones, at most max_boots.
+        let noise = plan.runs[0].cfg.noise.clone();
+        let max = noise.max_boots.unwrap_or(plan.boots.saturating_mul(3));
+        loop {
+            let run = &mut plan.runs[0];
+            if !run.active() {
+                break;
+            }
+            let done = crate::noise::mark_stable(&mut run.boots, &noise, plan.boots as usize);
+            if done || run.boots.len() as u32 >= max {
+                break;
+            }
+            let next = run.boots.len() as u32 + 1;
+            let interrupted = boot_one(plan, 0, next, false, folder, records, base, progress)?;
+            folder.write_results(&results(base, &plan.runs, plan.boots))?;
+            if interrupted {
+                break;
+            }
         }
     }
     Ok(())
+}
+
+/// Boot the (single-variant) plan once more as boot number `boot` and refresh
+/// `results.json`; returns whether the run was interrupted. `kmbench ab` drives its two
+/// sides' plans with this, alternating.
+pub fn boot_single(
+    plan: &mut Plan,
+    boot: u32,
+    folder: &RunFolder,
+    records: &mut RecordsLog,
+    base: &mut RunResults,
+    progress: &indicatif::ProgressBar,
+) -> Result<bool> {
+    let interrupted = boot_one(plan, 0, boot, false, folder, records, base, progress)?;
+    folder.write_results(&results(base, &plan.runs, plan.boots))?;
+    Ok(interrupted)
 }
 
 /// One boot of variant `vi`; returns whether the run was interrupted.

@@ -72,6 +72,11 @@ pub fn main(args: Args) -> std::result::Result<ExitCode, Box<dyn std::error::Err
 pub fn execute(args: &Args) -> Result<RunOutcome> {
     // 1. Plan: fails before the run folder exists.
     let mut plan = plan::plan(args)?;
+    if args.stable {
+        for r in &mut plan.runs {
+            r.cfg.noise.stable = true;
+        }
+    }
     let started = SystemTime::now();
     let folder = RunFolder::create(args.out.as_deref(), &plan.root, started, &plan.config_path)?;
     let mut base = RunResults {
@@ -86,6 +91,7 @@ pub fn execute(args: &Args) -> Result<RunOutcome> {
         info: BTreeMap::new(),
         faults: vec![],
         rejected_records: vec![],
+        noise: None,
     };
 
     if !folder.removed_stale.is_empty() {

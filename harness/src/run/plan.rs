@@ -171,7 +171,11 @@ pub fn plan(args: &Args) -> Result<Plan> {
         note(quiet, "warning: host_backing = \"thp\" but host THP is disabled (transparent_hugepage/enabled = never)");
     }
 
-    let kernel = build::kernel(&root, args.no_build, quiet, args.verbose)?;
+    let kernel = match &args.kernel {
+        Some(k) if k.is_file() => k.clone(),
+        Some(k) => return Err(crate::error::HarnessError::KernelOverrideMissing(k.clone())),
+        None => build::kernel(&root, args.no_build, quiet, args.verbose)?,
+    };
 
     let probe_cache = build::kernel_path(&root)
         .ancestors()

@@ -43,6 +43,10 @@ pub fn finish(
             );
         }
     }
+    if let Some(n) = &results.noise {
+        // Printed even with --quiet: a verdict from an unstable host needs the warning.
+        println!("noise guard: {}", n.summary());
+    }
     println!("results: {}", path.display());
 
     let reason = (!verdict.ok).then(|| {

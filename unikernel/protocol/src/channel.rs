@@ -253,6 +253,11 @@ impl Record {
             }
             Record::Fault(f) => sanitize(&mut f.message),
             Record::End(_) => {}
+            Record::Canary(c) => {
+                if let Some(a) = &mut c.after {
+                    sanitize(a);
+                }
+            }
             Record::Measurement(m) => {
                 sanitize(&mut m.op);
                 if let Some(e) = &mut m.error {

@@ -148,6 +148,26 @@ pub enum Record {
     End(EndRecord),
     /// Serve mode: the answer to one [`Request`].
     Measurement(MeasurementRecord),
+    /// Noise guard: one reading of the reference workloads, taken between suites.
+    Canary(CanaryRecord),
+}
+
+/// One noise-guard reading ([`CanaryPlan`]): a fixed compute-bound and a fixed
+/// memory-bound workload, timed right after the suite named in `after` (`None`: before
+/// the first suite). The host compares readings across the run to flag benchmarks
+/// measured while the host was slower than usual.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CanaryRecord {
+    /// 0, 1, 2, … within the boot.
+    pub seq: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    /// TSC when the reading started.
+    pub tsc: u64,
+    /// Median TSC cycles per iteration of the dependent-add chain.
+    pub compute: f64,
+    /// Median TSC cycles per dependent load of the random pointer chase.
+    pub memory: f64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

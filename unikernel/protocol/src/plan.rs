@@ -110,6 +110,34 @@ pub struct GuestPlan {
     /// has no frequency leaf; saves the ~50 ms PIT calibration. Source "vmm".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tsc_khz: Option<u64>,
+    /// Noise guard: reference workloads between suites ([`crate::CanaryRecord`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryPlan>,
+}
+
+/// The noise guard's two reference workloads. Fixed sizes, so readings from different
+/// boots and runs of one machine are comparable.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CanaryPlan {
+    /// Timed samples of each workload per reading (the median is reported).
+    pub samples: u32,
+    /// Iterations of the dependent-add chain per sample (compute-bound).
+    pub compute_iterations: u32,
+    /// Buffer of the random pointer chase (memory-bound: beyond L1, inside L2).
+    pub memory_bytes: u64,
+    /// Dependent loads per sample.
+    pub memory_accesses: u32,
+}
+impl Default for CanaryPlan {
+    fn default() -> Self {
+        CanaryPlan {
+            samples: 5,
+            compute_iterations: 2_000,
+            memory_bytes: 256 << 10,
+            memory_accesses: 2_000,
+        }
+    }
 }
 
 fn default_direct_map_page() -> PageSize {
@@ -135,6 +163,7 @@ impl GuestPlan {
             suites: Suites::default(),
             serve: false,
             tsc_khz: None,
+            canary: None,
         }
     }
 }

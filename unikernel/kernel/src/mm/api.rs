@@ -98,6 +98,8 @@ pub fn trim_frame_cache_in(m: &mut super::KernelMm) {
 }
 
 pub fn vmalloc(size: usize, gfp: Gfp) -> *mut u8 {
+    #[cfg(feature = "ab-test-cost")]
+    ab_test_cost();
     with(|m| {
         if !prepare_vmalloc_in(m, size) {
             return core::ptr::null_mut();
@@ -222,3 +224,20 @@ pub fn translate(
 )> {
     with(|m| m.pt.translate(virt))
 }
+
+/// Test-only (cargo feature `ab-test-cost`, off in normal builds): a small fixed cost on
+/// every `vmalloc` call — a chain of dependent stores and loads through `black_box`,
+/// about 60–70 TSC cycles, ~5% of `vmalloc/pair/4096/lazy` — so `kmbench ab` can be shown
+/// to detect a real slowdown of one path (`scripts/ci-eval.sh`).
+#[cfg(feature = "ab-test-cost")]
+#[inline(never)]
+fn ab_test_cost() {
+    let mut x = 0u64;
+    for i in 0..AB_TEST_COST_STEPS {
+        x = core::hint::black_box(x.wrapping_add(i));
+    }
+    core::hint::black_box(x);
+}
+
+#[cfg(feature = "ab-test-cost")]
+const AB_TEST_COST_STEPS: u64 = 12;

@@ -1,9 +1,67 @@
-//! Host-side statistics for comparing runs: medians, quantiles, a seeded bootstrap CI of
-//! the ratio of medians, and the Mann-Whitney U rank test.
+//! Host-side statistics for comparing runs: medians, quantiles, rank tests with their
+//! dual Hodges–Lehmann intervals, and the family-wise (Bonferroni) level.
 //!
 //! The replication unit is the *boot*: each boot contributes one median
-//! (`BenchEntry::boot_medians`). Samples within one boot are not independent enough
-//! across boots to be resampled on their own, so every test here runs on per-boot values.
+//! (`BenchEntry::boot_medians`). Samples within one boot share the host's state of the
+//! moment (this host flips between a fast and a slow state for seconds at a time), so
+//! they are not independent replicates; every test here runs on per-boot values.
+//!
+//! * [`signed_rank`]: paired boots (`kmbench ab`: A and B booted back to back), the
+//!   Wilcoxon signed-rank test on per-pair log ratios.
+//! * [`shift`]: independent runs (`kmbench compare` of two separate jobs), the
+//!   Mann–Whitney test on per-boot log values.
+//!
+//! Both report a [`ShiftTest`]: a Hodges–Lehmann estimate, the distribution-free interval
+//! that is the test's dual, and the p-value, so that "significant", "p < level" and "the
+//! interval excludes no change" are the same statement.
+
+pub mod shift;
+pub mod signed_rank;
+
+/// How a p-value was obtained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    /// Exact permutation distribution (no ties or zeros).
+    Exact,
+    /// Normal approximation (ties or zeros present, or large samples).
+    Normal,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Exact => "exact",
+            Method::Normal => "normal",
+        }
+    }
+}
+
+/// A two-sided location-shift test with its estimate and dual interval.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ShiftTest {
+    /// Hodges–Lehmann estimate of the shift (new - base, in the input's unit).
+    pub estimate: f64,
+    /// Interval at the requested level; `None` when the sample is too small for the test
+    /// to ever reject at that level (then no interval narrower than everything exists).
+    pub ci: Option<(f64, f64)>,
+    pub p_value: f64,
+    pub method: Method,
+    /// The smallest p-value this sample size can produce (complete separation).
+    pub min_p: f64,
+    /// Pairs (paired) or the smaller side (unpaired).
+    pub n: usize,
+}
+
+/// Bonferroni per-test level for `m` tests at family-wise level `alpha`.
+pub fn bonferroni_level(alpha: f64, m: usize) -> f64 {
+    alpha / m.max(1) as f64
+}
+
+/// Bonferroni-adjusted p-value: `min(1, m p)`. Significant at family-wise `alpha`
+/// exactly when `p < alpha / m`, i.e. when the adjusted value is `< alpha`.
+pub fn bonferroni_adjust(p: f64, m: usize) -> f64 {
+    (p * m.max(1) as f64).min(1.0)
+}
 
 /// Sorted copy of `xs` with NaNs dropped.
 pub fn sorted(xs: &[f64]) -> Vec<f64> {
@@ -58,52 +116,6 @@ impl SplitMix64 {
     pub fn below(&mut self, n: usize) -> usize {
         (((self.next_u64() >> 32) * n as u64) >> 32) as usize
     }
-}
-
-/// Default seed for bootstraps: results are reproducible run to run.
-pub const BOOTSTRAP_SEED: u64 = 0x6b6d_6265_6e63_6821; // "kmbench!"
-/// Default number of bootstrap resamples.
-pub const BOOTSTRAP_ITERS: usize = 10_000;
-
-/// Percentile bootstrap confidence interval of `median(new) / median(base)`.
-///
-/// Each iteration resamples both sides independently with replacement (same sizes) and
-/// records the ratio of their medians. Returns `(lower, upper)` at confidence
-/// `1 - alpha`, or `None` when either side is empty or every resampled base median is 0.
-pub fn bootstrap_ratio_ci(
-    base: &[f64],
-    new: &[f64],
-    alpha: f64,
-    iters: usize,
-    seed: u64,
-) -> Option<(f64, f64)> {
-    if base.is_empty() || new.is_empty() || iters == 0 {
-        return None;
-    }
-    let mut rng = SplitMix64::new(seed);
-    let mut ratios = Vec::with_capacity(iters);
-    let mut bbuf = vec![0.0; base.len()];
-    let mut nbuf = vec![0.0; new.len()];
-    for _ in 0..iters {
-        for slot in bbuf.iter_mut() {
-            *slot = base[rng.below(base.len())];
-        }
-        for slot in nbuf.iter_mut() {
-            *slot = new[rng.below(new.len())];
-        }
-        let (mb, mn) = (median(&bbuf)?, median(&nbuf)?);
-        if mb != 0.0 {
-            ratios.push(mn / mb);
-        }
-    }
-    if ratios.is_empty() {
-        return None;
-    }
-    let s = sorted(&ratios);
-    Some((
-        quantile_sorted(&s, alpha / 2.0)?,
-        quantile_sorted(&s, 1.0 - alpha / 2.0)?,
-    ))
 }
 
 /// How a Mann-Whitney p-value was obtained.
@@ -208,7 +220,7 @@ pub fn mann_whitney_u(a: &[f64], b: &[f64]) -> Option<MannWhitney> {
 
 /// Number of arrangements giving each U = 0..=n1*n2 under H0 (no ties), as f64 counts.
 /// Recurrence: c(m, n, u) = c(m-1, n, u-n) + c(m, n-1, u).
-fn u_distribution(n1: usize, n2: usize) -> Vec<f64> {
+pub(crate) fn u_distribution(n1: usize, n2: usize) -> Vec<f64> {
     // table[m][n] = distribution for sizes (m, n); built row by row over m.
     let max_u = n1 * n2;
     let mut prev: Vec<Vec<f64>> = (0..=n2).map(|_| vec![1.0]).collect(); // m = 0: only U = 0
@@ -359,27 +371,5 @@ mod tests {
         assert!(close(normal_cdf(0.0), 0.5, 1e-7));
         assert!(close(normal_cdf(1.959_964), 0.975, 1e-6));
         assert!(close(normal_cdf(-1.0), 0.158_655_25, 1e-6));
-    }
-
-    #[test]
-    fn bootstrap_ci_contains_true_ratio() {
-        // Synthetic: 8 boots around 1000 with noise, new = base shifted by +20%.
-        let base: Vec<f64> = [1000.0, 1012.0, 991.0, 1005.0, 996.0, 1020.0, 988.0, 1003.0].to_vec();
-        let noise = [4.0, -9.0, 7.0, -3.0, 11.0, -6.0, 2.0, -1.0];
-        let new: Vec<f64> = base.iter().zip(noise).map(|(b, e)| b * 1.2 + e).collect();
-        let (lo, hi) =
-            bootstrap_ratio_ci(&base, &new, 0.05, BOOTSTRAP_ITERS, BOOTSTRAP_SEED).unwrap();
-        assert!(lo < 1.2 && 1.2 < hi, "({lo}, {hi})");
-        assert!(lo > 1.1, "clearly excludes no-change: ({lo}, {hi})");
-        // Reproducible with the same seed.
-        assert_eq!(
-            bootstrap_ratio_ci(&base, &new, 0.05, 2000, 7),
-            bootstrap_ratio_ci(&base, &new, 0.05, 2000, 7)
-        );
-        // Self-comparison: the interval contains 1.
-        let (lo, hi) = bootstrap_ratio_ci(&base, &base, 0.05, 2000, 7).unwrap();
-        assert!(lo <= 1.0 && 1.0 <= hi);
-        assert!(bootstrap_ratio_ci(&[], &base, 0.05, 10, 1).is_none());
-        assert!(bootstrap_ratio_ci(&[0.0], &[1.0], 0.05, 10, 1).is_none());
     }
 }
