@@ -7,9 +7,12 @@
 //! (`-- --save-baseline NAME`, `-- --baseline NAME`) and reports are about guest numbers.
 //! See docs/criterion.md for when to use this instead of `kmbench compare`.
 //!
-//! Environment: `KMBENCH_ACCEL` (auto|kvm|tcg), `KMBENCH_CPL` (auto|0|3),
-//! `KMBENCH_MEMORY_MIB`, `KMBENCH_MM_DEBUG`, `KMBENCH_NO_BUILD`, `KMBENCH_QEMU`,
-//! `KMBENCH_KERNEL`.
+//! The guest boots on the embedded VMM when /dev/kvm is usable (QEMU otherwise), through
+//! the same launch pipeline as everything else (`kmbench::backend::RunningGuest`).
+//!
+//! Environment: `KMBENCH_ACCEL` (auto|kvm|tcg), `KMBENCH_BACKEND` (auto|kvm|qemu),
+//! `KMBENCH_CPL` (auto|0|3), `KMBENCH_MEMORY_MIB`, `KMBENCH_MM_DEBUG`, `KMBENCH_NO_BUILD`,
+//! `KMBENCH_QEMU`, `KMBENCH_KERNEL`.
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion};
@@ -32,7 +35,8 @@ impl Guest {
             });
             let i = s.info();
             eprintln!(
-                "kmbench guest: accel={} hypervisor={} cpl={} cpu={} tsc={} Hz ({}), timer overhead {} cycles",
+                "kmbench guest: backend={} accel={} hypervisor={} cpl={} cpu={} tsc={} Hz ({}), timer overhead {} cycles",
+                i.backend,
                 i.accel.label(),
                 i.hypervisor.label(),
                 i.cpl,
@@ -88,7 +92,8 @@ fn main() {
         }
     };
     let kvm = kmbench::host::kvm_usable();
-    if kmbench::host::find_qemu().is_none() {
+    // The embedded VMM needs no QEMU; without either there is nothing to boot on.
+    if kmbench::host::find_qemu().is_none() && kvm.is_err() {
         eprintln!(
             "skipping the guest benchmarks: qemu-system-x86_64 not found (install it or set KMBENCH_QEMU){}",
             match &kvm {

@@ -2,32 +2,31 @@
 //! unikernel and host-side benchmark frameworks (criterion's `iter_custom`, see
 //! `harness/benches/guest.rs` and `docs/criterion.md`).
 //!
-//! [`GuestSession::start`] builds the kernel, boots it under QEMU with a serve-mode plan
-//! ([`GuestPlan::serve`]) and waits until the guest says it is ready.
-//! [`GuestSession::measure`] sends one [`Request`] (`op`, `arg`, `iters`) on the control
-//! channel (COM2 at [`ports::CONTROL`], a Unix socket on the host) and waits for the
-//! [`Record::Measurement`] with the same id on the results channel (debugcon → QEMU's
-//! stdout). The time returned is the guest's: TSC cycles around all `iters` iterations,
-//! converted with the guest's TSC frequency; nothing on the host side (socket, QEMU,
-//! port exits) is inside it. Dropping the session sends `quit` and stops QEMU.
-use std::io::{Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::os::unix::process::ExitStatusExt;
+//! [`GuestSession::start`] builds the kernel, launches it with a serve-mode plan
+//! ([`GuestPlan::serve`]) through the one launch pipeline ([`RunningGuest`]) — on the
+//! embedded VMM when KVM is usable and the machine is microvm, on QEMU otherwise
+//! (`KMBENCH_BACKEND` = auto|kvm|qemu overrides) — and waits until the guest says it is
+//! ready. [`GuestSession::measure`] sends one [`Request`] (`op`, `arg`, `iters`) on the
+//! control channel (COM2 at [`kmbench_protocol::ports::CONTROL`]) and waits for the [`Record::Measurement`]
+//! with the same id on the results channel. The time returned is the guest's: TSC cycles
+//! around all `iters` iterations, converted with the guest's TSC frequency; nothing on
+//! the host side (channel, VMM, port exits) is inside it. Dropping the session sends
+//! `quit` and stops the guest.
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
-use std::thread;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use kmbench_protocol::{
-    channel::Line, encode_request, ports, EndRecord, FlushMode, GuestExit, GuestPlan, Hello,
-    MeasurementRecord, PageSize, Record, Request, CMDLINE_PLAN_KEY,
+    encode_request, EndRecord, FlushMode, GuestExit, GuestPlan, Hello, MeasurementRecord, PageSize,
+    Record, Request, CMDLINE_PLAN_KEY,
 };
 
 use crate::backend::qemu::{self, Qemu};
-use crate::backend::{AccelKind, Backend, LaunchSpec};
+use crate::backend::vmm::{self, KvmVmm};
+use crate::backend::{
+    AccelKind, Backend, BackendChoice, BootEnd, ControlChannel, Event, GuestEvent, LaunchSpec,
+    RunningGuest,
+};
 use crate::build;
 use crate::config::{Accel, CplSetting, HostBacking, Machine};
 use crate::error::{HarnessError, Result};
@@ -57,6 +56,8 @@ pub struct SessionOptions {
     pub boot_timeout: Duration,
     /// One request, from sending it to its answer.
     pub request_timeout: Duration,
+    /// Who boots the guest: auto = the embedded VMM when KVM and microvm allow, else QEMU.
+    pub backend: BackendChoice,
 }
 
 impl Default for SessionOptions {
@@ -77,13 +78,15 @@ impl Default for SessionOptions {
             verbose: false,
             boot_timeout: Duration::from_secs(120),
             request_timeout: Duration::from_secs(300),
+            backend: BackendChoice::Auto,
         }
     }
 }
 
 impl SessionOptions {
     /// Defaults, overridden by `KMBENCH_ACCEL` (auto|kvm|tcg), `KMBENCH_CPL` (auto|0|3),
-    /// `KMBENCH_MEMORY_MIB`, `KMBENCH_MM_DEBUG` (1|true) and `KMBENCH_NO_BUILD` (1|true).
+    /// `KMBENCH_MEMORY_MIB`, `KMBENCH_MM_DEBUG` (1|true), `KMBENCH_NO_BUILD` (1|true) and
+    /// `KMBENCH_BACKEND` (auto|kvm|qemu).
     pub fn from_env() -> Result<SessionOptions> {
         let mut o = SessionOptions::default();
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
@@ -114,6 +117,18 @@ impl SessionOptions {
         if let Some(v) = var("KMBENCH_MM_DEBUG") {
             o.mm_debug = truthy(&v);
         }
+        if let Some(v) = var("KMBENCH_BACKEND") {
+            o.backend = match v.trim() {
+                "auto" => BackendChoice::Auto,
+                "kvm" => BackendChoice::Kvm,
+                "qemu" => BackendChoice::Qemu,
+                other => {
+                    return Err(HarnessError::Other(format!(
+                        "KMBENCH_BACKEND={other}: expected auto, kvm or qemu"
+                    )))
+                }
+            };
+        }
         if let Some(v) = var("KMBENCH_NO_BUILD") {
             o.no_build = truthy(&v);
         }
@@ -129,28 +144,24 @@ pub struct SessionInfo {
     /// Privilege level the measured code runs at.
     pub cpl: u8,
     pub cpu_model: String,
+    /// The QEMU binary (`none (embedded VMM)` when the VMM boots the guest).
     pub qemu: PathBuf,
     pub kernel: PathBuf,
     /// The guest's first record.
     pub hello: Hello,
     /// Cycles of an empty `tsc::start()/stop()` pair, subtracted once per request.
     pub timer_overhead: u64,
-    /// QEMU's command line (the control-channel options included).
+    /// The backend's command line or description (the control channel included).
     pub command: Vec<String>,
-}
-
-#[allow(clippy::large_enum_variant)] // one in flight at a time
-enum Msg {
-    Record(Record),
-    Bad(String),
+    /// "kvm" (the embedded VMM) or "qemu".
+    pub backend: &'static str,
 }
 
 /// One serving guest. Not `Sync`: requests are sequential.
 pub struct GuestSession {
-    child: Option<Child>,
-    ctl: Option<UnixStream>,
-    rx: Receiver<Msg>,
-    stderr: Arc<Mutex<String>>,
+    guest: Option<RunningGuest>,
+    /// How the guest ended, once it has (its report's end and the backend's stderr).
+    ended: Option<(Result<BootEnd, String>, String)>,
     dir: PathBuf,
     log_path: PathBuf,
     next_id: u64,
@@ -161,11 +172,21 @@ pub struct GuestSession {
     dead: Option<String>,
 }
 
-static NEVER_INTERRUPTED: AtomicBool = AtomicBool::new(false);
 static SESSION_SEQ: AtomicU64 = AtomicU64::new(0);
 
 fn other(msg: impl Into<String>) -> HarnessError {
     HarnessError::Other(msg.into())
+}
+
+/// How a boot ended, in a few words.
+fn describe_end(end: &BootEnd) -> String {
+    match end {
+        BootEnd::Exited { exit, .. } => format!("exit: {}", exit.describe()),
+        BootEnd::LaunchFailed { message } => format!("launch failed: {message}"),
+        BootEnd::Unexpected { message, .. } => message.clone(),
+        BootEnd::Timeout => "timed out".into(),
+        BootEnd::Interrupted => "killed".into(),
+    }
 }
 
 impl GuestSession {
@@ -177,23 +198,44 @@ impl GuestSession {
             }
         };
         let root = build::workspace_root()?;
-        let qemu_bin = host::find_qemu().ok_or(HarnessError::QemuNotFound)?;
         let cpuinfo = host::cpuinfo();
         let (accel, hv) = host::resolve_accel(opts.accel, &cpuinfo, &mut |m| note(m.to_string()))?;
         let (cpl, _) = host::resolve_cpl(opts.cpl, "session", hv);
         if let Some(w) = host::emulated_cpl0_warning(hv, cpl) {
             note(w.to_string());
         }
-        if opts.host_backing == HostBacking::Hugetlbfs {
-            let (free, size_kib) = host::huge_pages_free();
-            let need = opts.memory_mib.div_ceil(2);
-            if size_kib != 2048 || free < need {
-                return Err(HarnessError::HugePages { need, have: free });
+        let use_vmm = match opts.backend {
+            BackendChoice::Qemu => false,
+            BackendChoice::Kvm => {
+                if accel != AccelKind::Kvm || opts.machine != Machine::Microvm {
+                    return Err(other(
+                        "KMBENCH_BACKEND=kvm needs KVM and the microvm machine",
+                    ));
+                }
+                vmm::available().map_err(HarnessError::KvmUnavailable)?;
+                true
             }
+            BackendChoice::Auto => {
+                accel == AccelKind::Kvm
+                    && opts.machine == Machine::Microvm
+                    && vmm::available().is_ok()
+            }
+        };
+        let qemu_bin = match host::find_qemu() {
+            Some(q) => q,
+            None if use_vmm => PathBuf::from("none (embedded VMM)"),
+            None => return Err(HarnessError::QemuNotFound),
+        };
+        if opts.host_backing == HostBacking::Hugetlbfs {
+            host::check_huge_pages(opts.memory_mib)?;
         }
         let kernel = build::kernel(&root, opts.no_build, opts.quiet, opts.verbose)?;
 
         let (cpu_model, probe) = match accel {
+            _ if use_vmm => (
+                "host,-arch-capabilities (KVM_GET_SUPPORTED_CPUID)".to_string(),
+                None,
+            ),
             AccelKind::Tcg => ("max".to_string(), None),
             AccelKind::Kvm => {
                 let cache = build::kernel_path(&root)
@@ -223,7 +265,7 @@ impl GuestSession {
             serde_json::to_string(&plan).map_err(|e| other(format!("serialising plan: {e}")))?;
 
         // A fresh private folder (mode 0700, unique name): nothing planted in the shared
-        // temp folder can stand in for the log or the socket.
+        // temp folder can stand in for the log or the control socket.
         let dir = tempfile::Builder::new()
             .prefix(&format!(
                 "kmbench-session-{}-{}-",
@@ -234,14 +276,6 @@ impl GuestSession {
             .map_err(|e| HarnessError::io("creating the session folder", e))?
             .keep();
         let log_path = dir.join("guest.log");
-        crate::safe_fs::create_fresh(&log_path)
-            .map_err(|e| HarnessError::io(format!("creating {}", log_path.display()), e))?;
-        let sock = dir.join("ctl.sock");
-        let listener = UnixListener::bind(&sock)
-            .map_err(|e| HarnessError::io(format!("binding {}", sock.display()), e))?;
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| HarnessError::io("control socket", e))?;
 
         let spec = LaunchSpec {
             kernel: kernel.clone(),
@@ -252,54 +286,20 @@ impl GuestSession {
             cpu_model: cpu_model.clone(),
             host_backing: opts.host_backing,
             log_path: log_path.clone(),
-            timeout: opts.boot_timeout,
+            // The session keeps its own deadlines (boot, each request) and kills the guest.
+            timeout: Duration::MAX,
             verbose: opts.verbose,
-            interrupt: &NEVER_INTERRUPTED,
+            // Replaced by the guest's own stop flag in `RunningGuest::launch`.
+            interrupt: &NEVER,
+            control: Some(ControlChannel::new()),
         };
-        // The `kmbench run` command line plus the control channel: COM2, whose chardev
-        // connects to our listening socket.
-        let mut command = Qemu::new(qemu_bin.clone())?.describe(&spec);
-        command.extend([
-            "-chardev".to_string(),
-            format!(
-                "socket,id=ctl,path={}",
-                crate::safe_fs::qemu_opt_value(&sock.display().to_string())
-            ),
-            "-device".to_string(),
-            format!("isa-serial,chardev=ctl,iobase={:#x},irq=3", ports::CONTROL),
-        ]);
-
-        let mut child = qemu::spawn(Command::new(&command[0]).args(&command[1..]), &qemu_bin)?;
+        let backend: Box<dyn Backend + Send> = if use_vmm {
+            Box::new(KvmVmm::new())
+        } else {
+            Box::new(Qemu::new(qemu_bin.clone())?)
+        };
+        let guest = RunningGuest::launch(backend, spec);
         let started = Instant::now();
-
-        let (tx, rx) = mpsc::channel::<Msg>();
-        let stdout = child.stdout.take().expect("piped stdout");
-        qemu::read_records(stdout, move |line| {
-            let msg = match line {
-                Line::Record(rec) => Msg::Record(rec),
-                Line::Rejected(r) => Msg::Bad(format!("{}: {}", r.reason, r.head)),
-            };
-            tx.send(msg).is_ok()
-        });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        {
-            let buf = stderr.clone();
-            let mut err = child.stderr.take().expect("piped stderr");
-            let verbose = opts.verbose;
-            thread::spawn(move || {
-                let mut chunk = [0u8; 4096];
-                while let Ok(n) = err.read(&mut chunk) {
-                    if n == 0 {
-                        break;
-                    }
-                    let text = String::from_utf8_lossy(&chunk[..n]);
-                    if verbose {
-                        eprint!("{text}");
-                    }
-                    buf.lock().unwrap().push_str(&text);
-                }
-            });
-        }
 
         let info = SessionInfo {
             accel,
@@ -310,13 +310,12 @@ impl GuestSession {
             kernel,
             hello: placeholder_hello(),
             timer_overhead: 0,
-            command,
+            command: guest.command.clone(),
+            backend: guest.backend_name,
         };
         let mut session = GuestSession {
-            child: Some(child),
-            ctl: None,
-            rx,
-            stderr,
+            guest: Some(guest),
+            ended: None,
             dir,
             log_path,
             next_id: 1,
@@ -325,11 +324,8 @@ impl GuestSession {
             end: None,
             dead: None,
         };
-        let deadline = started + opts.boot_timeout;
-        let result = session
-            .connect(&listener, deadline)
-            .and_then(|()| session.wait_ready(deadline));
-        if let Err(e) = result {
+        let deadline = crate::backend::deadline_after(started, opts.boot_timeout);
+        if let Err(e) = session.wait_ready(deadline) {
             // A cached CPU model QEMU now refuses: re-probe next time.
             if let Some((cache, key)) = probe {
                 if session.end.is_none() && session.info.hello.tsc_hz == 0 {
@@ -337,35 +333,13 @@ impl GuestSession {
                 }
             }
             session.kill();
+            // A launch failure is the backend's own message.
+            if let Some((Ok(BootEnd::LaunchFailed { message }), _)) = &session.ended {
+                return Err(HarnessError::Launch(message.clone()));
+            }
             return Err(e);
         }
         Ok(session)
-    }
-
-    /// Accept QEMU's connection to the control socket.
-    fn connect(&mut self, listener: &UnixListener, deadline: Instant) -> Result<()> {
-        loop {
-            match listener.accept() {
-                Ok((stream, _)) => {
-                    stream
-                        .set_nonblocking(false)
-                        .map_err(|e| HarnessError::io("control socket", e))?;
-                    self.ctl = Some(stream);
-                    return Ok(());
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(HarnessError::io("accepting QEMU's control connection", e)),
-            }
-            if let Some(msg) = self.exited_message() {
-                return Err(HarnessError::Launch(msg));
-            }
-            if Instant::now() >= deadline {
-                return Err(HarnessError::Launch(
-                    "QEMU did not connect to the control socket".into(),
-                ));
-            }
-            thread::sleep(Duration::from_millis(5));
-        }
     }
 
     /// Wait for `hello` and the `serve/ready` info record.
@@ -386,6 +360,22 @@ impl GuestSession {
         }
     }
 
+    /// Note how the guest ended (the last event of its stream).
+    fn record_end(&mut self, report: Result<crate::backend::BootReport>) {
+        self.ended = Some(match report {
+            Ok(r) => (Ok(r.end), r.stderr),
+            Err(e) => (Err(e.to_string()), String::new()),
+        });
+    }
+
+    fn end_text(&self) -> String {
+        match &self.ended {
+            Some((Ok(end), _)) => describe_end(end),
+            Some((Err(e), _)) => e.clone(),
+            None => "still running".into(),
+        }
+    }
+
     /// The next record, or an error when the guest faulted, exited, or `deadline` passed.
     fn next_msg(&mut self, deadline: Instant) -> Result<Record> {
         if let Some(why) = &self.dead {
@@ -393,30 +383,37 @@ impl GuestSession {
         }
         loop {
             let wait = deadline.saturating_duration_since(Instant::now());
-            match self.rx.recv_timeout(wait) {
-                Ok(Msg::Record(Record::Fault(f))) => {
+            let Some(guest) = self.guest.as_mut() else {
+                return Err(other("guest session is over: stopped"));
+            };
+            let ev = guest.next_event(wait);
+            match ev {
+                Some(GuestEvent::Event(Event::Record(Record::Fault(f)))) => {
                     let msg = format!("guest fault ({}): {}", f.exit.describe(), f.message);
+                    self.kill_soon();
                     let full = self.with_context(&msg);
                     self.dead = Some(msg);
-                    self.kill_soon();
                     return Err(other(full));
                 }
-                Ok(Msg::Record(Record::End(e))) => {
+                Some(GuestEvent::Event(Event::Record(Record::End(e)))) => {
                     self.end = Some(e.clone());
                     return Ok(Record::End(e));
                 }
-                Ok(Msg::Record(r)) => return Ok(r),
-                Ok(Msg::Bad(line)) => eprintln!("kmbench session: undecodable record: {line}"),
-                Err(RecvTimeoutError::Timeout) => {
-                    let msg = "the guest did not answer in time (killed)".to_string();
+                Some(GuestEvent::Event(Event::Record(r))) => return Ok(r),
+                Some(GuestEvent::Event(Event::BadRecord { line, error })) => {
+                    eprintln!("kmbench session: undecodable record: {error}: {line}")
+                }
+                Some(GuestEvent::Event(Event::Launched)) => {}
+                Some(GuestEvent::Ended(report)) => {
+                    self.record_end(report);
+                    let msg = format!("the guest ended ({})", self.end_text());
                     let full = self.with_context(&msg);
                     self.dead = Some(msg);
-                    self.kill();
                     return Err(other(full));
                 }
-                Err(RecvTimeoutError::Disconnected) => {
-                    let status = self.wait_exit(Duration::from_secs(5));
-                    let msg = format!("the guest ended ({status})");
+                None => {
+                    let msg = "the guest did not answer in time (killed)".to_string();
+                    self.kill();
                     let full = self.with_context(&msg);
                     self.dead = Some(msg);
                     return Err(other(full));
@@ -439,15 +436,11 @@ impl GuestSession {
             arg,
             iters,
         });
-        let ctl = self
-            .ctl
-            .as_mut()
+        let guest = self
+            .guest
+            .as_ref()
             .ok_or_else(|| other("control channel closed"))?;
-        if let Err(e) = ctl.write_all(line.as_bytes()).and_then(|()| ctl.flush()) {
-            let msg = format!("writing to the control channel: {e}");
-            self.dead = Some(msg.clone());
-            return Err(other(self.with_context(&msg)));
-        }
+        guest.send(line.as_bytes())?;
         let deadline = crate::backend::deadline_after(Instant::now(), self.request_timeout);
         loop {
             match self.next_msg(deadline)? {
@@ -460,8 +453,8 @@ impl GuestSession {
                     };
                 }
                 Record::End(_) => {
-                    let status = self.wait_exit(Duration::from_secs(5));
-                    let msg = format!("the guest ended before answering ({status})");
+                    self.wait_end(Duration::from_secs(5));
+                    let msg = format!("the guest ended before answering ({})", self.end_text());
                     self.dead = Some(msg.clone());
                     return Err(other(self.with_context(&msg)));
                 }
@@ -493,46 +486,40 @@ impl GuestSession {
     }
 
     fn shutdown(&mut self, timeout: Duration) -> Result<GuestExit> {
-        if self.child.is_none() {
+        if self.guest.is_none() {
             return Err(other("guest already stopped"));
         }
         if self.dead.is_none() {
-            if let Some(ctl) = self.ctl.as_mut() {
-                let line = encode_request(&Request {
-                    id: 0,
-                    op: "quit".into(),
-                    arg: 0,
-                    iters: 0,
-                });
-                let _ = ctl.write_all(line.as_bytes()).and_then(|()| ctl.flush());
+            let line = encode_request(&Request {
+                id: 0,
+                op: "quit".into(),
+                arg: 0,
+                iters: 0,
+            });
+            if let Some(g) = &self.guest {
+                let _ = g.send(line.as_bytes());
             }
             let deadline = crate::backend::deadline_after(Instant::now(), timeout);
             while self.end.is_none() {
-                match self.next_msg(deadline) {
-                    Ok(_) => {}
-                    Err(_) => break,
+                if self.next_msg(deadline).is_err() {
+                    break;
                 }
             }
         }
-        let child = self.child.as_mut().expect("checked above");
-        let deadline = crate::backend::deadline_after(Instant::now(), timeout);
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(s)) => break Some(s),
-                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(5)),
-                _ => break None,
+        self.wait_end(timeout);
+        match &self.ended {
+            Some((Ok(BootEnd::Exited { exit, .. }), _)) => {
+                let exit = *exit;
+                self.reap();
+                Ok(exit)
             }
-        };
-        self.ctl = None;
-        match status {
-            Some(s) => {
-                self.child = None;
-                match s.code().and_then(GuestExit::from_qemu_status) {
-                    Some(exit) => Ok(exit),
-                    None => Err(other(self.with_context(&format!(
-                        "QEMU ended with {s}, not a guest exit code"
-                    )))),
-                }
+            Some(_) => {
+                let msg = format!(
+                    "the guest ended with {}, not a guest exit code",
+                    self.end_text()
+                );
+                self.reap();
+                Err(other(self.with_context(&msg)))
             }
             None => {
                 self.kill();
@@ -543,66 +530,28 @@ impl GuestSession {
         }
     }
 
-    fn exited_message(&mut self) -> Option<String> {
-        let child = self.child.as_mut()?;
-        match child.try_wait() {
-            Ok(Some(s)) => {
-                thread::sleep(Duration::from_millis(20)); // let the stderr thread catch up
-                let err = self.stderr.lock().unwrap().clone();
-                let first = err
-                    .lines()
-                    .map(str::trim)
-                    .find(|l| !l.is_empty())
-                    .unwrap_or("")
-                    .trim_start_matches("qemu-system-x86_64: ")
-                    .to_string();
-                Some(if first.is_empty() {
-                    format!("QEMU exited ({s})")
-                } else {
-                    first
-                })
-            }
-            _ => None,
-        }
-    }
-
-    /// Wait for QEMU to exit; describe its status.
-    fn wait_exit(&mut self, timeout: Duration) -> String {
-        let Some(child) = self.child.as_mut() else {
-            return "already stopped".into();
-        };
+    /// Wait up to `timeout` for the guest's stream to end (records after `End` dropped).
+    fn wait_end(&mut self, timeout: Duration) {
         let deadline = crate::backend::deadline_after(Instant::now(), timeout);
-        loop {
-            match child.try_wait() {
-                Ok(Some(s)) => {
-                    self.child = None;
-                    return match (
-                        s.code().and_then(GuestExit::from_qemu_status),
-                        s.code(),
-                        s.signal(),
-                    ) {
-                        (Some(e), _, _) => format!("exit: {}", e.describe()),
-                        (None, Some(c), _) => format!("QEMU status {c}"),
-                        (None, None, Some(sig)) => format!("QEMU killed by signal {sig}"),
-                        _ => s.to_string(),
-                    };
-                }
-                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(5)),
-                _ => {
-                    self.kill();
-                    return "killed: did not exit".into();
-                }
+        while self.ended.is_none() {
+            let Some(g) = self.guest.as_mut() else { return };
+            let wait = deadline.saturating_duration_since(Instant::now());
+            match g.next_event(wait) {
+                Some(GuestEvent::Ended(r)) => self.record_end(r),
+                Some(GuestEvent::Event(_)) => {}
+                None => return,
             }
         }
     }
 
-    /// `msg` plus QEMU's stderr and the guest log's last lines.
+    /// `msg` plus the backend's stderr and the guest log's last lines.
     fn with_context(&self, msg: &str) -> String {
         let mut s = msg.to_string();
-        let err = self.stderr.lock().unwrap().clone();
-        if !err.trim().is_empty() {
-            s.push_str("\nQEMU stderr:\n");
-            s.push_str(err.trim_end());
+        if let Some((_, err)) = &self.ended {
+            if !err.trim().is_empty() {
+                s.push_str(&format!("\n{} stderr:\n", self.info.backend));
+                s.push_str(err.trim_end());
+            }
         }
         if let Ok(log) = std::fs::read_to_string(&self.log_path) {
             let lines: Vec<&str> = log.lines().collect();
@@ -616,21 +565,31 @@ impl GuestSession {
 
     /// Give a faulting guest a moment to exit on its own, then kill it.
     fn kill_soon(&mut self) {
-        let _ = self.wait_exit(Duration::from_secs(2));
+        self.wait_end(Duration::from_secs(2));
+        self.kill();
+    }
+
+    /// Join the backend's thread once the guest has ended.
+    fn reap(&mut self) {
+        if let Some(g) = self.guest.take() {
+            let _ = g.wait();
+        }
     }
 
     fn kill(&mut self) {
-        self.ctl = None;
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+        if let Some(g) = self.guest.as_ref() {
+            g.kill();
         }
+        self.wait_end(Duration::from_secs(10));
+        self.reap();
     }
 }
 
+static NEVER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 impl Drop for GuestSession {
     fn drop(&mut self) {
-        if self.child.is_some() {
+        if self.guest.is_some() && self.ended.is_none() {
             let _ = self.shutdown(Duration::from_secs(5));
         }
         self.kill();

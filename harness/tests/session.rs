@@ -69,3 +69,28 @@ fn serve_mode_works_at_cpl3() {
     // Dropping the session sends quit and reaps QEMU.
     drop(s);
 }
+
+/// The same serve-mode guest on the embedded VMM (the default under KVM): requests arrive
+/// on its COM2 through the launch pipeline's control channel.
+#[test]
+fn serve_mode_on_the_embedded_vmm() {
+    if let Err(e) = kmbench::backend::vmm::available() {
+        eprintln!("skipping: /dev/kvm is not usable ({e})");
+        return;
+    }
+    let opts = SessionOptions {
+        accel: Accel::Kvm,
+        backend: kmbench::backend::BackendChoice::Kvm,
+        memory_mib: 256,
+        quiet: true,
+        ..SessionOptions::default()
+    };
+    let mut s = GuestSession::start(&opts).expect("session starts");
+    assert_eq!(s.info().backend, "kvm");
+    assert!(s.info().hello.tsc_hz > 0);
+    assert!(s.measure("kmalloc_pair", 64, 100).unwrap() > Duration::ZERO);
+    let e = s.measure("no_such_op", 0, 1).unwrap_err().to_string();
+    assert!(e.contains("unknown op"), "{e}");
+    assert!(s.measure("alu", 10, 100).unwrap() > Duration::ZERO);
+    assert_eq!(s.quit().expect("guest exits"), GuestExit::Success);
+}

@@ -68,6 +68,7 @@ fn spec(plan: &GuestPlan, dir: &Path, timeout: Duration, backing: HostBacking) -
         timeout,
         verbose: false,
         interrupt: &NO_INTERRUPT,
+        control: None,
     }
 }
 

@@ -12,7 +12,12 @@ use kmbench_protocol::{GuestExit, Record};
 use crate::config::{HostBacking, Machine};
 use crate::error::Result;
 
+pub mod control;
+pub mod launch;
 pub mod qemu;
+
+pub use control::ControlChannel;
+pub use launch::{GuestEvent, RunningGuest};
 pub mod vmm;
 
 /// `kmbench run --backend`: who boots the guest.
@@ -59,6 +64,8 @@ pub struct LaunchSpec {
     pub verbose: bool,
     /// Set by the SIGINT handler: stop the guest and return [`BootEnd::Interrupted`].
     pub interrupt: &'static AtomicBool,
+    /// Serve mode: the host → guest request channel on COM2 (None: no COM2).
+    pub control: Option<ControlChannel>,
 }
 
 /// Something the backend observed while the guest ran.

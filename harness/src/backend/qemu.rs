@@ -64,6 +64,22 @@ impl Qemu {
         vec!["-object".into(), obj]
     }
 
+    /// Serve mode: COM2 on a Unix socket QEMU connects to ([`control_socket`]).
+    fn control_args(spec: &LaunchSpec) -> Vec<String> {
+        if spec.control.is_none() {
+            return vec![];
+        }
+        vec![
+            "-chardev".into(),
+            format!(
+                "socket,id=ctl,path={}",
+                crate::safe_fs::qemu_opt_value(&control_socket(spec).display().to_string())
+            ),
+            "-device".into(),
+            format!("isa-serial,chardev=ctl,iobase={:#x},irq=3", ports::CONTROL),
+        ]
+    }
+
     fn command(&self, spec: &LaunchSpec) -> xshell::Cmd<'_> {
         let qemu = &self.binary;
         let machine = Self::machine_arg(spec);
@@ -79,6 +95,7 @@ impl Qemu {
             crate::safe_fs::qemu_opt_value(&spec.log_path.display().to_string())
         );
         let debugcon = format!("isa-debugcon,iobase={:#x},chardev=res", ports::RESULTS);
+        let control = Self::control_args(spec);
         cmd!(
             self.sh,
             "{qemu} -M {machine} -accel {accel} -cpu {cpu} -m {mem} -smp 1 {backing...}
@@ -86,7 +103,7 @@ impl Qemu {
              -kernel {kernel} -append {cmdline}
              -device {exit_dev}
              -chardev {log} -serial chardev:log
-             -chardev stdio,id=res -device {debugcon}"
+             -chardev stdio,id=res -device {debugcon} {control...}"
         )
         .quiet()
     }
@@ -108,6 +125,16 @@ impl Backend for Qemu {
     fn boot(&mut self, spec: &LaunchSpec, on_event: &mut dyn FnMut(Event)) -> Result<BootReport> {
         crate::safe_fs::create_fresh(&spec.log_path)
             .map_err(|e| HarnessError::io(format!("creating {}", spec.log_path.display()), e))?;
+        // Serve mode: listen before QEMU starts (it connects as a client at startup).
+        let pump_stop = Arc::new(AtomicBool::new(false));
+        let pump = match &spec.control {
+            Some(ch) => Some(control_pump(
+                &control_socket(spec),
+                ch.clone(),
+                pump_stop.clone(),
+            )?),
+            None => None,
+        };
         let mut child = spawn(&mut self.command(spec).into(), &self.binary)?;
         let started = Instant::now();
         on_event(Event::Launched);
@@ -192,6 +219,10 @@ impl Backend for Qemu {
         };
         let _ = out_thread.join();
         let _ = err_thread.join();
+        pump_stop.store(true, Ordering::SeqCst);
+        if let Some(p) = pump {
+            let _ = p.join();
+        }
         tail_stop.store(true, Ordering::SeqCst);
         if let Some(t) = tail_thread {
             let _ = t.join();
@@ -209,6 +240,51 @@ impl Backend for Qemu {
         };
         Ok(BootReport { end, stderr })
     }
+}
+
+/// Where QEMU's COM2 socket is for a serving guest: beside its log.
+pub fn control_socket(spec: &LaunchSpec) -> PathBuf {
+    spec.log_path.with_extension("ctl.sock")
+}
+
+/// Bind `sock` and pump `ch` into the connection QEMU makes, until `stop`.
+fn control_pump(
+    sock: &Path,
+    ch: super::ControlChannel,
+    stop: Arc<AtomicBool>,
+) -> Result<thread::JoinHandle<()>> {
+    let _ = std::fs::remove_file(sock);
+    let listener = std::os::unix::net::UnixListener::bind(sock)
+        .map_err(|e| HarnessError::io(format!("binding {}", sock.display()), e))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| HarnessError::io("control socket", e))?;
+    let path = sock.to_path_buf();
+    Ok(thread::spawn(move || {
+        let mut conn = loop {
+            if stop.load(Ordering::SeqCst) {
+                let _ = std::fs::remove_file(&path);
+                return;
+            }
+            match listener.accept() {
+                Ok((c, _)) => break c,
+                Err(_) => thread::sleep(Duration::from_millis(5)),
+            }
+        };
+        let _ = conn.set_nonblocking(false);
+        while !stop.load(Ordering::SeqCst) {
+            match ch.take_wait(Duration::from_millis(50)) {
+                Some(bytes) if !bytes.is_empty() => {
+                    if conn.write_all(&bytes).and_then(|()| conn.flush()).is_err() {
+                        break;
+                    }
+                }
+                Some(_) => {}
+                None => break,
+            }
+        }
+        let _ = std::fs::remove_file(&path);
+    }))
 }
 
 /// Spawn QEMU with piped stdout and stderr, in its own process group: a terminal Ctrl-C

@@ -168,6 +168,7 @@ fn boot_one(
         timeout: Duration::from_secs(timeout_s),
         verbose,
         interrupt: &INTERRUPTED,
+        control: None,
     };
     let backend = &mut plan.backend;
     if run.boots.is_empty() {

@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | COM1 0x3f8..0x3ff | 16550 → guest log file | THR bytes → `spec.log_path`; LSR reads 0x60 |
 //! | 0xe9 | isa-debugcon → stdout | `KMB1 <json>` lines → [`Event::Record`] |
+//! | COM2 0x2f8..0x2ff (serve mode) | 16550 on a socket ← requests | RBR pops a [`ControlChannel`](crate::backend::ControlChannel) byte; LSR bit 0 = one waiting |
 //! | 0xf4 | isa-debug-exit | value `v` → [`BootEnd::Exited`] with `raw = v` (not QEMU's `(v << 1) \| 1`) |
 //!
 //! Writes reach [`Devices`] either as an exit ([`Devices::out`]) or, for the log and
@@ -33,6 +34,7 @@ fn port_name(port: u16) -> &'static str {
     match port {
         p if (ports::SERIAL_LOG..ports::SERIAL_LOG + 8).contains(&p) => "serial",
         ports::RESULTS => "debugcon",
+        p if (ports::CONTROL..ports::CONTROL + 8).contains(&p) => "control",
         p if (ports::EXIT..ports::EXIT + 4).contains(&p) => "exit",
         0x40..=0x43 | 0x61 => "pit",
         _ => "other",
@@ -48,6 +50,8 @@ pub struct Devices {
     pub stats: VmmStats,
     pub stderr: String,
     pub has_pit: bool,
+    /// Serve mode: requests for the guest's COM2.
+    pub control: Option<super::super::ControlChannel>,
     /// VM creation start (first-record time counts from here).
     pub t0: Instant,
 }
@@ -63,6 +67,7 @@ impl Devices {
             stats: VmmStats::default(),
             stderr: String::new(),
             has_pit: false,
+            control: None,
             t0: Instant::now(),
         }
     }
@@ -136,6 +141,8 @@ impl Devices {
                 });
             }
             0x40..=0x43 | 0x61 if self.has_pit => {}
+            // COM2 setup writes (IER, FCR, LCR, MCR) of a serving guest: nothing to do.
+            p if self.control.is_some() && (ports::CONTROL..ports::CONTROL + 8).contains(&p) => {}
             p => {
                 let len = data.len();
                 let key = format!("out {p:#x}");
@@ -169,6 +176,14 @@ impl Devices {
             p if p == ports::SERIAL_LOG + 7 => self.serial_scratch,
             p if (ports::SERIAL_LOG..ports::SERIAL_LOG + 8).contains(&p) => 0,
             ports::RESULTS => 0xe9, // Bochs debugcon readback
+            // COM2 of a serving guest: RBR pops a request byte, LSR bit 0 = one waiting.
+            p if p == ports::CONTROL + 5 && self.control.is_some() => {
+                0x60 | u8::from(self.control.as_ref().is_some_and(|c| c.has_data()))
+            }
+            ports::CONTROL if self.control.is_some() => {
+                self.control.as_ref().and_then(|c| c.pop()).unwrap_or(0)
+            }
+            p if self.control.is_some() && (ports::CONTROL..ports::CONTROL + 8).contains(&p) => 0,
             p => {
                 let key = format!("in {p:#x}");
                 if !self.stats.unknown_ports.contains_key(&key) {
@@ -201,10 +216,12 @@ fn io_key(out: bool, port: u16) -> &'static str {
         (true, "debugcon") => "io_out_debugcon",
         (true, "exit") => "io_out_exit",
         (true, "pit") => "io_out_pit",
+        (true, "control") => "io_out_control",
         (true, _) => "io_out_other",
         (false, "serial") => "io_in_serial",
         (false, "debugcon") => "io_in_debugcon",
         (false, "pit") => "io_in_pit",
+        (false, "control") => "io_in_control",
         (false, _) => "io_in_other",
     }
 }

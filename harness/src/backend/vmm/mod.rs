@@ -118,6 +118,11 @@ impl Backend for KvmVmm {
             format!("memory={}M", spec.memory_mib),
             format!("host_backing={}", spec.host_backing.label()),
             "vcpus=1".into(),
+            if spec.control.is_some() {
+                "control=com2@0x2f8(requests)".into()
+            } else {
+                "control=none".into()
+            },
             "devices=irqchip+pit(in-kernel),com1@0x3f8(log),debugcon@0xe9(records),debug-exit@0xf4"
                 .into(),
             format!("cmdline={}", spec.cmdline),
@@ -128,6 +133,7 @@ impl Backend for KvmVmm {
         let log_file = crate::safe_fs::create_fresh(&spec.log_path)
             .map_err(|e| HarnessError::io(format!("creating {}", spec.log_path.display()), e))?;
         let mut dev = Devices::new(log_file, spec.verbose);
+        dev.control = spec.control.clone();
         let launch_failed = |e: VmmError, stderr: String| BootReport {
             end: BootEnd::LaunchFailed {
                 message: match e {
