@@ -220,3 +220,31 @@ fn the_console_check_sees_script_errors() {
         "{console:#?}"
     );
 }
+
+#[test]
+fn compare_html_loads_and_shows_the_change_chart() {
+    let Some(chromium) = chromium_or_skip() else {
+        return;
+    };
+    let base = sample_run();
+    let mut new = sample_run();
+    for (i, b) in new.benchmarks.iter_mut().enumerate() {
+        let f = if i % 7 == 0 { 1.3 } else { 1.0 };
+        b.record.median *= f;
+        b.boot_medians = (0..5)
+            .map(|k| b.record.median * (1.0 + k as f64 * 0.002))
+            .collect();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cmp =
+        kmbench::compare::compare_runs(&base, dir.path(), &new, dir.path(), &Default::default());
+    let page = dir.path().join("compare.html");
+    std::fs::write(&page, kmbench::report::html::compare_page(&cmp)).unwrap();
+    let (dom, console) = load(&chromium, &page);
+    assert!(console.is_empty(), "console output: {console:#?}");
+    assert!(
+        dom.contains("data-charts-rendered=\"1\""),
+        "the change chart is laid out"
+    );
+    assert!(dom.contains("Change of the median per benchmark"));
+}

@@ -73,6 +73,9 @@ pub struct Args {
     /// No ANSI colours (also: NO_COLOR set, or stdout not a terminal).
     #[arg(long)]
     pub no_color: bool,
+    /// Also write a self-contained HTML page (change chart with CIs, verdicts, table) here.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -412,6 +415,12 @@ pub fn run(args: &Args, out: &mut impl Write, err: &mut impl Write) -> std::io::
     };
     let mut cmp = compare_runs(&base, &base_path, &new, &new_path, &opts);
     cmp.forced = args.force && !cmp.env_differences.is_empty();
+    if let Some(p) = &args.html {
+        if let Err(e) = std::fs::write(p, crate::report::html::compare_page(&cmp)) {
+            writeln!(err, "kmbench compare: --html {}: {e}", p.display())?;
+            return Ok(2);
+        }
+    }
     write(&cmp, args.format, use_color(args.no_color), out)?;
     report_to_stderr(&cmp, args.format, err)?;
     Ok(if cmp.has_regression() { 1 } else { 0 })

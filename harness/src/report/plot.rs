@@ -479,7 +479,7 @@ pub fn render_changes(
             .x_label_formatter(&|x: &f64| format!("{:+.0}%", x * 100.0))
             .label_style(("sans-serif", 12))
             .axis_desc_style(("sans-serif", 13))
-            .light_line_style(RGBColor(238, 238, 238))
+            .light_line_style(TRANSPARENT)
             .draw()?;
         c.draw_series(std::iter::once(Rectangle::new(
             [(-threshold, -0.5), (threshold, n - 0.5)],
