@@ -24,8 +24,11 @@ use crate::results::{BenchEntry, RunResults};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// A results.json file or a run folder containing one.
+    /// A results.json file, a run folder containing one, a run id under the results folder,
+    /// or `latest`.
     pub run: PathBuf,
+    #[command(flatten)]
+    pub runs: crate::run_dir::RunsDirArg,
     /// Output format.
     #[arg(long, value_enum)]
     pub format: ExportFormat,
@@ -198,7 +201,8 @@ pub fn render(run: &RunResults, format: ExportFormat) -> String {
 }
 
 pub fn main(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let (run, _) = crate::run_dir::load_run(&args.run)?;
+    let (run, _) =
+        crate::run_dir::load_run(&crate::run_dir::resolve_run(&args.run, &args.runs.dir()))?;
     let text = render(&run, args.format);
     match &args.out {
         Some(path) => std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?,

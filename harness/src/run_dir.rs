@@ -74,6 +74,37 @@ pub fn load_run(arg: &Path) -> Result<(RunResults, PathBuf), LoadError> {
     Ok((run, path))
 }
 
+/// Where runs are stored when no `--results-dir` is given: `results/` in the workspace root,
+/// the folder `kmbench run` writes to (so `list`, `report`, `compare` and `export` find the
+/// same runs from any directory inside the workspace); `./results` outside one.
+pub fn default_results_dir() -> PathBuf {
+    crate::build::workspace_root()
+        .map(|r| r.join("results"))
+        .unwrap_or_else(|_| PathBuf::from("results"))
+}
+
+/// `--results-dir` when given, else [`default_results_dir`].
+pub fn results_dir_or_default(given: Option<&Path>) -> PathBuf {
+    given
+        .map(Path::to_path_buf)
+        .unwrap_or_else(default_results_dir)
+}
+
+/// The run argument every subcommand takes (a results.json, a run folder, a run id under
+/// the results folder, or `latest`), resolved the same way everywhere.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct RunsDirArg {
+    /// Where runs are stored [default: results/ in the workspace root, where `run` writes].
+    #[arg(long, value_name = "DIR")]
+    pub results_dir: Option<PathBuf>,
+}
+
+impl RunsDirArg {
+    pub fn dir(&self) -> PathBuf {
+        results_dir_or_default(self.results_dir.as_deref())
+    }
+}
+
 /// Resolve a run argument: a path, a run id under `results_dir`, or `latest`.
 pub fn resolve_run(arg: &Path, results_dir: &Path) -> PathBuf {
     if arg.exists() {

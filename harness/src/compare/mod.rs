@@ -73,6 +73,8 @@ pub struct Args {
     /// No ANSI colours (also: NO_COLOR set, or stdout not a terminal).
     #[arg(long)]
     pub no_color: bool,
+    #[command(flatten)]
+    pub runs: crate::run_dir::RunsDirArg,
     /// Also write a self-contained HTML page (change chart with CIs, verdicts, table) here.
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
@@ -368,7 +370,7 @@ pub fn refusal(
 
 /// The command, with its outputs injectable. Returns the exit status (0, 1 or 2).
 pub fn run(args: &Args, out: &mut impl Write, err: &mut impl Write) -> std::io::Result<u8> {
-    let results_dir = Path::new("results");
+    let results_dir = &args.runs.dir();
     let (base, base_path) = match load_run(&resolve_run(&args.base, results_dir)) {
         Ok(x) => x,
         Err(e) => {

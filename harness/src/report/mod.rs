@@ -25,9 +25,8 @@ pub struct Args {
     /// List the runs stored under --results-dir instead.
     #[arg(long)]
     pub list: bool,
-    /// Where runs are stored.
-    #[arg(long, default_value = "results")]
-    pub results_dir: PathBuf,
+    #[command(flatten)]
+    pub runs: crate::run_dir::RunsDirArg,
     /// Only print the tables.
     #[arg(long)]
     pub no_plots: bool,
@@ -44,14 +43,15 @@ pub fn main(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let stdout = io::stdout();
     let mut out = stdout.lock();
     if args.list {
-        print_list(&list_runs(&args.results_dir), &args.results_dir, &mut out)?;
+        let dir = args.runs.dir();
+        print_list(&list_runs(&dir), &dir, &mut out)?;
         return Ok(ExitCode::SUCCESS);
     }
     let arg = args
         .run
         .as_deref()
         .expect("clap requires RUN without --list");
-    let (run, path) = load_run(&resolve_run(arg, &args.results_dir))?;
+    let (run, path) = load_run(&resolve_run(arg, &args.runs.dir()))?;
     print_run(&run, &mut out)?;
     if tlb::has_tlb(&run) {
         tlb::print_report(&run, &mut out)?;

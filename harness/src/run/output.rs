@@ -9,7 +9,7 @@
 //!   the start, while records stream in, after every boot and at the end
 //!   ([`RunFolder::write_results`]);
 //! * `guest*.log`: each boot's human-readable guest log ([`RunFolder::log_path`]);
-//! * `*.svg`: plots, when the run has sweeps;
+//! * `<chart>.svg` and `index.html`: the charts and the self-contained report page;
 //! * `.kmbench.lock`: the folder's lock, held while a run writes there (a second run into
 //!   the same folder is refused, exit 2).
 //!
@@ -260,6 +260,30 @@ pub fn write_results(dir: &Path, results: &RunResults) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runs_started_in_the_same_second_get_distinct_folders() {
+        let root = tempfile::tempdir().unwrap();
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_764_072_000);
+        let ids: Vec<String> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        RunFolder::create(None, root.path(), t, Path::new("ci.toml"))
+                            .unwrap()
+                            .id
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut uniq = ids.clone();
+        uniq.sort();
+        uniq.dedup();
+        assert_eq!(uniq.len(), 8, "{ids:?}");
+        assert!(uniq.contains(&"20251125-120000-ci".to_string()));
+        assert!(uniq.contains(&"20251125-120000-ci-8".to_string()));
+    }
 
     #[test]
     fn atomic_write_replaces() {
