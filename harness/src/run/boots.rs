@@ -3,6 +3,7 @@
 //! judged as it ends ([`super::verdict::of_boot`]), and `results.json` kept current (a
 //! snapshot thread refreshes it while records arrive, and it is rewritten after every boot)
 //! so a hang or a SIGKILL of the harness still leaves what had arrived.
+use super::progress::Progress;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -66,17 +67,10 @@ impl BootData {
     }
 }
 
-/// The spinner on stderr (hidden with `--quiet` or `--verbose`).
-pub fn progress_bar(quiet: bool, verbose: bool) -> indicatif::ProgressBar {
-    if quiet || verbose {
-        indicatif::ProgressBar::hidden()
-    } else {
-        let p =
-            indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
-        p.set_style(indicatif::ProgressStyle::with_template("{spinner} {elapsed} {msg}").unwrap());
-        p.enable_steady_tick(Duration::from_millis(120));
-        p
-    }
+/// The progress bar on stderr (hidden with `--quiet` or `--verbose`): every scheduled boot.
+pub fn progress_bar(plan: &Plan) -> Progress {
+    let total = variants::schedule(plan.runs.len(), plan.boots).len() as u64;
+    Progress::new(total, plan.quiet, plan.verbose)
 }
 
 /// Boot every scheduled (variant, boot) in ABBA order; a variant whose boot fails stops its
@@ -86,7 +80,7 @@ pub fn run_all(
     folder: &RunFolder,
     records: &mut RecordsLog,
     base: &mut RunResults,
-    progress: &indicatif::ProgressBar,
+    progress: &mut Progress,
 ) -> Result<()> {
     let named = plan.runs.iter().any(|r| r.name.is_some());
     for (vi, boot) in variants::schedule(plan.runs.len(), plan.boots) {
@@ -150,7 +144,7 @@ fn boot_one(
     folder: &RunFolder,
     records: &mut RecordsLog,
     base: &mut RunResults,
-    progress: &indicatif::ProgressBar,
+    progress: &mut Progress,
 ) -> Result<bool> {
     let (quiet, verbose, boots, timeout_s) = (plan.quiet, plan.verbose, plan.boots, plan.timeout_s);
     let earlier_boots = plan.runs[vi].boots.clone();
@@ -174,11 +168,14 @@ fn boot_one(
     if run.boots.is_empty() {
         run.command_line = backend.describe(&spec);
     }
-    let tag = match &run.name {
-        Some(n) => format!("[{n}] "),
-        None => String::new(),
-    };
     let variant_name = run.name.clone();
+    let n_variants = plan.runs.len();
+    progress.start_boot(
+        variant_name.as_deref().map(|n| (n, vi, n_variants)),
+        boot,
+        boots,
+    );
+    let run: &mut VariantRun = &mut plan.runs[vi];
     // The boot's records, shared with a snapshot thread that refreshes results.json
     // (at most twice a second, only when something new arrived) for runs without
     // variants — so a hang or a SIGKILL of the harness still leaves what had arrived.
@@ -230,7 +227,7 @@ fn boot_one(
                     }
                     records.append(boot, variant_name.as_deref(), ms, &r);
                     if let Record::Bench(b) = &r {
-                        progress.set_message(format!("{tag}boot {boot}/{boots}: {}", b.name));
+                        progress.bench(&b.name);
                     }
                     data.push(r);
                 }
@@ -251,6 +248,7 @@ fn boot_one(
         }
         r
     })?;
+    progress.end_boot();
     let mut data = shared.into_inner().unwrap_or_else(|e| e.into_inner()).1;
     data.setup_ms = backend.setup_ms();
     if let Some(e) = records.take_error() {

@@ -33,6 +33,7 @@ pub mod clock;
 pub mod output;
 pub mod plan;
 pub mod pool;
+pub mod progress;
 pub mod rebuild;
 pub mod signals;
 pub mod status;
@@ -127,10 +128,10 @@ pub fn execute(args: &Args) -> Result<RunOutcome> {
     // 2. Boots. A readable results.json from the start (complete = false, no exit yet),
     // refreshed while records arrive and after every boot, so even a SIGKILL of the
     // harness leaves what had arrived.
-    let progress = boots::progress_bar(plan.quiet, plan.verbose);
+    let mut progress = boots::progress_bar(&plan);
     folder.write_results(&assemble::results(&base, &plan.runs, plan.boots))?;
-    boots::run_all(&mut plan, &folder, &mut records, &mut base, &progress)?;
-    progress.finish_and_clear();
+    boots::run_all(&mut plan, &folder, &mut records, &mut base, &mut progress)?;
+    progress.finish();
 
     // 3. Verdict.
     let verdict = verdict::of_run(&plan.runs).expect("at least one boot");
