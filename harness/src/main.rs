@@ -53,24 +53,26 @@ fn rebuild(arg: &Path, results_dir: &Path) -> Result<(), Box<dyn std::error::Err
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let results = Path::new("results");
+    // Every subcommand resolves run arguments against one results folder (--results-dir,
+    // default results/ in the workspace root, where `run` writes).
     let result = match cli.command {
         Command::Run(a) => kmbench::run::main(a),
         Command::Compare(a) => {
-            refresh(&a.base, results);
-            refresh(&a.new, results);
+            let results = a.runs.dir();
+            refresh(&a.base, &results);
+            refresh(&a.new, &results);
             kmbench::compare::main(a)
         }
         Command::Export(a) => {
-            refresh(&a.run, results);
+            refresh(&a.run, &a.runs.dir());
             kmbench::export::main(a)
         }
         Command::Report(a) => match &a.run {
             Some(run) if a.rebuild => {
-                rebuild(run, &a.results_dir).and_then(|()| kmbench::report::main(a))
+                rebuild(run, &a.runs.dir()).and_then(|()| kmbench::report::main(a))
             }
             Some(run) => {
-                refresh(run, &a.results_dir);
+                refresh(run, &a.runs.dir());
                 kmbench::report::main(a)
             }
             None => kmbench::report::main(a),
