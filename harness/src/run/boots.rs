@@ -108,6 +108,7 @@ pub fn run_all(
                 break;
             }
             let next = run.boots.len() as u32 + 1;
+            progress.add_boot();
             let interrupted = boot_one(plan, 0, next, false, folder, records, base, progress)?;
             folder.write_results(&results(base, &plan.runs, plan.boots))?;
             if interrupted {
@@ -127,7 +128,7 @@ pub fn boot_single(
     folder: &RunFolder,
     records: &mut RecordsLog,
     base: &mut RunResults,
-    progress: &indicatif::ProgressBar,
+    progress: &mut Progress,
 ) -> Result<bool> {
     let interrupted = boot_one(plan, 0, boot, false, folder, records, base, progress)?;
     folder.write_results(&results(base, &plan.runs, plan.boots))?;

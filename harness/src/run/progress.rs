@@ -70,6 +70,12 @@ impl Progress {
         }
     }
 
+    /// One more boot than planned (stable mode, `kmbench ab` sides): the total grows.
+    pub fn add_boot(&mut self) {
+        self.total_boots += 1;
+        self.redraw();
+    }
+
     /// A benchmark record arrived.
     pub fn bench(&mut self, name: &str) {
         self.in_boot += 1;
