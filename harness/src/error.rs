@@ -33,7 +33,7 @@ pub enum HarnessError {
     KernelOverrideMissing(PathBuf),
 
     #[error("--accel kvm requested but /dev/kvm cannot be opened read-write ({0}); use --accel tcg or fix /dev/kvm permissions")]
-    KvmUnavailable(String),
+    KvmUnavailable(#[source] std::io::Error),
 
     #[error("hugetlbfs backing needs {need} free 2 MiB huge pages, host has {have}; reserve them as root: echo {need} > /proc/sys/vm/nr_hugepages")]
     HugePages { need: u64, have: u64 },
@@ -49,6 +49,42 @@ pub enum HarnessError {
 
     #[error("{} is in use by another kmbench run{}: wait for it to finish or pass another --out", .dir.display(), .pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
     FolderBusy { dir: PathBuf, pid: Option<u32> },
+
+    #[error("{flag} needs KVM (the embedded VMM cannot emulate): use --backend qemu for TCG")]
+    VmmNeedsKvm { flag: &'static str },
+
+    #[error("{flag} boots microvm-style only, not machine = \"{machine}\": use --backend qemu")]
+    VmmNeedsMicrovm {
+        flag: &'static str,
+        machine: &'static str,
+    },
+
+    #[error("every variant was skipped (see above)")]
+    AllVariantsSkipped,
+
+    #[error("{flag} {value} is out of range: expected {expected}")]
+    OutOfRange {
+        flag: &'static str,
+        value: u64,
+        expected: String,
+    },
+
+    #[error("serialising {what}: {source}")]
+    Serialise {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    #[error("{var}={value}: expected {expected}")]
+    EnvVar {
+        var: &'static str,
+        value: String,
+        expected: String,
+    },
+
+    #[error(transparent)]
+    Session(#[from] crate::session::SessionError),
 
     #[error("{0}")]
     Other(String),

@@ -116,13 +116,12 @@ pub fn emulated_cpl0_warning(hv: Hypervisor, cpl: u8) -> Option<&'static str> {
 }
 
 /// `/dev/kvm` opens read-write (Err carries the reason).
-pub fn kvm_usable() -> Result<(), String> {
+pub fn kvm_usable() -> Result<(), std::io::Error> {
     std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/kvm")
         .map(|_| ())
-        .map_err(|e| e.to_string())
 }
 
 pub fn cpuinfo() -> String {

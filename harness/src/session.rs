@@ -21,11 +21,9 @@ use kmbench_protocol::{
     Record, Request, CMDLINE_PLAN_KEY,
 };
 
-use crate::backend::qemu::{self, Qemu};
-use crate::backend::vmm::{self, KvmVmm};
+use crate::backend::select::{self, Selection};
 use crate::backend::{
-    AccelKind, Backend, BackendChoice, BootEnd, ControlChannel, Event, GuestEvent, LaunchSpec,
-    RunningGuest,
+    AccelKind, BackendChoice, BootEnd, ControlChannel, Event, GuestEvent, LaunchSpec, RunningGuest,
 };
 use crate::build;
 use crate::config::{Accel, CplSetting, HostBacking, Machine};
@@ -97,22 +95,32 @@ impl SessionOptions {
                 "kvm" => Accel::Kvm,
                 "tcg" => Accel::Tcg,
                 other => {
-                    return Err(HarnessError::Other(format!(
-                        "KMBENCH_ACCEL={other}: expected auto, kvm or tcg"
-                    )))
+                    return Err(HarnessError::EnvVar {
+                        var: "KMBENCH_ACCEL",
+                        value: other.to_string(),
+                        expected: "auto, kvm or tcg".into(),
+                    })
                 }
             };
         }
         if let Some(v) = var("KMBENCH_CPL") {
-            o.cpl = CplSetting::parse(&v)
-                .map_err(|e| HarnessError::Other(format!("KMBENCH_CPL: {e}")))?;
+            o.cpl = CplSetting::parse(&v).map_err(|e| HarnessError::EnvVar {
+                var: "KMBENCH_CPL",
+                value: v.clone(),
+                expected: e,
+            })?;
         }
         if let Some(v) = var("KMBENCH_MEMORY_MIB") {
-            o.memory_mib = v.trim().parse().ok().filter(|m| *m >= 64).ok_or_else(|| {
-                HarnessError::Other(format!(
-                    "KMBENCH_MEMORY_MIB={v}: expected a number of MiB ≥ 64"
-                ))
-            })?;
+            o.memory_mib =
+                v.trim()
+                    .parse()
+                    .ok()
+                    .filter(|m| *m >= 64)
+                    .ok_or_else(|| HarnessError::EnvVar {
+                        var: "KMBENCH_MEMORY_MIB",
+                        value: v.clone(),
+                        expected: "a number of MiB ≥ 64".into(),
+                    })?;
         }
         if let Some(v) = var("KMBENCH_MM_DEBUG") {
             o.mm_debug = truthy(&v);
@@ -123,9 +131,11 @@ impl SessionOptions {
                 "kvm" => BackendChoice::Kvm,
                 "qemu" => BackendChoice::Qemu,
                 other => {
-                    return Err(HarnessError::Other(format!(
-                        "KMBENCH_BACKEND={other}: expected auto, kvm or qemu"
-                    )))
+                    return Err(HarnessError::EnvVar {
+                        var: "KMBENCH_BACKEND",
+                        value: other.to_string(),
+                        expected: "auto, kvm or qemu".into(),
+                    })
                 }
             };
         }
@@ -174,8 +184,22 @@ pub struct GuestSession {
 
 static SESSION_SEQ: AtomicU64 = AtomicU64::new(0);
 
-fn other(msg: impl Into<String>) -> HarnessError {
-    HarnessError::Other(msg.into())
+/// Why a session or one of its requests failed. Guest failures carry the backend's
+/// stderr and the guest log's last lines as context.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("guest session is over: {why}")]
+    Over { why: String },
+    #[error("guest refused {op} (arg {arg}, iters {iters}): {reason}")]
+    Refused {
+        op: String,
+        arg: u64,
+        iters: u64,
+        reason: String,
+    },
+    /// The guest faulted, ended, stopped answering or would not exit.
+    #[error("{what}{context}")]
+    Guest { what: String, context: String },
 }
 
 /// How a boot ended, in a few words.
@@ -198,62 +222,24 @@ impl GuestSession {
             }
         };
         let root = build::workspace_root()?;
-        let cpuinfo = host::cpuinfo();
-        let (accel, hv) = host::resolve_accel(opts.accel, &cpuinfo, &mut |m| note(m.to_string()))?;
-        let (cpl, _) = host::resolve_cpl(opts.cpl, "session", hv);
-        if let Some(w) = host::emulated_cpl0_warning(hv, cpl) {
-            note(w.to_string());
-        }
-        let use_vmm = match opts.backend {
-            BackendChoice::Qemu => false,
-            BackendChoice::Kvm => {
-                if accel != AccelKind::Kvm || opts.machine != Machine::Microvm {
-                    return Err(other(
-                        "KMBENCH_BACKEND=kvm needs KVM and the microvm machine",
-                    ));
-                }
-                vmm::available().map_err(HarnessError::KvmUnavailable)?;
-                true
-            }
-            BackendChoice::Auto => {
-                accel == AccelKind::Kvm
-                    && opts.machine == Machine::Microvm
-                    && vmm::available().is_ok()
-            }
-        };
-        let qemu_bin = match host::find_qemu() {
-            Some(q) => q,
-            None if use_vmm => PathBuf::from("none (embedded VMM)"),
-            None => return Err(HarnessError::QemuNotFound),
-        };
+        let sel = Selection::resolve(
+            &select::Request {
+                accel: opts.accel,
+                cpl: opts.cpl,
+                cpl_from: "session",
+                backend: opts.backend,
+                backend_flag: "KMBENCH_BACKEND=kvm",
+                machine: opts.machine,
+                root: &root,
+            },
+            &mut |m| note(m.to_string()),
+        )?;
+        let (accel, hv, cpl) = (sel.accel, sel.hv, sel.cpl);
         if opts.host_backing == HostBacking::Hugetlbfs {
             host::check_huge_pages(opts.memory_mib)?;
         }
         let kernel = build::kernel(&root, opts.no_build, opts.quiet, opts.verbose)?;
-
-        let (cpu_model, probe) = match accel {
-            _ if use_vmm => (
-                "host,-arch-capabilities (KVM_GET_SUPPORTED_CPUID)".to_string(),
-                None,
-            ),
-            AccelKind::Tcg => ("max".to_string(), None),
-            AccelKind::Kvm => {
-                let cache = build::kernel_path(&root)
-                    .ancestors()
-                    .nth(3)
-                    .map(|t| t.join("kmbench-cpu-probe.json"))
-                    .unwrap_or_else(|| root.join("target/kmbench-cpu-probe.json"));
-                let key = qemu::probe_key(
-                    &host::qemu_version(&qemu_bin),
-                    &host::host_kernel(),
-                    &host::cpu_model_name(&cpuinfo),
-                    opts.machine,
-                );
-                let model =
-                    qemu::probe_cpu_model(&qemu_bin, opts.machine, &cache, &key, opts.quiet)?.0;
-                (model, Some((cache, key)))
-            }
-        };
+        let cpu_model = sel.cpu_model(opts.quiet)?;
 
         let mut plan = GuestPlan::new(cpl);
         plan.direct_map_page = opts.direct_map_page;
@@ -261,8 +247,10 @@ impl GuestSession {
         plan.flush_mode = opts.flush_mode;
         plan.seed = opts.seed;
         plan.serve = true;
-        let plan_json =
-            serde_json::to_string(&plan).map_err(|e| other(format!("serialising plan: {e}")))?;
+        let plan_json = serde_json::to_string(&plan).map_err(|source| HarnessError::Serialise {
+            what: "plan",
+            source,
+        })?;
 
         // A fresh private folder (mode 0700, unique name): nothing planted in the shared
         // temp folder can stand in for the log or the control socket.
@@ -293,11 +281,7 @@ impl GuestSession {
             interrupt: &NEVER,
             control: Some(ControlChannel::new()),
         };
-        let backend: Box<dyn Backend + Send> = if use_vmm {
-            Box::new(KvmVmm::new())
-        } else {
-            Box::new(Qemu::new(qemu_bin.clone())?)
-        };
+        let backend = sel.backend()?;
         let guest = RunningGuest::launch(backend, spec);
         let started = Instant::now();
 
@@ -306,7 +290,11 @@ impl GuestSession {
             hypervisor: hv,
             cpl,
             cpu_model,
-            qemu: qemu_bin,
+            qemu: if sel.use_vmm {
+                PathBuf::from("none (embedded VMM)")
+            } else {
+                sel.qemu_bin.clone()
+            },
             kernel,
             hello: placeholder_hello(),
             timer_overhead: 0,
@@ -327,10 +315,8 @@ impl GuestSession {
         let deadline = crate::backend::deadline_after(started, opts.boot_timeout);
         if let Err(e) = session.wait_ready(deadline) {
             // A cached CPU model QEMU now refuses: re-probe next time.
-            if let Some((cache, key)) = probe {
-                if session.end.is_none() && session.info.hello.tsc_hz == 0 {
-                    qemu::forget_cpu_model(&cache, &key);
-                }
+            if session.end.is_none() && session.info.hello.tsc_hz == 0 {
+                sel.forget_cpu_model();
             }
             session.kill();
             // A launch failure is the backend's own message.
@@ -379,21 +365,24 @@ impl GuestSession {
     /// The next record, or an error when the guest faulted, exited, or `deadline` passed.
     fn next_msg(&mut self, deadline: Instant) -> Result<Record> {
         if let Some(why) = &self.dead {
-            return Err(other(format!("guest session is over: {why}")));
+            return Err(SessionError::Over { why: why.clone() }.into());
         }
         loop {
             let wait = deadline.saturating_duration_since(Instant::now());
             let Some(guest) = self.guest.as_mut() else {
-                return Err(other("guest session is over: stopped"));
+                return Err(SessionError::Over {
+                    why: "stopped".into(),
+                }
+                .into());
             };
             let ev = guest.next_event(wait);
             match ev {
                 Some(GuestEvent::Event(Event::Record(Record::Fault(f)))) => {
                     let msg = format!("guest fault ({}): {}", f.exit.describe(), f.message);
                     self.kill_soon();
-                    let full = self.with_context(&msg);
+                    let err = self.guest_error(&msg);
                     self.dead = Some(msg);
-                    return Err(other(full));
+                    return Err(err);
                 }
                 Some(GuestEvent::Event(Event::Record(Record::End(e)))) => {
                     self.end = Some(e.clone());
@@ -407,16 +396,16 @@ impl GuestSession {
                 Some(GuestEvent::Ended(report)) => {
                     self.record_end(report);
                     let msg = format!("the guest ended ({})", self.end_text());
-                    let full = self.with_context(&msg);
+                    let err = self.guest_error(&msg);
                     self.dead = Some(msg);
-                    return Err(other(full));
+                    return Err(err);
                 }
                 None => {
                     let msg = "the guest did not answer in time (killed)".to_string();
                     self.kill();
-                    let full = self.with_context(&msg);
+                    let err = self.guest_error(&msg);
                     self.dead = Some(msg);
-                    return Err(other(full));
+                    return Err(err);
                 }
             }
         }
@@ -426,7 +415,7 @@ impl GuestSession {
     /// argument, out of memory) is an `Err`; the guest keeps serving after it.
     pub fn request(&mut self, op: &str, arg: u64, iters: u64) -> Result<MeasurementRecord> {
         if let Some(why) = &self.dead {
-            return Err(other(format!("guest session is over: {why}")));
+            return Err(SessionError::Over { why: why.clone() }.into());
         }
         let id = self.next_id;
         self.next_id += 1;
@@ -436,19 +425,22 @@ impl GuestSession {
             arg,
             iters,
         });
-        let guest = self
-            .guest
-            .as_ref()
-            .ok_or_else(|| other("control channel closed"))?;
+        let guest = self.guest.as_ref().ok_or_else(|| SessionError::Over {
+            why: "control channel closed".into(),
+        })?;
         guest.send(line.as_bytes())?;
         let deadline = crate::backend::deadline_after(Instant::now(), self.request_timeout);
         loop {
             match self.next_msg(deadline)? {
                 Record::Measurement(m) if m.id == id => {
                     return match m.error {
-                        Some(e) => Err(other(format!(
-                            "guest refused {op} (arg {arg}, iters {iters}): {e}"
-                        ))),
+                        Some(e) => Err(SessionError::Refused {
+                            op: op.to_string(),
+                            arg,
+                            iters,
+                            reason: e,
+                        }
+                        .into()),
                         None => Ok(m),
                     };
                 }
@@ -456,7 +448,7 @@ impl GuestSession {
                     self.wait_end(Duration::from_secs(5));
                     let msg = format!("the guest ended before answering ({})", self.end_text());
                     self.dead = Some(msg.clone());
-                    return Err(other(self.with_context(&msg)));
+                    return Err(self.guest_error(&msg));
                 }
                 _ => {}
             }
@@ -487,7 +479,10 @@ impl GuestSession {
 
     fn shutdown(&mut self, timeout: Duration) -> Result<GuestExit> {
         if self.guest.is_none() {
-            return Err(other("guest already stopped"));
+            return Err(SessionError::Over {
+                why: "already stopped".into(),
+            }
+            .into());
         }
         if self.dead.is_none() {
             let line = encode_request(&Request {
@@ -519,13 +514,11 @@ impl GuestSession {
                     self.end_text()
                 );
                 self.reap();
-                Err(other(self.with_context(&msg)))
+                Err(self.guest_error(&msg))
             }
             None => {
                 self.kill();
-                Err(other(
-                    self.with_context("the guest did not exit after quit"),
-                ))
+                Err(self.guest_error("the guest did not exit after quit"))
             }
         }
     }
@@ -544,9 +537,18 @@ impl GuestSession {
         }
     }
 
-    /// `msg` plus the backend's stderr and the guest log's last lines.
-    fn with_context(&self, msg: &str) -> String {
-        let mut s = msg.to_string();
+    /// A guest failure: `what` plus the backend's stderr and the guest log's last lines.
+    fn guest_error(&self, what: &str) -> HarnessError {
+        SessionError::Guest {
+            what: what.to_string(),
+            context: self.context(),
+        }
+        .into()
+    }
+
+    /// The backend's stderr and the guest log's last lines (each on lines of its own).
+    fn context(&self) -> String {
+        let mut s = String::new();
         if let Some((_, err)) = &self.ended {
             if !err.trim().is_empty() {
                 s.push_str(&format!("\n{} stderr:\n", self.info.backend));

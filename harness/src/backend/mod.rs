@@ -18,6 +18,7 @@ pub mod qemu;
 
 pub use control::ControlChannel;
 pub use launch::{GuestEvent, RunningGuest};
+pub mod select;
 pub mod vmm;
 
 /// `kmbench run --backend`: who boots the guest.

@@ -19,8 +19,7 @@ use super::signals::INTERRUPTED;
 use super::status;
 use super::variants::{self, VariantRun};
 use super::verdict;
-use crate::backend::qemu;
-use crate::backend::{AccelKind, BootEnd, Event, LaunchSpec};
+use crate::backend::{BootEnd, Event, LaunchSpec};
 use crate::error::Result;
 use crate::results::RunResults;
 
@@ -156,7 +155,7 @@ fn boot_one(
         cmdline: run.cmdline.clone(),
         memory_mib: plan.cfg.run.memory_mib,
         machine: plan.cfg.run.machine,
-        accel: plan.accel,
+        accel: plan.host.accel,
         cpu_model: plan.cpu_model.clone(),
         host_backing: run.backing,
         log_path: log_path.clone(),
@@ -276,12 +275,9 @@ fn boot_one(
         "boot_end",
         serde_json::to_value(&end).unwrap_or_default(),
     );
-    if !plan.use_vmm
-        && plan.accel == AccelKind::Kvm
-        && matches!(report.end, BootEnd::LaunchFailed { .. })
-    {
+    if matches!(report.end, BootEnd::LaunchFailed { .. }) {
         // A stale probe result must not stick: the next run probes again.
-        qemu::forget_cpu_model(&plan.probe_cache, &plan.probe_key);
+        plan.host.forget_cpu_model();
     }
     if !v.ok && !quiet && !verbose {
         progress.suspend(|| print_log_tail(&log_path, 15));

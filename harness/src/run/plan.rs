@@ -9,9 +9,8 @@ use kmbench_protocol::CMDLINE_PLAN_KEY;
 
 use super::args::Args;
 use super::variants::VariantRun;
-use crate::backend::qemu::{self, Qemu};
-use crate::backend::vmm::{self as kvm_vmm, KvmVmm};
-use crate::backend::{AccelKind, Backend, BackendChoice};
+use crate::backend::select::{Request, Selection};
+use crate::backend::Backend;
 use crate::build;
 use crate::config::{self, Config, CplSetting, HostBacking};
 use crate::error::{HarnessError, Result};
@@ -23,16 +22,11 @@ pub struct Plan {
     pub root: PathBuf,
     pub config_path: PathBuf,
     pub cfg: Config,
-    pub accel: AccelKind,
-    pub hv: Hypervisor,
-    /// The embedded VMM boots the guests (else QEMU).
-    pub use_vmm: bool,
+    /// Host facts and the backend choice ([`Selection::resolve`]).
+    pub host: Selection,
     pub backend: Box<dyn Backend>,
     /// QEMU's `-cpu` (or the VMM's CPUID description).
     pub cpu_model: String,
-    /// Where QEMU's CPU-model probe result is cached, and its key.
-    pub probe_cache: PathBuf,
-    pub probe_key: String,
     pub kernel: PathBuf,
     pub timeout_s: u64,
     pub boots: u32,
@@ -51,34 +45,6 @@ pub fn note(quiet: bool, msg: impl AsRef<str>) {
     }
 }
 
-/// Whether the embedded VMM boots this run: `--backend kvm` insists (and fails where it
-/// cannot), `auto` takes it when KVM, microvm and /dev/kvm allow.
-fn choose_vmm(choice: BackendChoice, accel: AccelKind, machine: config::Machine) -> Result<bool> {
-    Ok(match choice {
-        BackendChoice::Qemu => false,
-        BackendChoice::Kvm => {
-            if accel != AccelKind::Kvm {
-                return Err(HarnessError::Other(
-                    "--backend kvm needs KVM (the embedded VMM cannot emulate): use --backend qemu for TCG".into(),
-                ));
-            }
-            if machine != config::Machine::Microvm {
-                return Err(HarnessError::Other(format!(
-                    "--backend kvm boots microvm-style only, not machine = \"{}\": use --backend qemu",
-                    machine.label()
-                )));
-            }
-            kvm_vmm::available().map_err(HarnessError::KvmUnavailable)?;
-            true
-        }
-        BackendChoice::Auto => {
-            accel == AccelKind::Kvm
-                && machine == config::Machine::Microvm
-                && kvm_vmm::available().is_ok()
-        }
-    })
-}
-
 /// One variant's run state: its CPL, guest plan and command line, or why it is skipped.
 fn variant_run(
     name: Option<String>,
@@ -91,8 +57,10 @@ fn variant_run(
         None => host::resolve_cpl(vcfg.guest.cpl, "config", hv),
     };
     let plan = vcfg.plan(vcpl);
-    let plan_json = serde_json::to_string(&plan)
-        .map_err(|e| HarnessError::Other(format!("serialising plan: {e}")))?;
+    let plan_json = serde_json::to_string(&plan).map_err(|source| HarnessError::Serialise {
+        what: "plan",
+        source,
+    })?;
     let skipped = (name.is_some() && vcfg.run.host_backing == HostBacking::Hugetlbfs)
         .then(|| {
             host::check_huge_pages(vcfg.run.memory_mib)
@@ -127,35 +95,24 @@ pub fn plan(args: &Args) -> Result<Plan> {
     let loaded = config::load(&config_path)?;
     let cfg = loaded.config;
 
-    // Accelerator and hypervisor kind.
-    let cpuinfo = host::cpuinfo();
-    let (accel, hv) =
-        host::resolve_accel(args.accel.unwrap_or(cfg.run.accel), &cpuinfo, &mut |m| {
-            note(quiet, m)
-        })?;
+    // Host facts and the backend: the embedded VMM needs KVM and boots microvm-style only.
     let (cpl_setting, cpl_from) = match args.cpl {
         Some(c) => (c, "cli"),
         None => (cfg.guest.cpl, "config"),
     };
-    let (cpl, cpl_source) = host::resolve_cpl(cpl_setting, cpl_from, hv);
-    if let Some(w) = host::emulated_cpl0_warning(hv, cpl) {
-        note(quiet, w);
-    }
-
-    // Backend: the embedded VMM needs KVM and boots microvm-style only.
-    let use_vmm = choose_vmm(args.backend.unwrap_or_default(), accel, cfg.run.machine)?;
-    let qemu_bin = match host::find_qemu() {
-        Some(q) => q,
-        None if use_vmm => PathBuf::from("qemu-system-x86_64"),
-        None => return Err(HarnessError::QemuNotFound),
-    };
-    let qemu_version = if use_vmm {
-        "none (embedded VMM)".to_string()
-    } else {
-        host::qemu_version(&qemu_bin)
-    };
-    let host_cpu = host::cpu_model_name(&cpuinfo);
-    let host_kernel = host::host_kernel();
+    let sel = Selection::resolve(
+        &Request {
+            accel: args.accel.unwrap_or(cfg.run.accel),
+            cpl: cpl_setting,
+            cpl_from,
+            backend: args.backend.unwrap_or_default(),
+            backend_flag: "--backend kvm",
+            machine: cfg.run.machine,
+            root: &root,
+        },
+        &mut |m| note(quiet, m),
+    )?;
+    let hv = sel.hv;
 
     let backing = cfg.run.host_backing;
     if backing == HostBacking::Hugetlbfs && cfg.variants.is_empty() {
@@ -177,34 +134,24 @@ pub fn plan(args: &Args) -> Result<Plan> {
         None => build::kernel(&root, args.no_build, quiet, args.verbose)?,
     };
 
-    let probe_cache = build::kernel_path(&root)
-        .ancestors()
-        .nth(3)
-        .map(|t| t.join("kmbench-cpu-probe.json"))
-        .unwrap_or_else(|| root.join("target/kmbench-cpu-probe.json"));
-    let probe_key = qemu::probe_key(&qemu_version, &host_kernel, &host_cpu, cfg.run.machine);
-    let cpu_model = match accel {
-        _ if use_vmm => "host,-arch-capabilities (KVM_GET_SUPPORTED_CPUID)".to_string(),
-        AccelKind::Tcg => "max".to_string(),
-        AccelKind::Kvm => {
-            qemu::probe_cpu_model(&qemu_bin, cfg.run.machine, &probe_cache, &probe_key, quiet)?.0
-        }
-    };
+    let cpu_model = sel.cpu_model(quiet)?;
 
     let timeout_s = args.timeout.unwrap_or(cfg.run.timeout_s);
     let boots = args.boots.unwrap_or(cfg.run.boots);
     // clap checks the flags; this also covers callers that build `Args` themselves.
     if !crate::config::TIMEOUT_S.contains(timeout_s) {
-        return Err(HarnessError::Other(format!(
-            "--timeout {timeout_s} is out of range: expected {}",
-            crate::config::TIMEOUT_S
-        )));
+        return Err(HarnessError::OutOfRange {
+            flag: "--timeout",
+            value: timeout_s,
+            expected: crate::config::TIMEOUT_S.to_string(),
+        });
     }
     if !crate::config::BOOTS.contains(boots.into()) {
-        return Err(HarnessError::Other(format!(
-            "--boots {boots} is out of range: expected {}",
-            crate::config::BOOTS
-        )));
+        return Err(HarnessError::OutOfRange {
+            flag: "--boots",
+            value: boots.into(),
+            expected: crate::config::BOOTS.to_string(),
+        });
     }
 
     let runs: Vec<VariantRun> = if cfg.variants.is_empty() {
@@ -222,16 +169,10 @@ pub fn plan(args: &Args) -> Result<Plan> {
         }
     }
     if runs.iter().all(|r| r.skipped.is_some()) {
-        return Err(HarnessError::Other(
-            "every variant was skipped (see above)".into(),
-        ));
+        return Err(HarnessError::AllVariantsSkipped);
     }
 
-    let backend: Box<dyn Backend> = if use_vmm {
-        Box::new(KvmVmm::new())
-    } else {
-        Box::new(Qemu::new(qemu_bin)?)
-    };
+    let backend: Box<dyn Backend> = sel.backend()?;
     let config_file = config_path
         .canonicalize()
         .ok()
@@ -239,16 +180,16 @@ pub fn plan(args: &Args) -> Result<Plan> {
         .unwrap_or_else(|| config_path.clone());
 
     let mut env = Env {
-        accel: accel.label().into(),
+        accel: sel.accel.label().into(),
         hypervisor: hv.label().into(),
         backend: backend.name().into(),
-        cpl,
-        cpl_source,
+        cpl: sel.cpl,
+        cpl_source: sel.cpl_source.clone(),
         cpu_model: cpu_model.clone(),
         machine: cfg.run.machine.label().into(),
-        host_cpu,
-        host_kernel,
-        qemu_version,
+        host_cpu: sel.host_cpu.clone(),
+        host_kernel: sel.host_kernel.clone(),
+        qemu_version: sel.qemu_version.clone(),
         guest_memory_mib: cfg.run.memory_mib,
         kmbench_commit: host::git_commit(&root),
         config_file: config_file.display().to_string(),
@@ -280,13 +221,9 @@ pub fn plan(args: &Args) -> Result<Plan> {
         root,
         config_path,
         cfg,
-        accel,
-        hv,
-        use_vmm,
+        host: sel,
         backend,
         cpu_model,
-        probe_cache,
-        probe_key,
         kernel,
         timeout_s,
         boots,

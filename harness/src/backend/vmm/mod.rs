@@ -89,7 +89,7 @@ impl KvmVmm {
 }
 
 /// Is `/dev/kvm` usable for this backend?
-pub fn available() -> std::result::Result<(), String> {
+pub fn available() -> std::result::Result<(), std::io::Error> {
     crate::host::kvm_usable()
 }
 
