@@ -93,7 +93,7 @@ pub fn ensure_target(sh: &Shell, quiet: bool) -> Result<()> {
 
 /// `cargo build --release -p kmbench-kernel --target x86_64-unknown-none` in the workspace root.
 pub fn build_kernel(root: &Path, quiet: bool, verbose: bool) -> Result<PathBuf> {
-    let sh = Shell::new().map_err(|e| HarnessError::Other(format!("cannot create shell: {e}")))?;
+    let sh = Shell::new().map_err(HarnessError::Shell)?;
     sh.change_dir(root);
     ensure_target(&sh, quiet)?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());

@@ -86,6 +86,9 @@ pub enum HarnessError {
     #[error(transparent)]
     Session(#[from] crate::session::SessionError),
 
+    #[error("cannot create a shell: {0}")]
+    Shell(#[source] xshell::Error),
+
     #[error("{0}")]
     Other(String),
 }

@@ -29,8 +29,7 @@ pub struct Qemu {
 
 impl Qemu {
     pub fn new(binary: PathBuf) -> Result<Qemu> {
-        let sh =
-            Shell::new().map_err(|e| HarnessError::Other(format!("cannot create shell: {e}")))?;
+        let sh = Shell::new().map_err(HarnessError::Shell)?;
         Ok(Qemu { binary, sh })
     }
 

@@ -250,8 +250,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Write `dir/results.json` atomically; returns its path.
 pub fn write_results(dir: &Path, results: &RunResults) -> Result<PathBuf> {
     let path = dir.join("results.json");
-    let mut json = serde_json::to_vec_pretty(results)
-        .map_err(|e| HarnessError::Other(format!("serialising results: {e}")))?;
+    let mut json =
+        serde_json::to_vec_pretty(results).map_err(|source| HarnessError::Serialise {
+            what: "results",
+            source,
+        })?;
     json.push(b'\n');
     write_atomic(&path, &json)?;
     Ok(path)
