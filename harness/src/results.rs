@@ -36,6 +36,10 @@ pub struct RunResults {
     /// The noise guard's readings and verdict (`crate::noise`); absent without canaries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub noise: Option<crate::noise::NoiseReport>,
+    /// What the harness concluded from the records (schema `kmbench.analysis/1`): the TLB
+    /// geometry per mapping and level. Absent when there is nothing to analyse.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<crate::analysis::Analysis>,
 }
 
 /// One refused results-channel line: why, and its start (sanitized, truncated).

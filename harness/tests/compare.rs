@@ -91,6 +91,7 @@ fn run(id: &str, benchmarks: Vec<BenchEntry>) -> RunResults {
         faults: vec![],
         rejected_records: vec![],
         noise: None,
+        analysis: None,
     }
 }
 

@@ -70,6 +70,7 @@ fn sample_run() -> RunResults {
         faults: vec![],
         rejected_records: vec![],
         noise: None,
+        analysis: None,
     }
 }
 

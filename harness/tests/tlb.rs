@@ -97,6 +97,55 @@ fn tlb_quick_records_report_and_plots() {
         assert!(b.extra.contains_key("per_leaf_cycles"));
     }
 
+    // The refill is a difference of two measured chases' medians, with both stated.
+    let refill = r
+        .benchmarks
+        .iter()
+        .find(|b| b.name == "tlbflush/cr3/refill")
+        .unwrap();
+    let (after, warm) = (
+        refill.extra["chase_after_flush_median"].as_f64().unwrap(),
+        refill.extra["chase_warm_median"].as_f64().unwrap(),
+    );
+    let diff = refill.extra["refill_median"].as_f64().unwrap();
+    assert!((after - warm - diff).abs() < 1e-9, "{:?}", refill.extra);
+    assert!(
+        (refill.median - diff).abs() <= 1e-9 * diff.abs().max(1.0),
+        "the record's median is the difference of medians: {refill:?}"
+    );
+    for n in ["tlbflush/chase/warm"] {
+        assert!(r.benchmarks.iter().any(|b| b.name == n), "{n} missing");
+    }
+
+    // The geometry is in results.json (r was read back from it), versioned, one entry per swept mapping.
+    let a = r.analysis.as_ref().expect("analysis section");
+    assert_eq!(a.schema, "kmbench.analysis/1");
+    let geo = a
+        .tlb
+        .iter()
+        .find(|t| t.variant.is_empty())
+        .expect("tlb analysis");
+    assert_eq!(geo.pattern, "random");
+    let names: Vec<&str> = geo.mappings.iter().map(|m| m.mapping.as_str()).collect();
+    for m in ["direct-4K", "direct-2M"] {
+        assert!(names.contains(&m), "{names:?}");
+    }
+    for m in &geo.mappings {
+        assert!(m.points >= 3, "{m:?}");
+        for (i, l) in m.levels.iter().enumerate() {
+            assert_eq!(l.index as usize, i + 1);
+            assert!(l.bytes_min < l.bytes_max, "{l:?}");
+            assert!(
+                (l.bytes_min..=l.bytes_max).contains(&l.bytes_estimate),
+                "{l:?}"
+            );
+            assert!(l.entries_min <= l.entries_estimate && l.entries_estimate <= l.entries_max);
+        }
+        if let Some(e) = &m.effective_entry {
+            assert!(!e.evidence.is_empty());
+        }
+    }
+
     let mut out = Vec::new();
     kmbench::report::tlb::print_report(&r, &mut out).unwrap();
     let text = String::from_utf8(out).unwrap();

@@ -139,6 +139,7 @@ fn run(id: &str, specs: &[Spec], per_boot: &[Vec<f64>]) -> RunResults {
         faults: vec![],
         rejected_records: vec![],
         noise: None,
+        analysis: None,
     }
 }
 

@@ -765,6 +765,7 @@ mod tests {
             faults: vec![],
             rejected_records: vec![],
             noise: None,
+            analysis: None,
         }
     }
 

@@ -13,6 +13,7 @@ pub mod list;
 pub mod plot;
 pub mod table;
 pub mod tlb;
+pub mod tlb_analysis;
 
 pub use list::{print_list, ListArgs};
 
@@ -304,6 +305,7 @@ mod tests {
             ],
             info: BTreeMap::new(),
             rejected_records: vec![],
+            analysis: None,
             faults: vec![FaultRecord {
                 exit: GuestExit::Panic,
                 message: "oops".into(),

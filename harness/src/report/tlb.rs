@@ -28,18 +28,13 @@
 //! The report therefore prints the CPUID-reported entries (the guest's `tlb/cpuid` info
 //! record) beside each estimate and marks a step as matching a TLB level only when it is
 //! within a factor of two of it.
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::{self, Write};
 
-use kmbench_protocol::BenchStatus;
-
-use crate::format::{bench_size, fmt_num, human_size};
-use crate::results::{BenchEntry, RunResults};
-
-/// Relative rise over the plateau that counts as a step.
-pub const STEP_REL: f64 = 0.25;
-/// Absolute rise (ns) below which a change is noise.
-pub const STEP_ABS_NS: f64 = 0.3;
+use super::tlb_analysis::{self, grid, latency};
+pub use super::tlb_analysis::{cpuid_entries, has_tlb, infer_steps, Step, STEP_ABS_NS, STEP_REL};
+use crate::format::{fmt_num, human_size};
+use crate::results::RunResults;
 
 /// Mapping labels in report column order.
 pub const MAPPINGS: [&str; 5] = [
@@ -49,203 +44,6 @@ pub const MAPPINGS: [&str; 5] = [
     "vmalloc",
     "vmalloc_huge",
 ];
-
-/// One detected latency step.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Step {
-    /// Last working set on the lower plateau.
-    pub bytes: u64,
-    /// First working set past the step.
-    pub upper_bytes: u64,
-    /// Entries estimated: bytes / page size (rounded).
-    pub entries: u64,
-    pub upper_entries: u64,
-    pub before_ns: f64,
-    pub after_ns: f64,
-}
-
-impl Step {
-    pub fn extra_ns(&self) -> f64 {
-        self.after_ns - self.before_ns
-    }
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-    if s.is_empty() {
-        return f64::NAN;
-    }
-    let n = s.len();
-    if n % 2 == 1 {
-        s[n / 2]
-    } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
-    }
-}
-
-/// Steps in a latency curve; `points` = (working set bytes, latency), any order.
-pub fn infer_steps(points: &[(u64, f64)], page_bytes: u64) -> Vec<Step> {
-    let mut pts: Vec<(u64, f64)> = points
-        .iter()
-        .copied()
-        .filter(|(x, y)| *x > 0 && y.is_finite() && *y > 0.0)
-        .collect();
-    pts.sort_by_key(|p| p.0);
-    pts.dedup_by_key(|p| p.0);
-    let n = pts.len();
-    if n < 3 {
-        return vec![];
-    }
-    let y: Vec<f64> = (0..n)
-        .map(|i| {
-            if i == 0 || i == n - 1 {
-                pts[i].1
-            } else {
-                median(&[pts[i - 1].1, pts[i].1, pts[i + 1].1])
-            }
-        })
-        .collect();
-    let is_rise = |from: f64, to: f64, rel: f64| to > from * (1.0 + rel) && to - from > STEP_ABS_NS;
-    let pages = |b: u64| (b as f64 / page_bytes as f64).round() as u64;
-    let mut steps: Vec<Step> = Vec::new();
-    let mut plateau: Vec<f64> = vec![y[0]];
-    // The new plateau's level: its points after the transition's last one, if any.
-    let settle = |steps: &mut Vec<Step>, plateau: &[f64]| {
-        if let Some(last) = steps.last_mut() {
-            last.after_ns = if plateau.len() > 1 {
-                median(&plateau[1..])
-            } else {
-                plateau[0]
-            };
-        }
-    };
-    let mut i = 1;
-    while i < n {
-        let level = median(&plateau);
-        if is_rise(level, y[i], STEP_REL) {
-            settle(&mut steps, &plateau);
-            // A transition whose new plateau settled back near the old one was noise.
-            steps.retain(|s| is_rise(s.before_ns, s.after_ns, STEP_REL / 2.0));
-            let mut j = i;
-            while j + 1 < n && is_rise(y[j], y[j + 1], STEP_REL / 2.0) {
-                j += 1;
-            }
-            steps.push(Step {
-                bytes: pts[i - 1].0,
-                upper_bytes: pts[i].0,
-                entries: pages(pts[i - 1].0),
-                upper_entries: pages(pts[i].0),
-                before_ns: level,
-                after_ns: y[j],
-            });
-            plateau = vec![y[j]];
-            i = j + 1;
-        } else {
-            plateau.push(y[i]);
-            i += 1;
-        }
-    }
-    settle(&mut steps, &plateau);
-    steps
-}
-
-// ---- reading a run -----------------------------------------------------------------
-
-fn pstr(e: &BenchEntry, k: &str) -> Option<String> {
-    e.params.get(k).map(|v| match v {
-        serde_json::Value::String(s) => s.clone(),
-        v => v.to_string(),
-    })
-}
-
-pub fn has_tlb(run: &RunResults) -> bool {
-    run.benchmarks.iter().any(|e| e.suite == "tlb")
-}
-
-/// Latency in ns when known (else the record's unit).
-fn latency(e: &BenchEntry) -> Option<f64> {
-    if e.status != BenchStatus::Ok {
-        return None;
-    }
-    let y = e.ns.as_ref().map(|s| s.median).unwrap_or(e.median);
-    (y.is_finite() && y > 0.0).then_some(y)
-}
-
-/// variant → pattern → mapping → bytes → entry
-type Grid<'a> = BTreeMap<String, BTreeMap<String, BTreeMap<String, BTreeMap<u64, &'a BenchEntry>>>>;
-
-fn grid(run: &RunResults) -> Grid<'_> {
-    let mut g: Grid = BTreeMap::new();
-    for e in run.benchmarks.iter().filter(|e| e.suite == "tlb") {
-        let base = e.name.split('@').next().unwrap_or(&e.name);
-        let segs: Vec<&str> = base.split('/').collect();
-        let pattern = pstr(e, "pattern").or_else(|| segs.get(1).map(|s| s.to_string()));
-        let mapping = pstr(e, "mapping").or_else(|| segs.get(2).map(|s| s.to_string()));
-        let (Some(pattern), Some(mapping), Some(bytes)) = (pattern, mapping, bench_size(e)) else {
-            continue;
-        };
-        let variant = pstr(e, "variant").unwrap_or_default();
-        g.entry(variant)
-            .or_default()
-            .entry(pattern)
-            .or_default()
-            .entry(mapping)
-            .or_default()
-            .insert(bytes, e);
-    }
-    g
-}
-
-fn mapping_page(m: &str) -> u64 {
-    match m {
-        "direct-2M" | "vmalloc_huge" => 2 << 20,
-        "direct-1G" => 1 << 30,
-        _ => 4096,
-    }
-}
-
-/// CPUID-reported data-TLB entries: (level, page size) → entries.
-pub fn cpuid_entries(run: &RunResults, variant: &str) -> Vec<(String, String, u64)> {
-    let key = if variant.is_empty() {
-        "tlb/cpuid".to_string()
-    } else {
-        format!("tlb/cpuid@{variant}")
-    };
-    let v = run.info.get(&key).or_else(|| run.info.get("tlb/cpuid"));
-    let mut out = Vec::new();
-    if let Some(list) = v.and_then(|v| v.get("entries")).and_then(|e| e.as_array()) {
-        for e in list {
-            let ty = e.get("type").and_then(|t| t.as_str()).unwrap_or("");
-            if ty == "instruction" {
-                continue;
-            }
-            let level = e
-                .get("level")
-                .and_then(|t| t.as_str())
-                .unwrap_or("?")
-                .to_string();
-            let ps = e
-                .get("page_size")
-                .and_then(|t| t.as_str())
-                .unwrap_or("?")
-                .to_string();
-            let n = e.get("entries").and_then(|t| t.as_u64()).unwrap_or(0);
-            if n > 0 {
-                out.push((level, ps, n));
-            }
-        }
-    }
-    out
-}
-
-fn page_label(bytes: u64) -> &'static str {
-    match bytes {
-        4096 => "4K",
-        0x20_0000 => "2M",
-        _ => "1G",
-    }
-}
 
 fn env_facts(run: &RunResults, variant: &str) -> Vec<String> {
     let e = &run.env;
@@ -302,6 +100,14 @@ fn env_facts(run: &RunResults, variant: &str) -> Vec<String> {
 /// The TLB section of a run's report.
 pub fn print_report(run: &RunResults, out: &mut impl Write) -> io::Result<()> {
     let g = grid(run);
+    let derived;
+    let analysis = match &run.analysis {
+        Some(a) => Some(a),
+        None => {
+            derived = tlb_analysis::analyze(run);
+            derived.as_ref()
+        }
+    };
     if g.is_empty() {
         return Ok(());
     }
@@ -389,74 +195,82 @@ pub fn print_report(run: &RunResults, out: &mut impl Write) -> io::Result<()> {
                 writeln!(out, "  (not measured) {u}")?;
             }
         }
-        // Geometry per mapping.
-        let pattern = ["random", "page_stride"]
-            .into_iter()
-            .find(|p| patterns.contains_key(*p));
-        let Some(pattern) = pattern else { continue };
-        let cpu = cpuid_entries(run, variant);
-        writeln!(out, "\n  TLB geometry inferred from `{pattern}` (steps where latency rises > {:.0}% over the plateau):", STEP_REL * 100.0)?;
-        for (m, pts) in &patterns[pattern] {
-            let page = mapping_page(m);
-            let curve: Vec<(u64, f64)> = pts
-                .iter()
-                .filter_map(|(b, e)| latency(e).map(|y| (*b, y)))
-                .collect();
-            if curve.len() < 3 {
-                continue;
-            }
-            let steps = infer_steps(&curve, page);
-            let plabel = page_label(page);
-            let reported: Vec<&(String, String, u64)> =
-                cpu.iter().filter(|(_, ps, _)| ps == plabel).collect();
-            let rep_s = reported
-                .iter()
-                .map(|(l, _, n)| format!("{l} {n}"))
+        // Geometry per mapping: printed from results.json's `analysis` section (derived
+        // from the records when an older results.json has none).
+        let Some(geo) = analysis
+            .iter()
+            .flat_map(|a| a.tlb.iter())
+            .find(|t| &t.variant == variant)
+        else {
+            continue;
+        };
+        writeln!(out, "\n  TLB geometry inferred from `{}` (steps where latency rises > {:.0}% over the plateau; results.json analysis.tlb):", geo.pattern, STEP_REL * 100.0)?;
+        for m in &geo.mappings {
+            let plabel = tlb_analysis::page_label(m.page_bytes);
+            let rep_s = m
+                .levels
+                .first()
+                .map(|l| &l.cpuid)
+                .into_iter()
+                .flatten()
+                .map(|c| format!("{} {}", c.level, c.entries))
                 .collect::<Vec<_>>()
                 .join(", ");
-            writeln!(
-                out,
-                "    {m} ({plabel} pages; CPUID data TLB {plabel}: {}):",
-                if rep_s.is_empty() {
+            let cpu_all = cpuid_entries(run, variant);
+            let rep_s = if rep_s.is_empty() {
+                let r: Vec<String> = cpu_all
+                    .iter()
+                    .filter(|(_, ps, _)| ps == plabel)
+                    .map(|(l, _, n)| format!("{l} {n}"))
+                    .collect();
+                if r.is_empty() {
                     "not reported".to_string()
                 } else {
-                    rep_s
+                    r.join(", ")
                 }
+            } else {
+                rep_s
+            };
+            writeln!(
+                out,
+                "    {} ({plabel} pages; CPUID data TLB {plabel}: {rep_s}):",
+                m.mapping
             )?;
-            if steps.is_empty() {
+            if m.levels.is_empty() {
                 writeln!(
                     out,
                     "      no step found (flat within {:.0}%)",
                     STEP_REL * 100.0
                 )?;
             }
-            for s in &steps {
-                let matched = reported
-                    .iter()
-                    .filter(|(_, _, n)| {
-                        let (lo, hi) = (s.entries.max(1) as f64, s.upper_entries.max(1) as f64);
-                        (*n as f64) >= lo / 2.0 && (*n as f64) <= hi * 2.0
-                    })
-                    .map(|(l, _, n)| format!("CPUID {l} {n}"))
-                    .collect::<Vec<_>>();
-                let entries = if s.bytes < page {
-                    format!("< 1 page ({})", human_size(s.bytes))
+            for l in &m.levels {
+                let entries = if l.bytes_min < m.page_bytes {
+                    format!("< 1 page ({})", human_size(l.bytes_min))
                 } else {
-                    format!("~{}–{} entries", s.entries, s.upper_entries)
+                    format!(
+                        "~{} ({}–{}) entries",
+                        l.entries_estimate, l.entries_min, l.entries_max
+                    )
                 };
+                let matched = l
+                    .matches
+                    .as_ref()
+                    .and_then(|lv| l.cpuid.iter().find(|c| &c.level == lv))
+                    .map(|c| format!("  ≈ CPUID {} {}", c.level, c.entries))
+                    .unwrap_or_else(|| {
+                        "  (no TLB level this size: cache or hypervisor)".to_string()
+                    });
                 writeln!(
                     out,
-                    "      step after {:>9}: {entries:<22} +{} ns/access ({} → {} ns){}",
-                    human_size(s.bytes),
-                    fmt_num(s.extra_ns()),
-                    fmt_num(s.before_ns),
-                    fmt_num(s.after_ns),
-                    if matched.is_empty() {
-                        "  (no TLB level this size: cache or hypervisor)".to_string()
-                    } else {
-                        format!("  ≈ {}", matched.join(", "))
-                    }
+                    "      step after {:>9}: {entries:<26} +{} ns/access ({} → {} ns){matched}",
+                    human_size(l.bytes_min),
+                    fmt_num(l.extra_ns),
+                    fmt_num(l.latency_before_ns),
+                    fmt_num(l.latency_after_ns),
                 )?;
+            }
+            if let Some(e) = &m.effective_entry {
+                writeln!(out, "      acts as {} TLB entries: {}", e.label, e.evidence)?;
             }
         }
     }
@@ -470,66 +284,4 @@ pub fn ratio_4k_2m(run: &RunResults, variant: &str, pattern: &str, bytes: u64) -
     let a = latency(maps.get("direct-4K")?.get(&bytes)?)?;
     let b = latency(maps.get("direct-2M")?.get(&bytes)?)?;
     Some(a / b)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn synthetic_steps_give_64_and_2048() {
-        // 1 ns up to 64 pages, 3 ns up to 2048 pages, 20 ns beyond; 2 points per doubling.
-        let mut pts = Vec::new();
-        let mut p = 1.0f64;
-        while p <= 65536.0 {
-            let pages = p.round() as u64;
-            let y = if pages <= 64 {
-                1.0
-            } else if pages <= 2048 {
-                3.0
-            } else {
-                20.0
-            };
-            pts.push((pages * 4096, y));
-            p *= std::f64::consts::SQRT_2;
-        }
-        let s = infer_steps(&pts, 4096);
-        assert_eq!(s.len(), 2, "{s:?}");
-        assert_eq!(s[0].entries, 64);
-        assert_eq!(s[1].entries, 2048);
-        assert!((s[0].extra_ns() - 2.0).abs() < 1e-9);
-        assert!((s[1].extra_ns() - 17.0).abs() < 1e-9);
-        assert!(s[0].upper_entries > 64 && s[0].upper_entries <= 128);
-    }
-
-    #[test]
-    fn gradual_transition_is_one_step_and_noise_is_none() {
-        let pts = vec![
-            (4096 * 8, 2.8),
-            (4096 * 16, 2.8),
-            (4096 * 32, 2.9),
-            (4096 * 64, 2.8),
-            (4096 * 91, 7.7),
-            (4096 * 128, 7.7),
-            (4096 * 256, 7.75),
-            (4096 * 362, 9.7),
-            (4096 * 512, 12.2),
-            (4096 * 724, 14.8),
-            (4096 * 1024, 15.4),
-            (4096 * 2048, 15.5),
-        ];
-        let s = infer_steps(&pts, 4096);
-        assert_eq!(s.len(), 2, "{s:?}");
-        assert_eq!(s[0].entries, 64);
-        assert_eq!(s[1].entries, 256);
-        assert!((s[1].after_ns - 15.45).abs() < 0.01, "{s:?}");
-        let flat: Vec<(u64, f64)> = (1..20)
-            .map(|i| (i * 4096, 5.0 + (i % 3) as f64 * 0.05))
-            .collect();
-        assert!(infer_steps(&flat, 4096).is_empty());
-        // one outlier is smoothed away
-        let mut spike = flat.clone();
-        spike[7].1 = 50.0;
-        assert!(infer_steps(&spike, 4096).is_empty());
-    }
 }

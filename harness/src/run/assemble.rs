@@ -96,6 +96,13 @@ pub fn assemble(
 /// The whole run's results: one variant's [`assemble`]d boots, or, with `[[variants]]`,
 /// every variant that booted merged under `<name>@<variant>` ([`variants::merge`]).
 pub fn results(base: &RunResults, runs: &[VariantRun], planned_boots: u32) -> RunResults {
+    let mut r = records(base, runs, planned_boots);
+    r.analysis = crate::report::tlb_analysis::analyze(&r);
+    r
+}
+
+/// [`results`] before the `analysis` section is derived.
+fn records(base: &RunResults, runs: &[VariantRun], planned_boots: u32) -> RunResults {
     let one = |r: &VariantRun| {
         with_backend_command(
             assemble(base.clone(), &r.boots, r.verdict.as_ref(), planned_boots),

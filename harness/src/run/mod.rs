@@ -93,6 +93,7 @@ pub fn execute(args: &Args) -> Result<RunOutcome> {
         faults: vec![],
         rejected_records: vec![],
         noise: None,
+        analysis: None,
     };
 
     if !folder.removed_stale.is_empty() {

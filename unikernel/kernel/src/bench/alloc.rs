@@ -19,19 +19,21 @@ use kmbench_protocol::{
     BenchStatus, GuestPlan, KmallocSuite, PagesSuite, StackVsHeapSuite, TalcVsSlabSuite,
 };
 
-/// Deterministic xorshift64* for workloads with a fixed seed.
-pub struct Rng(u64);
+/// Deterministic xorshift64* for kmalloc/mixed's workload (kept, not `crate::rng`, so
+/// the workload stays the one earlier results measured).
+struct Rng(u64);
 impl Rng {
-    pub fn new(seed: u64) -> Rng {
+    fn new(seed: u64) -> Rng {
         Rng(seed | 1)
     }
-    pub fn next(&mut self) -> u64 {
+    #[allow(clippy::should_implement_trait)]
+    fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
-    pub fn below(&mut self, n: u64) -> u64 {
+    fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
 }

@@ -84,10 +84,34 @@ pub(super) fn build_buffer(
                     mm::vmalloc_huge(b as usize, Gfp(0))
                 };
                 if !p.is_null() {
+                    if mapping == Mapping::VmallocHuge {
+                        // The label must be what the page tables say: walk every leaf.
+                        let small = (0..b / leaf.bytes())
+                            .filter(|i| {
+                                !matches!(
+                                    mm::translate(p as u64 + i * leaf.bytes()),
+                                    Some((_, Leaf::M2, _))
+                                )
+                            })
+                            .count();
+                        if small > 0 {
+                            let why = mm::with(|m| m.vmalloc.stats().last_huge_fallback)
+                                .map_or("unknown", |f| f.describe());
+                            mm::vfree(p);
+                            return Err((
+                                BenchStatus::Error,
+                                format!(
+                                    "vmalloc_huge({}) is not mapped with 2M leaves ({small} of {} 2 MiB ranges are not, by a page-table walk): {why}",
+                                    size_label(b),
+                                    b / leaf.bytes()
+                                ),
+                            ));
+                        }
+                    }
                     let how = if mapping == Mapping::Vmalloc {
                         "vmalloc: 4K leaves over order-0 frames"
                     } else {
-                        "vmalloc_huge: 2M leaves over order-9 blocks"
+                        "vmalloc_huge: 2M leaves over order-9 blocks (every leaf checked by a page-table walk)"
                     };
                     return Ok(Buffer {
                         base: p as u64,

@@ -15,6 +15,12 @@ use alloc::vec;
 use alloc::vec::Vec;
 use kmbench_protocol::{AccessPattern, BenchStatus, Mapping, TlbFlushSuite};
 
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    s.get(s.len() / 2).copied().unwrap_or(0.0)
+}
+
 pub fn tlbflush_suite(cfg: &TlbFlushSuite) {
     let features = cpuid::features();
     let cpl = run_cpl();
@@ -92,49 +98,74 @@ pub fn tlbflush_suite(cfg: &TlbFlushSuite) {
         }
     }
     for (name, op, flush, what, flush_what) in ops {
-        let mut s = timing::per_op(cfg.samples, 8, op);
+        let (mut s, how) = timing::auto(cfg.samples, 8, op);
         Bench::new("tlbflush", format!("tlbflush/{name}"))
             .param("cpl", cpl)
+            .extra("timing", how.describe())
             .extra("operation", what)
             .extra("mechanism", via)
             .emit_cycles_f64(&mut s);
 
-        // Refill: chase over all pages after the flush vs after a no-op gate call.
-        let mut d: Vec<f64> = Vec::with_capacity(cfg.samples as usize);
-        let mut flushed: Vec<f64> = Vec::new();
-        let mut baseline: Vec<f64> = Vec::new();
-        for _ in 0..cfg.samples.max(1) {
-            p = chase(p, pages);
-            if cpl == 0 {
-                // nothing to mirror: the flush itself has no gate
-            } else {
-                privileged::gate(gate_op::NOP, 0, 0);
-            }
+        // Refill: the chase right after the flush against a warm chase (the one just
+        // before, with no exit in between). Two measured distributions; the refill is
+        // their difference of medians, so it cannot go below what the medians say.
+        // At CPL3 a third chase right after a no-op gate call shows what the exit alone
+        // does (under kvm_pvm every exit leaves the TLB cold).
+        let n = cfg.samples.max(1) as usize;
+        let (mut warm, mut flushed, mut exited) =
+            (Vec::with_capacity(n), Vec::with_capacity(n), Vec::new());
+        let timed = |p: &mut u64| {
             let a = tsc::start();
-            p = chase(p, pages);
+            *p = chase(*p, pages);
             let z = tsc::stop();
-            let base = ((z - a) as f64 - ovh) / pages as f64;
-            flush();
-            let a = tsc::start();
-            p = chase(p, pages);
-            let z = tsc::stop();
-            let after = ((z - a) as f64 - ovh) / pages as f64;
-            d.push(after - base);
-            flushed.push(after);
-            baseline.push(base);
-        }
-        let med = |v: &mut Vec<f64>| {
-            v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(core::cmp::Ordering::Equal));
-            v[v.len() / 2]
+            ((z - a) as f64 - ovh) / pages as f64
         };
-        Bench::new("tlbflush", format!("tlbflush/{name}/refill"))
+        for _ in 0..n {
+            p = chase(p, pages);
+            warm.push(timed(&mut p));
+            if cpl != 0 {
+                privileged::gate(gate_op::NOP, 0, 0);
+                exited.push(timed(&mut p));
+                p = chase(p, pages);
+            }
+            flush();
+            flushed.push(timed(&mut p));
+        }
+        let (mw, mf) = (median(&warm), median(&flushed));
+        let mut refill: Vec<f64> = flushed.iter().map(|f| f - mw).collect();
+        let b = Bench::new("tlbflush", format!("tlbflush/{name}/refill"))
             .param("cpl", cpl)
             .param("pages", pages)
             .extra("flush", flush_what)
-            .extra("unit_note", "extra cycles per page of a random one-line-per-page chase over a 4K-mapped (scattered) buffer: after the flush minus after a no-op gate call")
-            .extra("chase_after_flush_median", med(&mut flushed))
-            .extra("chase_baseline_median", med(&mut baseline))
-            .emit_cycles_f64(&mut d);
+            .extra("unit_note", "extra cycles per page of a random one-line-per-page chase over a 4K-mapped (scattered) buffer: each chase right after the flush minus the median warm chase (taken just before, no exit in between); the median is the difference of the two medians")
+            .extra("chase_after_flush_median", mf)
+            .extra("chase_warm_median", mw)
+            .extra("refill_median", mf - mw);
+        let b = if exited.is_empty() {
+            b
+        } else {
+            let me = median(&exited);
+            b.extra("chase_after_noop_exit_median", me)
+                .extra("exit_share_of_refill", if mf > mw { (me - mw) / (mf - mw) } else { 0.0 })
+        };
+        b.emit_cycles_f64(&mut refill);
+        if name == "cr3" {
+            // The exit effect on the same chase: warm, and right after a no-op exit.
+            let chase = |kind: &str| {
+                Bench::new("tlbflush", format!("tlbflush/chase/{kind}"))
+                    .param("cpl", cpl)
+                    .param("pages", pages)
+                    .extra("unit_note", "cycles per page of the same random chase")
+            };
+            chase("warm")
+                .extra("before", "the same chase, nothing in between")
+                .emit_cycles_f64(&mut warm);
+            if !exited.is_empty() {
+                chase("after_exit")
+                    .extra("before", "a no-op int3 gate call (an exit under kvm_pvm)")
+                    .emit_cycles_f64(&mut exited);
+            }
+        }
     }
     core::hint::black_box(p);
     drop(page_addrs);
