@@ -180,10 +180,9 @@ fn is_pvm() -> bool {
     privileged::current_cpl() == 3 && privileged::current_cs() == 0x33
 }
 
+/// The median exactly as the records' summaries compute it.
 fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.partial_cmp(b).unwrap_or(core::cmp::Ordering::Equal));
-    s.get(s.len() / 2).copied().unwrap_or(0.0)
+    kmbench_protocol::Summary::from_f64(&mut v.to_vec()).map_or(0.0, |s| s.median)
 }
 
 /// Exits in one pair's loop, by flush mode and CPL (what `extra.exits` says).

@@ -15,10 +15,9 @@ use alloc::vec;
 use alloc::vec::Vec;
 use kmbench_protocol::{AccessPattern, BenchStatus, Mapping, TlbFlushSuite};
 
+/// The median exactly as the records' summaries compute it.
 fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.total_cmp(b));
-    s.get(s.len() / 2).copied().unwrap_or(0.0)
+    kmbench_protocol::Summary::from_f64(&mut v.to_vec()).map_or(0.0, |s| s.median)
 }
 
 pub fn tlbflush_suite(cfg: &TlbFlushSuite) {
