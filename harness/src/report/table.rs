@@ -129,8 +129,24 @@ impl Table {
 
 /// Print the environment header, the benchmarks grouped by suite, self-tests, faults and the exit.
 pub fn print(r: &RunResults, out: &mut dyn Write) -> io::Result<()> {
+    print_with(r, out, false)
+}
+
+/// What `kmbench run` prints: as [`print`], but a TLB sweep's access benchmarks (hundreds
+/// of rows) are one line per pattern and variant; `kmbench report` and `index.html` have
+/// every row.
+pub fn print_summary(r: &RunResults, out: &mut dyn Write) -> io::Result<()> {
+    print_with(r, out, true)
+}
+
+/// Is `e` one point of a TLB sweep (`tlb/<pattern>/<mapping>/<size>`)?
+pub fn is_access(e: &BenchEntry) -> bool {
+    e.suite == "tlb" && e.params.contains_key("mapping")
+}
+
+fn print_with(r: &RunResults, out: &mut dyn Write, compact: bool) -> io::Result<()> {
     print_header(r, out)?;
-    print_benchmarks(r, out)?;
+    print_benchmarks(r, out, compact)?;
     print_selftests(r, out)?;
     print_faults(r, out)?;
     if let Some(x) = &r.exit {
@@ -175,9 +191,80 @@ fn print_header(r: &RunResults, out: &mut dyn Write) -> io::Result<()> {
     Ok(())
 }
 
+/// One line per (pattern, variant) of a TLB sweep: its mappings, working-set range, the
+/// fastest and slowest median, and how many points were not measured.
+fn print_access_groups(entries: &[&BenchEntry], out: &mut dyn Write) -> io::Result<()> {
+    let p = |e: &BenchEntry, k: &str| {
+        e.params
+            .get(k)
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string())
+            })
+            .unwrap_or_default()
+    };
+    let mut groups: Vec<((String, String), Vec<&BenchEntry>)> = Vec::new();
+    for e in entries.iter().copied().filter(|e| is_access(e)) {
+        let key = (p(e, "pattern"), p(e, "variant"));
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => v.push(e),
+            None => groups.push((key, vec![e])),
+        }
+    }
+    for ((pattern, variant), v) in groups {
+        let mut maps: Vec<String> = v.iter().map(|e| p(e, "mapping")).collect();
+        maps.dedup();
+        let mut uniq: Vec<String> = Vec::new();
+        for m in maps {
+            if !uniq.contains(&m) {
+                uniq.push(m);
+            }
+        }
+        let sizes: Vec<u64> = v.iter().filter_map(|e| bench_size(e)).collect();
+        let (lo, hi) = (sizes.iter().min(), sizes.iter().max());
+        let ok: Vec<f64> = v
+            .iter()
+            .filter(|e| e.status == BenchStatus::Ok)
+            .filter_map(|e| e.ns.as_ref().map(|n| n.median))
+            .collect();
+        let fastest = ok.iter().copied().fold(f64::INFINITY, f64::min);
+        let slowest = ok.iter().copied().fold(0.0f64, f64::max);
+        let missing = v.len() - v.iter().filter(|e| e.status == BenchStatus::Ok).count();
+        writeln!(
+            out,
+            "  tlb/{pattern}{}: {} points, mappings {}, working sets {} – {}{}{}",
+            if variant.is_empty() {
+                String::new()
+            } else {
+                format!(" [{variant}]")
+            },
+            v.len(),
+            uniq.join(", "),
+            lo.map(|s| human_size(*s)).unwrap_or_default(),
+            hi.map(|s| human_size(*s)).unwrap_or_default(),
+            if ok.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", median {} – {} per access",
+                    fmt_ns(fastest),
+                    fmt_ns(slowest)
+                )
+            },
+            if missing > 0 {
+                format!(", {missing} not measured")
+            } else {
+                String::new()
+            }
+        )?;
+    }
+    Ok(())
+}
+
 /// One table per suite: size (when any benchmark has one), statistics in the suite's unit
 /// and in ns, samples, boots (multi-boot runs) and status.
-fn print_benchmarks(run: &RunResults, out: &mut dyn Write) -> io::Result<()> {
+fn print_benchmarks(run: &RunResults, out: &mut dyn Write, compact: bool) -> io::Result<()> {
     if run.benchmarks.is_empty() {
         return writeln!(out, "\nno benchmarks");
     }
@@ -188,6 +275,15 @@ fn print_benchmarks(run: &RunResults, out: &mut dyn Write) -> io::Result<()> {
             entries.len(),
             if entries.len() == 1 { "" } else { "s" }
         )?;
+        let entries: Vec<&BenchEntry> = if compact {
+            print_access_groups(&entries, out)?;
+            entries.into_iter().filter(|e| !is_access(e)).collect()
+        } else {
+            entries
+        };
+        if entries.is_empty() {
+            continue;
+        }
         let multi_boot = entries.iter().any(|b| b.boot_medians.len() > 1);
         let has_sizes = entries.iter().any(|b| bench_size(b).is_some());
         let unit = entries

@@ -99,6 +99,17 @@ fn env_facts(run: &RunResults, variant: &str) -> Vec<String> {
 
 /// The TLB section of a run's report.
 pub fn print_report(run: &RunResults, out: &mut impl Write) -> io::Result<()> {
+    print_report_with(run, out, true)
+}
+
+/// The TLB section as `kmbench run` prints it: the facts, the 4K/2M picks and the inferred
+/// geometry, without the per-working-set matrices (those are in `kmbench report`, the
+/// charts and `index.html`).
+pub fn print_summary(run: &RunResults, out: &mut impl Write) -> io::Result<()> {
+    print_report_with(run, out, false)
+}
+
+fn print_report_with(run: &RunResults, out: &mut impl Write, matrices: bool) -> io::Result<()> {
     let g = grid(run);
     let derived;
     let analysis = match &run.analysis {
@@ -143,14 +154,27 @@ pub fn print_report(run: &RunResults, out: &mut impl Write) -> io::Result<()> {
                 .collect();
             let sizes: BTreeSet<u64> = maps.values().flat_map(|m| m.keys().copied()).collect();
             writeln!(out, "\n  {pattern}{title}")?;
-            write!(out, "  {:>10}", "working set")?;
-            for c in &cols {
-                write!(out, " {:>12}", c)?;
+            if !matrices {
+                writeln!(
+                    out,
+                    "  {} mappings × {} working sets ({} – {}); per-size matrix: kmbench report, index.html",
+                    cols.len() + others.len(),
+                    sizes.len(),
+                    sizes.first().map(|s| human_size(*s)).unwrap_or_default(),
+                    sizes.last().map(|s| human_size(*s)).unwrap_or_default()
+                )?;
             }
-            for c in &others {
-                write!(out, " {:>12}", c)?;
+            let sizes: BTreeSet<u64> = if matrices { sizes } else { BTreeSet::new() };
+            if matrices {
+                write!(out, "  {:>10}", "working set")?;
+                for c in &cols {
+                    write!(out, " {:>12}", c)?;
+                }
+                for c in &others {
+                    write!(out, " {:>12}", c)?;
+                }
+                writeln!(out, " {:>7}", "4K/2M")?;
             }
-            writeln!(out, " {:>7}", "4K/2M")?;
             for s in &sizes {
                 write!(out, "  {:>10}", human_size(*s))?;
                 let val = |m: &str| maps.get(m).and_then(|p| p.get(s)).and_then(|e| latency(e));

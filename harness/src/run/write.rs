@@ -30,9 +30,9 @@ pub fn finish(
         .ok();
     if !quiet {
         let mut out = std::io::stdout().lock();
-        let _ = table::print(&results, &mut out);
+        let _ = table::print_summary(&results, &mut out);
         if has_tlb {
-            let _ = tlb::print_report(&results, &mut out);
+            let _ = tlb::print_summary(&results, &mut out);
         }
         if let Some(w) = &report {
             let _ = writeln!(
