@@ -53,6 +53,11 @@ pub struct Args {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32)
         .range(crate::config::BOOTS.min as i64..=crate::config::BOOTS.max as i64))]
     pub boots: Option<u32>,
+    /// Run part of the config: comma-separated globs over benchmark names
+    /// (`vmalloc`, `kmalloc/pair/*,tlb/random/*`); a suite runs when a glob's first segment
+    /// matches its name, and only matching benchmarks are kept.
+    #[arg(long, value_name = "PATTERN")]
+    pub filter: Option<String>,
     /// Do not build the kernel; boot the existing ELF.
     #[arg(long)]
     pub no_build: bool,

@@ -148,6 +148,8 @@ fn boot_one(
 ) -> Result<bool> {
     let (quiet, verbose, boots, timeout_s) = (plan.quiet, plan.verbose, plan.boots, plan.timeout_s);
     let earlier_boots = plan.runs[vi].boots.clone();
+    let filter = plan.filter.clone();
+    let filter = filter.as_ref();
     let run: &mut VariantRun = &mut plan.runs[vi];
     let log_path = folder.log_path(&run.log_name(boot, boots));
     let spec = LaunchSpec {
@@ -219,6 +221,10 @@ fn boot_one(
             let data = &mut g.1;
             match ev {
                 Event::Launched => *launched = Instant::now(),
+                // --filter: benchmarks outside the pattern are dropped as they arrive (from
+                // the journal too, so a rebuild gives the same run).
+                Event::Record(Record::Bench(b))
+                    if filter.is_some_and(|f| !f.keeps(&b.suite, &b.name)) => {}
                 Event::Record(r) => {
                     // Rounded to µs as the journal keeps it, so a rebuild gives the same.
                     let ms = (launched.elapsed().as_secs_f64() * 1e6).round() / 1e3;

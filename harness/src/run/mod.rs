@@ -30,6 +30,7 @@ pub mod assemble;
 pub mod boot_time;
 pub mod boots;
 pub mod clock;
+pub mod filter;
 pub mod output;
 pub mod plan;
 pub mod pool;

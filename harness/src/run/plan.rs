@@ -36,6 +36,8 @@ pub struct Plan {
     pub env: Env,
     pub quiet: bool,
     pub verbose: bool,
+    /// `--filter`: which benchmark records are kept.
+    pub filter: Option<super::filter::Filter>,
 }
 
 /// Print a progress note on stderr unless `quiet`.
@@ -93,7 +95,15 @@ pub fn plan(args: &Args) -> Result<Plan> {
         .clone()
         .unwrap_or_else(|| root.join("configs/default.toml"));
     let loaded = config::load(&config_path)?;
-    let cfg = loaded.config;
+    let mut cfg = loaded.config;
+    let filter = match &args.filter {
+        Some(f) => {
+            let f = super::filter::Filter::parse(f)?;
+            cfg.suites = f.suites(&cfg.suites)?;
+            Some(f)
+        }
+        None => None,
+    };
 
     // Host facts and the backend: the embedded VMM needs KVM and boots microvm-style only.
     let (cpl_setting, cpl_from) = match args.cpl {
@@ -231,5 +241,6 @@ pub fn plan(args: &Args) -> Result<Plan> {
         env,
         quiet,
         verbose: args.verbose,
+        filter,
     })
 }
