@@ -89,6 +89,10 @@ pub enum HarnessError {
     #[error("cannot create a shell: {0}")]
     Shell(#[source] xshell::Error),
 
+    /// `run --filter` that is no glob, or selects no suite of the config.
+    #[error("--filter {pattern:?}: {reason}")]
+    Filter { pattern: String, reason: String },
+
     #[error("{0}")]
     Other(String),
 }

@@ -22,8 +22,9 @@ impl Filter {
     pub fn parse(text: &str) -> Result<Filter> {
         let mut globs = Vec::new();
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let bad = |e: glob::PatternError| {
-                HarnessError::Other(format!("--filter {part:?}: not a glob: {e}"))
+            let bad = |e: glob::PatternError| HarnessError::Filter {
+                pattern: part.to_string(),
+                reason: format!("not a glob: {e}"),
             };
             let suite = part.split('/').next().unwrap_or(part);
             globs.push((
@@ -32,7 +33,10 @@ impl Filter {
             ));
         }
         if globs.is_empty() {
-            return Err(HarnessError::Other("--filter: empty pattern".into()));
+            return Err(HarnessError::Filter {
+                pattern: text.to_string(),
+                reason: "empty pattern".into(),
+            });
         }
         Ok(Filter {
             text: text.to_string(),
@@ -61,7 +65,10 @@ impl Filter {
     pub fn suites(&self, suites: &Suites) -> Result<Suites> {
         let serde_json::Value::Object(all) = serde_json::to_value(suites).unwrap_or_default()
         else {
-            return Err(HarnessError::Other("suites are not a table".into()));
+            return Err(HarnessError::Filter {
+                pattern: self.text.clone(),
+                reason: "the config's suites are not a table".into(),
+            });
         };
         let names: Vec<String> = all.keys().cloned().collect();
         let kept: serde_json::Map<String, serde_json::Value> = all
@@ -69,14 +76,18 @@ impl Filter {
             .filter(|(k, _)| self.runs_suite(k))
             .collect();
         if kept.is_empty() {
-            return Err(HarnessError::Other(format!(
-                "--filter {:?} selects none of this config's suites ({})",
-                self.text,
-                names.join(", ")
-            )));
+            return Err(HarnessError::Filter {
+                pattern: self.text.clone(),
+                reason: format!(
+                    "selects none of this config's suites ({})",
+                    names.join(", ")
+                ),
+            });
         }
-        serde_json::from_value(serde_json::Value::Object(kept))
-            .map_err(|e| HarnessError::Other(format!("--filter: {e}")))
+        serde_json::from_value(serde_json::Value::Object(kept)).map_err(|e| HarnessError::Filter {
+            pattern: self.text.clone(),
+            reason: e.to_string(),
+        })
     }
 }
 
