@@ -93,6 +93,9 @@ pub enum HarnessError {
     #[error("--filter {pattern:?}: {reason}")]
     Filter { pattern: String, reason: String },
 
+    #[error("the run plan is {len} bytes; the guest accepts at most {max}")]
+    PlanTooLarge { len: usize, max: usize },
+
     #[error("{0}")]
     Other(String),
 }

@@ -15,7 +15,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use kmbench_protocol::channel::{Line, RecordReader};
-use kmbench_protocol::{ports, GuestExit};
+use kmbench_protocol::{ports, GuestExit, CMDLINE_PLAN_KEY, CMDLINE_PLAN_MODULE, PLAN_MAX};
 use xshell::{cmd, Shell};
 
 use super::{Backend, BootEnd, BootReport, Event, LaunchSpec};
@@ -86,7 +86,15 @@ impl Qemu {
         let cpu = &spec.cpu_model;
         let mem = spec.memory_mib.to_string();
         let kernel = &spec.kernel;
-        let cmdline = &spec.cmdline;
+        // The plan travels as boot module 0 (`-initrd`, see [`write_plan_file`]), so its
+        // size is not bounded by QEMU's 4 KiB command line.
+        let (plan, cmdline): (Vec<String>, &str) = match plan_file(spec) {
+            Some(f) => (
+                vec!["-initrd".into(), f.display().to_string()],
+                CMDLINE_PLAN_MODULE,
+            ),
+            None => (vec![], &spec.cmdline),
+        };
         let backing = Self::backing_args(spec);
         let exit_dev = format!("isa-debug-exit,iobase={:#x},iosize=0x04", ports::EXIT);
         let log = format!(
@@ -99,13 +107,40 @@ impl Qemu {
             self.sh,
             "{qemu} -M {machine} -accel {accel} -cpu {cpu} -m {mem} -smp 1 {backing...}
              -nodefaults -no-user-config -display none -no-reboot
-             -kernel {kernel} -append {cmdline}
+             -kernel {kernel} {plan...} -append {cmdline}
              -device {exit_dev}
              -chardev {log} -serial chardev:log
              -chardev stdio,id=res -device {debugcon} {control...}"
         )
         .quiet()
     }
+}
+
+/// Where the plan file of a `kmbench=<plan>` launch goes: beside the guest log
+/// (`guest.log` → `guest.plan.json`).
+pub fn plan_file(spec: &LaunchSpec) -> Option<std::path::PathBuf> {
+    spec.cmdline
+        .starts_with(CMDLINE_PLAN_KEY)
+        .then(|| spec.log_path.with_extension("plan.json"))
+}
+
+/// Write the plan file [`plan_file`] names (without following symlinks); refuses a plan
+/// larger than [`PLAN_MAX`], naming both sizes.
+pub fn write_plan_file(spec: &LaunchSpec) -> Result<()> {
+    let Some(path) = plan_file(spec) else {
+        return Ok(());
+    };
+    let plan = &spec.cmdline[CMDLINE_PLAN_KEY.len()..];
+    if plan.len() > PLAN_MAX {
+        return Err(HarnessError::PlanTooLarge {
+            len: plan.len(),
+            max: PLAN_MAX,
+        });
+    }
+    let mut f = crate::safe_fs::create_fresh(&path)
+        .map_err(|e| HarnessError::io(format!("creating {}", path.display()), e))?;
+    std::io::Write::write_all(&mut f, plan.as_bytes())
+        .map_err(|e| HarnessError::io(format!("writing {}", path.display()), e))
 }
 
 impl Backend for Qemu {
@@ -134,6 +169,7 @@ impl Backend for Qemu {
             )?),
             None => None,
         };
+        write_plan_file(spec)?;
         let mut child = spawn(&mut self.command(spec).into(), &self.binary)?;
         let started = Instant::now();
         on_event(Event::Launched);

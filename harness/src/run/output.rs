@@ -46,6 +46,7 @@ pub fn is_run_output(name: &str) -> bool {
     name == "results.json"
         || name == "records.jsonl"
         || (name.starts_with("guest") && name.ends_with(".log"))
+        || (name.starts_with("guest") && name.ends_with(".plan.json"))
         || name.ends_with(".svg")
         || name == "index.html"
         || (name.starts_with(".results.json") && name.ends_with(".tmp"))

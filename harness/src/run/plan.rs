@@ -63,6 +63,13 @@ fn variant_run(
         what: "plan",
         source,
     })?;
+    // Refused here, before any boot, rather than by the backend.
+    if plan_json.len() > kmbench_protocol::PLAN_MAX {
+        return Err(HarnessError::PlanTooLarge {
+            len: plan_json.len(),
+            max: kmbench_protocol::PLAN_MAX,
+        });
+    }
     let skipped = (name.is_some() && vcfg.run.host_backing == HostBacking::Hugetlbfs)
         .then(|| {
             host::check_huge_pages(vcfg.run.memory_mib)

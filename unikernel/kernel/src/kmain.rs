@@ -15,7 +15,7 @@ pub mod timing;
 use alloc::string::{String, ToString};
 use arch::{cpuid, gdt, idt, privileged, pvh, tsc, usermode};
 use kmbench_protocol::{
-    FaultInjection, GuestExit, GuestPlan, Hello, Record, CMDLINE_PLAN_KEY, PROTOCOL_VERSION,
+    FaultInjection, GuestExit, GuestPlan, Hello, Record, CMDLINE_PLAN_KEY, CMDLINE_PLAN_MODULE, PROTOCOL_VERSION,
 };
 
 static mut ENTRY_TSC: u64 = 0;
@@ -85,7 +85,37 @@ fn parse_plan(boot: &pvh::BootInfo) -> GuestPlan {
         plan.suites.alu = Some(Default::default());
         return plan;
     };
-    let json = &cmdline[pos + CMDLINE_PLAN_KEY.len()..];
+    let module;
+    let json: &str = if cmdline[pos..].starts_with(CMDLINE_PLAN_MODULE) {
+        module = match boot.module0(kmbench_protocol::PLAN_MAX) {
+            Some(Ok(bytes)) => bytes,
+            Some(Err(size)) => fault::die(
+                GuestExit::ConfigError,
+                format_args!(
+                    "the plan module is {size} bytes, more than {}",
+                    kmbench_protocol::PLAN_MAX
+                ),
+                Default::default(),
+            ),
+            None => fault::die(
+                GuestExit::ConfigError,
+                format_args!("the command line says kmbench=module but there is no boot module"),
+                Default::default(),
+            ),
+        };
+        // A module may be padded with NULs or end with a newline.
+        let end = module.iter().rposition(|&b| b != 0 && b != b'\n').map_or(0, |i| i + 1);
+        match core::str::from_utf8(&module[..end]) {
+            Ok(s) => s,
+            Err(_) => fault::die(
+                GuestExit::ConfigError,
+                format_args!("the plan module is not UTF-8"),
+                Default::default(),
+            ),
+        }
+    } else {
+        &cmdline[pos + CMDLINE_PLAN_KEY.len()..]
+    };
     match serde_json::from_str::<GuestPlan>(json) {
         Ok(p) => match p.check() {
             Ok(()) => p,

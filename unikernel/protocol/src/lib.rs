@@ -29,6 +29,11 @@ pub const RECORD_PREFIX: &str = "KMB1 ";
 pub const RESULTS_SCHEMA: &str = "kmbench.results/1";
 /// Kernel command-line key that carries the JSON [`GuestPlan`].
 pub const CMDLINE_PLAN_KEY: &str = "kmbench=";
+/// The command line when the plan travels as PVH boot module 0 instead (QEMU `-initrd`,
+/// the embedded VMM's plan area): plans of any size up to [`PLAN_MAX`].
+pub const CMDLINE_PLAN_MODULE: &str = "kmbench=module";
+/// Largest plan (JSON bytes) the host sends; the boot ABI's plan area holds it.
+pub const PLAN_MAX: usize = 512 * 1024;
 
 /// I/O ports shared by the kernel, QEMU's device options and the embedded VMM.
 pub mod ports {

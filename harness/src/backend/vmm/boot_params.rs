@@ -2,13 +2,14 @@
 //! all as the boot ABI's types at the boot ABI's addresses ([`super::layout`]): the boot
 //! GDT, the identity-mapping page tables (low 4 GiB by 2 MiB pages), the PVH memory map,
 //! the command line and the `hvm_start_info` pointing at them.
-use kmbench_bootabi::{gdt, AsBytes, HvmStartInfo};
+use kmbench_bootabi::{gdt, AsBytes, HvmModlistEntry, HvmStartInfo};
+use kmbench_protocol::{CMDLINE_PLAN_KEY, CMDLINE_PLAN_MODULE};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::error::{Result, VmmError};
 use super::layout::{
-    memmap, CMDLINE_ADDR, CMDLINE_MAX, GDT_ADDR, MEMMAP_ADDR, MEMMAP_MAX, PDPT_ADDR, PD_ADDR,
-    PD_COUNT, PML4_ADDR, START_INFO_ADDR,
+    memmap, CMDLINE_ADDR, CMDLINE_MAX, GDT_ADDR, MEMMAP_ADDR, MEMMAP_MAX, MODLIST_ADDR, PDPT_ADDR,
+    PD_ADDR, PD_COUNT, PLAN_ADDR, PLAN_MAX, PML4_ADDR, START_INFO_ADDR,
 };
 
 /// Page-table entry bits of the boot tables.
@@ -43,7 +44,34 @@ pub fn identity_pd_entries() -> impl Iterator<Item = u64> {
 }
 
 /// Write every boot structure for a guest of `mem_bytes` with command line `cmdline`.
+///
+/// A `kmbench=<plan>` command line is delivered as boot module 0 in the plan area
+/// (`PLAN_ADDR`, up to `PLAN_MAX` bytes) and the command line becomes `kmbench=module`,
+/// so a plan of any size up to the plan area reaches the guest.
 pub fn write(mem: &GuestMemoryMmap, mem_bytes: u64, cmdline: &str) -> Result<()> {
+    let mut modules = 0;
+    let cmdline = match cmdline.strip_prefix(CMDLINE_PLAN_KEY) {
+        Some(plan) => {
+            if plan.len() > PLAN_MAX {
+                return Err(VmmError::PlanTooLarge {
+                    len: plan.len(),
+                    max: PLAN_MAX,
+                });
+            }
+            mem.write_slice(plan.as_bytes(), GuestAddress(PLAN_ADDR))
+                .map_err(VmmError::write("plan"))?;
+            let entry = HvmModlistEntry {
+                paddr: PLAN_ADDR,
+                size: plan.len() as u64,
+                ..Default::default()
+            };
+            mem.write_slice(entry.as_bytes(), GuestAddress(MODLIST_ADDR))
+                .map_err(VmmError::write("module list"))?;
+            modules = 1;
+            CMDLINE_PLAN_MODULE
+        }
+        None => cmdline,
+    };
     if cmdline.len() > CMDLINE_MAX {
         return Err(VmmError::CmdlineTooLong {
             len: cmdline.len(),
@@ -87,7 +115,11 @@ pub fn write(mem: &GuestMemoryMmap, mem_bytes: u64, cmdline: &str) -> Result<()>
     c.push(0);
     mem.write_slice(&c, GuestAddress(CMDLINE_ADDR))
         .map_err(VmmError::write("command line"))?;
-    let info = HvmStartInfo::new(CMDLINE_ADDR, MEMMAP_ADDR, map.len() as u32);
+    let mut info = HvmStartInfo::new(CMDLINE_ADDR, MEMMAP_ADDR, map.len() as u32);
+    if modules > 0 {
+        info.nr_modules = modules;
+        info.modlist_paddr = MODLIST_ADDR;
+    }
     mem.write_slice(info.as_bytes(), GuestAddress(START_INFO_ADDR))
         .map_err(VmmError::write("start info"))?;
     Ok(())

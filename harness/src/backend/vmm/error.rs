@@ -12,6 +12,9 @@ pub enum VmmError {
     #[error("kernel command line is {len} bytes; the guest reads at most {max}")]
     CmdlineTooLong { len: usize, max: usize },
 
+    #[error("the run plan is {len} bytes; the plan area holds at most {max}")]
+    PlanTooLarge { len: usize, max: usize },
+
     #[error("{mib} MiB of guest memory overflows a byte count")]
     MemoryOverflow { mib: u64 },
 

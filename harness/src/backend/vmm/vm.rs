@@ -69,11 +69,18 @@ fn memory_bytes(spec: &LaunchSpec) -> Result<u64> {
 
 /// Create the VM, load the kernel, set up the vCPUs.
 pub fn create(spec: &LaunchSpec, stats: &mut VmmStats) -> Result<Vm> {
-    if spec.cmdline.len() > super::layout::CMDLINE_MAX {
-        return Err(VmmError::CmdlineTooLong {
-            len: spec.cmdline.len(),
-            max: super::layout::CMDLINE_MAX,
-        });
+    // A plan travels in the plan area, not the command line: the plan as given must fit
+    // it (boot_params::write checks again what it writes, and the command line).
+    if let Some(plan) = spec
+        .cmdline
+        .strip_prefix(kmbench_protocol::CMDLINE_PLAN_KEY)
+    {
+        if plan.len() > super::layout::PLAN_MAX {
+            return Err(VmmError::PlanTooLarge {
+                len: plan.len(),
+                max: super::layout::PLAN_MAX,
+            });
+        }
     }
     let mem_bytes = memory_bytes(spec)?;
     let mut phases = Phases {

@@ -5,7 +5,9 @@
 //! here trusts the order the loader used. The structures are the boot ABI's
 //! (`kmbench-bootabi`), the same types the embedded VMM writes.
 
-use kmbench_bootabi::{layout::CMDLINE_BUF, HvmMemmapEntry, HvmStartInfo, E820_RAM, HVM_START_MAGIC};
+use kmbench_bootabi::{
+    layout::CMDLINE_BUF, HvmMemmapEntry, HvmModlistEntry, HvmStartInfo, E820_RAM, HVM_START_MAGIC,
+};
 
 pub const MAX_REGIONS: usize = 64;
 
@@ -30,6 +32,9 @@ pub struct BootInfo {
     nr_regions: usize,
     cmdline: [u8; CMDLINE_BUF],
     cmdline_len: usize,
+    /// Boot module 0 (physical address, size): the plan blob when the command line says
+    /// `kmbench=module` (QEMU's `-initrd`, the embedded VMM's plan area).
+    module0: Option<(u64, u64)>,
 }
 
 #[derive(Debug)]
@@ -53,7 +58,13 @@ impl BootInfo {
             nr_regions: 0,
             cmdline: [0; CMDLINE_BUF],
             cmdline_len: 0,
+            module0: None,
         };
+        if info.nr_modules > 0 && info.modlist_paddr != 0 {
+            // SAFETY: modlist_paddr points at nr_modules entries in identity-mapped memory.
+            let m = unsafe { *(info.modlist_paddr as *const HvmModlistEntry) };
+            boot.module0 = Some((m.paddr, m.size));
+        }
         if info.cmdline_paddr != 0 {
             let p = info.cmdline_paddr as *const u8;
             let mut n = 0;
@@ -105,6 +116,20 @@ impl BootInfo {
     /// Usable RAM, sorted, merged.
     pub fn usable(&self) -> &[Region] {
         &self.regions[..self.nr_regions]
+    }
+
+    /// Copy boot module 0 out of loader memory (at most `max` bytes; `Err(size)` when it
+    /// is larger).
+    pub fn module0(&self, max: usize) -> Option<Result<alloc::vec::Vec<u8>, u64>> {
+        let (paddr, size) = self.module0?;
+        if size > max as u64 {
+            return Some(Err(size));
+        }
+        // SAFETY: the loader placed a module of `size` bytes at `paddr` in the low 4 GiB,
+        // identity-mapped by the boot page tables, and nothing has reused it yet (the plan
+        // is read before memory management takes over RAM).
+        let bytes = unsafe { core::slice::from_raw_parts(paddr as *const u8, size as usize) };
+        Some(Ok(bytes.to_vec()))
     }
 
     pub fn cmdline(&self) -> &str {
