@@ -144,8 +144,18 @@ mod tests {
             mem.read_slice(&mut b, GuestAddress(addr)).unwrap();
             b
         };
-        let info = HvmStartInfo::new(CMDLINE_ADDR, MEMMAP_ADDR, 2);
+        let mut info = HvmStartInfo::new(CMDLINE_ADDR, MEMMAP_ADDR, 2);
+        // The plan went to the plan area as boot module 0.
+        info.nr_modules = 1;
+        info.modlist_paddr = MODLIST_ADDR;
         assert_eq!(info.magic, HVM_START_MAGIC);
+        let module = HvmModlistEntry {
+            paddr: PLAN_ADDR,
+            size: 2,
+            ..Default::default()
+        };
+        assert_eq!(read(MODLIST_ADDR, 32), module.as_bytes());
+        assert_eq!(read(PLAN_ADDR, 2), b"{}");
         assert_eq!(read(START_INFO_ADDR, 56), info.as_bytes());
         let high = HvmMemmapEntry {
             addr: 0x10_0000,
@@ -154,9 +164,9 @@ mod tests {
             reserved: 0,
         };
         assert_eq!(read(MEMMAP_ADDR + 24, 24), high.as_bytes());
-        let mut c = [0u8; 11];
+        let mut c = [0u8; 15];
         mem.read_slice(&mut c, GuestAddress(CMDLINE_ADDR)).unwrap();
-        assert_eq!(&c, b"kmbench={}\0");
+        assert_eq!(&c, b"kmbench=module\0");
         let code: u64 = mem.read_obj(GuestAddress(GDT_ADDR + 8)).unwrap();
         assert_eq!(code, gdt::CODE64);
         let pml4: u64 = mem.read_obj(GuestAddress(PML4_ADDR)).unwrap();
