@@ -40,15 +40,16 @@ fn spec(dir: &Path, accel: AccelKind, plan: &str) -> LaunchSpec {
     }
 }
 
-fn boot_ok(backend: &mut dyn Backend, spec: &LaunchSpec) {
+fn boot_ok(backend: &mut dyn Backend, spec: &LaunchSpec, cpl: u8) {
     let mut gate_samples = None;
+    let mut hello_cpl = None;
     let report = backend
-        .boot(spec, &mut |ev| {
-            if let Event::Record(Record::Bench(b)) = ev {
-                if b.name == "gate/invlpg" {
-                    gate_samples = Some(b.samples);
-                }
+        .boot(spec, &mut |ev| match ev {
+            Event::Record(Record::Bench(b)) if b.name == "gate/invlpg" => {
+                gate_samples = Some(b.samples)
             }
+            Event::Record(Record::Hello(h)) => hello_cpl = Some(h.cpl),
+            _ => {}
         })
         .expect("boot returns");
     let log = std::fs::read_to_string(&spec.log_path).unwrap_or_default();

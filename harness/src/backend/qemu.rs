@@ -15,7 +15,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use kmbench_protocol::channel::{Line, RecordReader};
-use kmbench_protocol::{ports, GuestExit, CMDLINE_PLAN_KEY, CMDLINE_PLAN_MODULE, PLAN_MAX};
+use kmbench_protocol::{ports, GuestExit, CMDLINE_PLAN_KEY, PLAN_MAX};
 use xshell::{cmd, Shell};
 
 use super::{Backend, BootEnd, BootReport, Event, LaunchSpec};
@@ -88,12 +88,12 @@ impl Qemu {
         let kernel = &spec.kernel;
         // The plan travels as boot module 0 (`-initrd`, see [`write_plan_file`]), so its
         // size is not bounded by QEMU's 4 KiB command line.
-        let (plan, cmdline): (Vec<String>, &str) = match plan_file(spec) {
+        let (plan, cmdline): (Vec<String>, String) = match plan_file(spec) {
             Some(f) => (
                 vec!["-initrd".into(), f.display().to_string()],
-                CMDLINE_PLAN_MODULE,
+                kmbench_protocol::module_cmdline(&spec.cmdline[CMDLINE_PLAN_KEY.len()..]),
             ),
-            None => (vec![], &spec.cmdline),
+            None => (vec![], spec.cmdline.clone()),
         };
         let backing = Self::backing_args(spec);
         let exit_dev = format!("isa-debug-exit,iobase={:#x},iosize=0x04", ports::EXIT);

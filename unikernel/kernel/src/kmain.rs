@@ -32,17 +32,13 @@ fn peek_cpl(start_info: u64) -> u8 {
         if cmdline.is_null() {
             return 0;
         }
-        let pat = b"kmbench={\"cpl\":";
-        for (i, &c) in pat.iter().enumerate() {
-            if *cmdline.add(i) != c {
-                return 0;
+        // Inline plan `kmbench={"cpl":N…`, or plan in module 0: `kmbench=module cpl=N`.
+        for pat in [&b"kmbench={\"cpl\":"[..], &b"kmbench=module cpl="[..]] {
+            if pat.iter().enumerate().all(|(i, &c)| *cmdline.add(i) == c) {
+                return if *cmdline.add(pat.len()) == b'3' { 3 } else { 0 };
             }
         }
-        if *cmdline.add(pat.len()) == b'3' {
-            3
-        } else {
-            0
-        }
+        0
     }
 }
 

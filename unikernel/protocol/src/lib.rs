@@ -32,6 +32,17 @@ pub const CMDLINE_PLAN_KEY: &str = "kmbench=";
 /// The command line when the plan travels as PVH boot module 0 instead (QEMU `-initrd`,
 /// the embedded VMM's plan area): plans of any size up to [`PLAN_MAX`].
 pub const CMDLINE_PLAN_MODULE: &str = "kmbench=module";
+/// The command line that goes with a plan in boot module 0:
+/// `kmbench=module cpl=N`, the CPL repeated so the kernel can pick its ring before it
+/// parses anything (see the kernel's `peek_cpl`).
+pub fn module_cmdline(plan_json: &str) -> String {
+    let cpl = serde_json::from_str::<serde_json::Value>(plan_json)
+        .ok()
+        .and_then(|v| v.get("cpl").and_then(|c| c.as_u64()))
+        .unwrap_or(0);
+    alloc::format!("{CMDLINE_PLAN_MODULE} cpl={cpl}")
+}
+
 /// Largest plan (JSON bytes) the host sends; the boot ABI's plan area holds it.
 pub const PLAN_MAX: usize = 512 * 1024;
 

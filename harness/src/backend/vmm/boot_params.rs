@@ -3,7 +3,7 @@
 //! GDT, the identity-mapping page tables (low 4 GiB by 2 MiB pages), the PVH memory map,
 //! the command line and the `hvm_start_info` pointing at them.
 use kmbench_bootabi::{gdt, AsBytes, HvmModlistEntry, HvmStartInfo};
-use kmbench_protocol::{CMDLINE_PLAN_KEY, CMDLINE_PLAN_MODULE};
+use kmbench_protocol::CMDLINE_PLAN_KEY;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::error::{Result, VmmError};
@@ -50,6 +50,7 @@ pub fn identity_pd_entries() -> impl Iterator<Item = u64> {
 /// so a plan of any size up to the plan area reaches the guest.
 pub fn write(mem: &GuestMemoryMmap, mem_bytes: u64, cmdline: &str) -> Result<()> {
     let mut modules = 0;
+    let module_line;
     let cmdline = match cmdline.strip_prefix(CMDLINE_PLAN_KEY) {
         Some(plan) => {
             if plan.len() > PLAN_MAX {
@@ -68,7 +69,8 @@ pub fn write(mem: &GuestMemoryMmap, mem_bytes: u64, cmdline: &str) -> Result<()>
             mem.write_slice(entry.as_bytes(), GuestAddress(MODLIST_ADDR))
                 .map_err(VmmError::write("module list"))?;
             modules = 1;
-            CMDLINE_PLAN_MODULE
+            module_line = kmbench_protocol::module_cmdline(plan);
+            module_line.as_str()
         }
         None => cmdline,
     };
@@ -164,9 +166,9 @@ mod tests {
             reserved: 0,
         };
         assert_eq!(read(MEMMAP_ADDR + 24, 24), high.as_bytes());
-        let mut c = [0u8; 15];
+        let mut c = [0u8; 21];
         mem.read_slice(&mut c, GuestAddress(CMDLINE_ADDR)).unwrap();
-        assert_eq!(&c, b"kmbench=module\0");
+        assert_eq!(&c, b"kmbench=module cpl=0\0");
         let code: u64 = mem.read_obj(GuestAddress(GDT_ADDR + 8)).unwrap();
         assert_eq!(code, gdt::CODE64);
         let pml4: u64 = mem.read_obj(GuestAddress(PML4_ADDR)).unwrap();
