@@ -37,6 +37,7 @@ fn spec(dir: &Path, accel: AccelKind, plan: &str) -> LaunchSpec {
         timeout: Duration::from_secs(120),
         verbose: false,
         interrupt: &NO_INTERRUPT,
+        control: None,
     }
 }
 
@@ -71,6 +72,12 @@ fn boot_ok(backend: &mut dyn Backend, spec: &LaunchSpec, cpl: u8) {
         "{}: the plan was read\n{log}",
         backend.name()
     );
+    assert_eq!(
+        hello_cpl,
+        Some(cpl),
+        "{}: the CPL was honoured\n{log}",
+        backend.name()
+    );
 }
 
 #[test]
@@ -80,7 +87,11 @@ fn a_64k_plan_boots_on_the_embedded_vmm() {
     }
     let dir = tempfile::tempdir().unwrap();
     let plan = plan_of_size(3, 64 * 1024);
-    boot_ok(&mut KvmVmm::new(), &spec(dir.path(), AccelKind::Kvm, &plan));
+    boot_ok(
+        &mut KvmVmm::new(),
+        &spec(dir.path(), AccelKind::Kvm, &plan),
+        3,
+    );
     // Too large for the plan area: refused before the guest runs, with both sizes.
     let big = plan_of_size(3, PLAN_MAX + 1);
     let r = KvmVmm::new()
@@ -104,7 +115,7 @@ fn a_64k_plan_boots_under_qemu() {
     let dir = tempfile::tempdir().unwrap();
     let plan = plan_of_size(0, 64 * 1024);
     let mut q = Qemu::new(bin.clone()).unwrap();
-    boot_ok(&mut q, &spec(dir.path(), AccelKind::Tcg, &plan));
+    boot_ok(&mut q, &spec(dir.path(), AccelKind::Tcg, &plan), 0);
     let big = plan_of_size(0, PLAN_MAX + 1);
     let e = Qemu::new(bin)
         .unwrap()
