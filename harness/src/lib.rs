@@ -1,4 +1,5 @@
 //! kmbench host harness: config → run plan → VM backend → records → results → compare/report.
+pub mod ab;
 pub mod analysis;
 pub mod backend;
 pub mod build;

@@ -22,6 +22,9 @@ enum Command {
     Run(kmbench::run::Args),
     /// Compare two runs: change in medians, significance, exit 1 on regression.
     Compare(kmbench::compare::Args),
+    /// A/B in one job: boot two sides (kernel, config, backend) interleaved, verdict from
+    /// paired boots, exit 1 on regression. The recommended CI workflow (docs/ci.md).
+    Ab(kmbench::ab::Args),
     /// Export a run for benchmark trackers (Bencher BMF, github-action-benchmark).
     Export(kmbench::export::Args),
     /// Re-print a run's tables and write its SVG plots; `kmbench report --list` lists runs.
@@ -57,6 +60,7 @@ fn main() -> ExitCode {
     // default results/ in the workspace root, where `run` writes).
     let result = match cli.command {
         Command::Run(a) => kmbench::run::main(a),
+        Command::Ab(a) => kmbench::ab::main(a),
         Command::Compare(a) => {
             let results = a.runs.dir();
             refresh(&a.base, &results);

@@ -142,6 +142,9 @@ pub struct Comparison {
     pub only_in_base: Vec<String>,
     pub only_in_new: Vec<String>,
     pub summary: Summary,
+    /// `kmbench ab`: how the job ran (order, pairs booted / used / left out, sides, wall time).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ab: Option<serde_json::Value>,
 }
 
 impl Comparison {
@@ -280,6 +283,7 @@ pub fn compare_runs(
         only_in_base,
         only_in_new,
         summary,
+        ab: None,
     }
 }
 

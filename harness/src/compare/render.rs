@@ -266,7 +266,8 @@ pub fn render_markdown(cmp: &Comparison) -> String {
     for d in &cmp.env_differences {
         let _ = writeln!(
             out,
-            "> ⚠️ environments differ (`--force`): `{}`: `{}` (base) vs `{}` (new)\n",
+            "> ⚠️ environments differ{}: `{}`: `{}` (base) vs `{}` (new)\n",
+            if cmp.forced { " (`--force`)" } else { "" },
             d.field,
             md_escape(&d.base),
             md_escape(&d.new)

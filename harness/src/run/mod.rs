@@ -69,19 +69,9 @@ pub fn main(args: Args) -> std::result::Result<ExitCode, Box<dyn std::error::Err
     Ok(ExitCode::from(outcome.status))
 }
 
-/// Run a config end to end. Harness errors (nothing could run) are `Err`; guest failures,
-/// timeouts and interrupts are an `Ok` outcome with a non-zero status and results written.
-pub fn execute(args: &Args) -> Result<RunOutcome> {
-    // 1. Plan: fails before the run folder exists.
-    let mut plan = plan::plan(args)?;
-    if args.stable {
-        for r in &mut plan.runs {
-            r.cfg.noise.stable = true;
-        }
-    }
-    let started = SystemTime::now();
-    let folder = RunFolder::create(args.out.as_deref(), &plan.root, started, &plan.config_path)?;
-    let mut base = RunResults {
+/// The results of a run that has not booted yet (`complete: false`, no exit).
+pub fn start_results(plan: &plan::Plan, folder: &RunFolder, started: SystemTime) -> RunResults {
+    RunResults {
         schema: RESULTS_SCHEMA.into(),
         complete: false,
         run_id: folder.id.clone(),
@@ -95,7 +85,34 @@ pub fn execute(args: &Args) -> Result<RunOutcome> {
         rejected_records: vec![],
         noise: None,
         analysis: None,
-    };
+    }
+}
+
+/// Open `records.jsonl` and write the journal's header: with it, records.jsonl alone
+/// rebuilds results.json.
+pub fn open_journal(
+    plan: &plan::Plan,
+    folder: &RunFolder,
+    base: &RunResults,
+) -> Result<output::RecordsLog> {
+    let mut records = folder.open_records()?;
+    records.append_line(&rebuild::Header::new(base, plan.boots, &plan.runs).to_line());
+    Ok(records)
+}
+
+/// Run a config end to end. Harness errors (nothing could run) are `Err`; guest failures,
+/// timeouts and interrupts are an `Ok` outcome with a non-zero status and results written.
+pub fn execute(args: &Args) -> Result<RunOutcome> {
+    // 1. Plan: fails before the run folder exists.
+    let mut plan = plan::plan(args)?;
+    if args.stable {
+        for r in &mut plan.runs {
+            r.cfg.noise.stable = true;
+        }
+    }
+    let started = SystemTime::now();
+    let folder = RunFolder::create(args.out.as_deref(), &plan.root, started, &plan.config_path)?;
+    let mut base = start_results(&plan, &folder, started);
 
     if !folder.removed_stale.is_empty() {
         note(
@@ -109,9 +126,7 @@ pub fn execute(args: &Args) -> Result<RunOutcome> {
         );
     }
     let _signals = SignalGuard::install();
-    let mut records = folder.open_records()?;
-    // The journal's header: with it, records.jsonl alone rebuilds results.json.
-    records.append_line(&rebuild::Header::new(&base, plan.boots, &plan.runs).to_line());
+    let mut records = open_journal(&plan, &folder, &base)?;
     note(
         plan.quiet,
         format!(
