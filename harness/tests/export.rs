@@ -57,7 +57,11 @@ fn sample_run() -> RunResults {
             tsc_hz: 2_000_000_000,
             ..Env::default()
         },
-        exit: None,
+        exit: Some(kmbench::results::ExitInfo {
+            status: "success".into(),
+            code: Some(1),
+            message: "success".into(),
+        }),
         benchmarks: vec![
             bench("kmalloc/pair/64", 200.0, &[198.0, 200.0, 206.0]),
             bench("vmalloc/map/8192", 8000.0, &[8000.0]),
@@ -129,19 +133,25 @@ fn bmf_shape() {
                     "{name}/{measure}: unexpected key {k}"
                 );
             }
-            let (lo, val, hi) = (
-                m["lower_value"].as_f64().unwrap(),
-                m["value"].as_f64().unwrap(),
-                m["upper_value"].as_f64().unwrap(),
-            );
-            assert!(lo <= val && val <= hi, "{name}: {lo} {val} {hi}");
+            let val = m["value"].as_f64().unwrap();
+            if let (Some(lo), Some(hi)) = (m.get("lower_value"), m.get("upper_value")) {
+                let (lo, hi) = (lo.as_f64().unwrap(), hi.as_f64().unwrap());
+                assert!(lo <= val && val <= hi, "{name}: {lo} {val} {hi}");
+            } else {
+                assert!(m.get("lower_value").is_none() && m.get("upper_value").is_none());
+            }
         }
     }
-    // Latency in ns: median, min, p99 of the ns summary.
+    // Latency in ns: the median across boots, bounded by its CI across boots (3 boots:
+    // 198, 200, 206 cycles = 99, 100, 103 ns; [min, max] is the best there is).
     let k = &v["kmalloc/pair/64"]["latency"];
     assert_eq!(k["value"].as_f64(), Some(100.0));
-    assert_eq!(k["lower_value"].as_f64(), Some(50.0));
-    assert_eq!(k["upper_value"].as_f64(), Some(400.0));
+    assert_eq!(k["lower_value"].as_f64(), Some(99.0));
+    assert_eq!(k["upper_value"].as_f64(), Some(103.0));
+    // A single boot has no bounds.
+    assert!(v["vmalloc/map/8192"]["latency"]
+        .get("lower_value")
+        .is_none());
     // cycles without ns summary: converted with tsc_hz (40 cycles at 2 GHz = 20 ns).
     assert_eq!(v["timer/rdtsc"]["latency"]["value"].as_f64(), Some(20.0));
     // A unit that is not time keeps its own measure.
@@ -193,9 +203,12 @@ fn github_action_benchmark_shape() {
     let k = arr.iter().find(|e| e["name"] == "kmalloc/pair/64").unwrap();
     assert_eq!(k["unit"], "ns");
     assert_eq!(k["value"].as_f64(), Some(100.0));
-    // Boots 198, 200, 206 cycles → 99, 100, 103 ns: ± 2.
-    assert_eq!(k["range"], "± 2.00");
-    assert!(k["extra"].as_str().unwrap().contains("3 boots"));
+    // The same bounds as BMF's: [99, 103] around 100 → ± 3 (the larger side).
+    assert_eq!(k["range"], "± 3.00");
+    assert!(k["extra"]
+        .as_str()
+        .unwrap()
+        .contains("3 boots, range = 75.0% CI of the median"));
     let single = arr
         .iter()
         .find(|e| e["name"] == "vmalloc/map/8192")
@@ -221,4 +234,62 @@ fn export_rejects_bad_input() {
             .code(),
         Some(2)
     );
+}
+
+#[test]
+fn broken_runs_are_not_published_unless_allowed() {
+    let t = tempfile::tempdir().unwrap();
+    let mut r = sample_run();
+    r.complete = false;
+    r.exit = Some(kmbench::results::ExitInfo {
+        status: "timeout".into(),
+        code: None,
+        message: "guest timed out after 60s".into(),
+    });
+    let d = t.path().join("broken");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("results.json"), serde_json::to_string(&r).unwrap()).unwrap();
+    let out = export(&["--format", "bmf", d.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refusing to publish a broken run") && err.contains("timed out"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+    let out = export(&["--format", "bmf", "--allow-incomplete", d.to_str().unwrap()]);
+    assert!(out.status.success());
+}
+
+#[test]
+fn cycles_beside_latency() {
+    let t = tempfile::tempdir().unwrap();
+    let run = write_run(t.path());
+    let v = json_stdout(&export(&[
+        "--format",
+        "bmf",
+        "--cycles",
+        run.to_str().unwrap(),
+    ]));
+    let c = &v["kmalloc/pair/64"]["cycles"];
+    assert_eq!(c["value"].as_f64(), Some(200.0));
+    assert_eq!(
+        (c["lower_value"].as_f64(), c["upper_value"].as_f64()),
+        (Some(198.0), Some(206.0))
+    );
+    assert!(v["kmalloc/pair/64"].get("latency").is_some());
+    let v = json_stdout(&export(&[
+        "--format",
+        "github-action-benchmark",
+        "--cycles",
+        run.to_str().unwrap(),
+    ]));
+    let e = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "kmalloc/pair/64 (cycles)")
+        .unwrap();
+    assert_eq!(e["unit"], "cycles");
+    assert_eq!(e["range"], "± 6.00");
 }

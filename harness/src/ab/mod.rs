@@ -265,7 +265,7 @@ pub fn execute(args: &Args, out: &mut impl Write) -> Result<u8> {
     );
 
     let _signals = run::signals::SignalGuard::install();
-    let progress = indicatif::ProgressBar::hidden();
+    let mut progress = run::progress::Progress::new(u64::from(max_pairs) * 2, true, false);
     let mut agreeing: Vec<(usize, usize)> = Vec::new();
     let mut disagreeing = 0usize;
     let mut pair = 0u32;
@@ -285,7 +285,7 @@ pub fn execute(args: &Args, out: &mut impl Write) -> Result<u8> {
                 &s.folder,
                 &mut s.records,
                 &mut s.base,
-                &progress,
+                &mut progress,
             )?;
             if interrupted || !s.active() {
                 break 'job;
@@ -310,6 +310,13 @@ pub fn execute(args: &Args, out: &mut impl Write) -> Result<u8> {
         pair += 1;
         if pair >= pairs && (!stable || agreeing.len() >= pairs as usize) {
             break;
+        }
+    }
+    // A side still healthy when the other broke (or after extra stable pairs) is complete
+    // with the boots it did: its results are not what broke.
+    for s in [&mut a, &mut b] {
+        if s.active() {
+            s.plan.boots = s.plan.runs[0].boots.len() as u32;
         }
     }
     let (ra, rb) = (a.results(), b.results());

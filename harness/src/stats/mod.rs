@@ -52,6 +52,30 @@ pub struct ShiftTest {
     pub n: usize,
 }
 
+/// Distribution-free confidence interval of the median of `xs` from order statistics:
+/// `[x_(k), x_(n+1-k)]` with the largest `k` whose coverage `1 - 2 P(Binom(n, 1/2) < k)`
+/// is at least `1 - alpha`; when even `[min, max]` falls short (n ≤ 5 at 95%), `[min, max]`.
+/// Returns `(lower, upper, coverage)`; `None` for fewer than 2 values.
+pub fn median_ci(xs: &[f64], alpha: f64) -> Option<(f64, f64, f64)> {
+    let s = sorted(xs);
+    let n = s.len();
+    if n < 2 {
+        return None;
+    }
+    // cdf[j] = P(B <= j), B ~ Binom(n, 1/2).
+    let mut pmf = vec![0.0f64; n + 1];
+    pmf[0] = 0.5f64.powi(n as i32);
+    for j in 1..=n {
+        pmf[j] = pmf[j - 1] * (n - j + 1) as f64 / j as f64;
+    }
+    let coverage = |k: usize| 1.0 - 2.0 * pmf[..k].iter().sum::<f64>(); // k is 1-based
+    let mut k = 1;
+    while k < n.div_ceil(2) && coverage(k + 1) >= 1.0 - alpha {
+        k += 1;
+    }
+    Some((s[k - 1], s[n - k], coverage(k)))
+}
+
 /// Bonferroni per-test level for `m` tests at family-wise level `alpha`.
 pub fn bonferroni_level(alpha: f64, m: usize) -> f64 {
     alpha / m.max(1) as f64
@@ -364,6 +388,20 @@ mod tests {
         for u in 0..=20 {
             assert_eq!(d[u], d[20 - u]);
         }
+    }
+
+    #[test]
+    fn median_ci_from_order_statistics() {
+        assert_eq!(median_ci(&[1.0], 0.05), None);
+        // n = 5: [min, max] covers 1 - 2/32 = 93.75% (< 95%, the best there is).
+        let (lo, hi, c) = median_ci(&[5.0, 1.0, 3.0, 2.0, 4.0], 0.05).unwrap();
+        assert_eq!((lo, hi), (1.0, 5.0));
+        assert!((c - 0.9375).abs() < 1e-12);
+        // n = 10: [x_(2), x_(9)] covers 1 - 2 * 11/1024 = 97.85%; [x_(3), x_(8)] 89%.
+        let xs: Vec<f64> = (1..=10).map(f64::from).collect();
+        let (lo, hi, c) = median_ci(&xs, 0.05).unwrap();
+        assert_eq!((lo, hi), (2.0, 9.0));
+        assert!((c - (1.0 - 22.0 / 1024.0)).abs() < 1e-12);
     }
 
     #[test]
