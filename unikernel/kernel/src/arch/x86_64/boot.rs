@@ -10,6 +10,9 @@
 //! the vCPU in long mode themselves: `%rdi` = physical address of `hvm_start_info`, paging
 //! on with the kernel image identity-mapped, interrupts off. It sets EFER.NXE and CR0.WP,
 //! loads the kernel's own boot page tables and stack, then calls into Rust.
+//!
+//! The boot GDT's descriptors and selectors are the boot ABI's (`kmbench_bootabi::gdt`),
+//! the same ones the embedded VMM enters `kmb_start64` with.
 
 use core::arch::global_asm;
 
@@ -52,8 +55,8 @@ boot_pd:
     .p2align 3
 boot_gdt:
     .quad 0
-    .quad 0x00af9a000000ffff   /* 0x08: 64-bit code */
-    .quad 0x00cf92000000ffff   /* 0x10: data */
+    .quad {code64}             /* 0x08: 64-bit code (boot ABI gdt::CODE64) */
+    .quad {data}               /* 0x10: data (boot ABI gdt::DATA) */
 boot_gdt_end:
 boot_gdtr:
     .word boot_gdt_end - boot_gdt - 1
@@ -87,11 +90,11 @@ pvh_start32:
     movl %cr0, %eax
     orl $0x80010001, %eax           /* PG | WP | PE */
     movl %eax, %cr0
-    ljmp $0x08, $pvh_long_mode
+    ljmp ${code_sel}, $pvh_long_mode
 
     .code64
 pvh_long_mode:
-    movw $0x10, %ax
+    movw ${data_sel}, %ax
     movw %ax, %ds
     movw %ax, %es
     movw %ax, %ss
@@ -120,6 +123,10 @@ kmb_start64:
     jmp 2b
     .text
 "#,
+    code64 = const kmbench_bootabi::gdt::CODE64,
+    data = const kmbench_bootabi::gdt::DATA,
+    code_sel = const kmbench_bootabi::gdt::CODE64_SELECTOR,
+    data_sel = const kmbench_bootabi::gdt::DATA_SELECTOR,
     options(att_syntax)
 );
 
