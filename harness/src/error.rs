@@ -84,7 +84,7 @@ pub enum HarnessError {
     },
 
     #[error(transparent)]
-    Session(#[from] crate::session::SessionError),
+    Session(#[from] SessionError),
 
     #[error("cannot create a shell: {0}")]
     Shell(#[source] xshell::Error),
@@ -121,3 +121,21 @@ impl<T> IoContext<T> for std::io::Result<T> {
 }
 
 pub type Result<T, E = HarnessError> = std::result::Result<T, E>;
+
+/// Why a session or one of its requests failed. Guest failures carry the backend's
+/// stderr and the guest log's last lines as context.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("guest session is over: {why}")]
+    Over { why: String },
+    #[error("guest refused {op} (arg {arg}, iters {iters}): {reason}")]
+    Refused {
+        op: String,
+        arg: u64,
+        iters: u64,
+        reason: String,
+    },
+    /// The guest faulted, ended, stopped answering or would not exit.
+    #[error("{what}{context}")]
+    Guest { what: String, context: String },
+}

@@ -27,6 +27,7 @@ use crate::backend::{
 };
 use crate::build;
 use crate::config::{Accel, CplSetting, HostBacking, Machine};
+pub use crate::error::SessionError;
 use crate::error::{HarnessError, Result};
 use crate::host::{self, Hypervisor};
 
@@ -183,24 +184,6 @@ pub struct GuestSession {
 }
 
 static SESSION_SEQ: AtomicU64 = AtomicU64::new(0);
-
-/// Why a session or one of its requests failed. Guest failures carry the backend's
-/// stderr and the guest log's last lines as context.
-#[derive(Debug, thiserror::Error)]
-pub enum SessionError {
-    #[error("guest session is over: {why}")]
-    Over { why: String },
-    #[error("guest refused {op} (arg {arg}, iters {iters}): {reason}")]
-    Refused {
-        op: String,
-        arg: u64,
-        iters: u64,
-        reason: String,
-    },
-    /// The guest faulted, ended, stopped answering or would not exit.
-    #[error("{what}{context}")]
-    Guest { what: String, context: String },
-}
 
 /// How a boot ended, in a few words.
 fn describe_end(end: &BootEnd) -> String {
