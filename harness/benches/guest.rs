@@ -70,9 +70,11 @@ fn benches(c: &mut Criterion, g: &mut Guest) {
     }
     group.finish();
 
+    // `vmalloc/pair/<size>/<flush mode>`, as `kmbench run` names the same pair.
+    let mode = g.opts.flush_mode.label();
     let mut group = c.benchmark_group("vmalloc/pair");
     for size in [4096u64, 65536] {
-        group.bench_function(BenchmarkId::from_parameter(size), |b| {
+        group.bench_function(BenchmarkId::new(size.to_string(), mode), |b| {
             b.iter_custom(|iters| g.measure("vmalloc_pair", size, iters))
         });
     }
