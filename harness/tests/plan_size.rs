@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use kmbench::backend::qemu::Qemu;
 use kmbench::backend::vmm::KvmVmm;
-use kmbench::backend::{AccelKind, Backend, BootEnd, Event, LaunchSpec};
+use kmbench::backend::{run_to_end, AccelKind, Backend, BootEnd, Event, LaunchSpec};
 use kmbench::config::{HostBacking, Machine};
 use kmbench_protocol::{GateSuite, GuestExit, GuestPlan, Record, CMDLINE_PLAN_KEY, PLAN_MAX};
 
@@ -41,19 +41,19 @@ fn spec(dir: &Path, accel: AccelKind, plan: &str) -> LaunchSpec {
     }
 }
 
-fn boot_ok(backend: &mut dyn Backend, spec: &LaunchSpec, cpl: u8) {
+fn boot_ok(backend: Box<dyn Backend + Send>, spec: LaunchSpec, cpl: u8) {
     let mut gate_samples = None;
     let mut hello_cpl = None;
-    let report = backend
-        .boot(spec, &mut |ev| match ev {
-            Event::Record(Record::Bench(b)) if b.name == "gate/invlpg" => {
-                gate_samples = Some(b.samples)
-            }
-            Event::Record(Record::Hello(h)) => hello_cpl = Some(h.cpl),
-            _ => {}
-        })
-        .expect("boot returns");
-    let log = std::fs::read_to_string(&spec.log_path).unwrap_or_default();
+    let log_path = spec.log_path.clone();
+    let (report, backend) = run_to_end(backend, spec, |ev| match ev {
+        Event::Record(Record::Bench(b)) if b.name == "gate/invlpg" => {
+            gate_samples = Some(b.samples)
+        }
+        Event::Record(Record::Hello(h)) => hello_cpl = Some(h.cpl),
+        _ => {}
+    })
+    .expect("boot returns");
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
     assert!(
         matches!(
             report.end,
@@ -88,15 +88,18 @@ fn a_64k_plan_boots_on_the_embedded_vmm() {
     let dir = tempfile::tempdir().unwrap();
     let plan = plan_of_size(3, 64 * 1024);
     boot_ok(
-        &mut KvmVmm::new(),
-        &spec(dir.path(), AccelKind::Kvm, &plan),
+        Box::new(KvmVmm::new()),
+        spec(dir.path(), AccelKind::Kvm, &plan),
         3,
     );
     // Too large for the plan area: refused before the guest runs, with both sizes.
     let big = plan_of_size(3, PLAN_MAX + 1);
-    let r = KvmVmm::new()
-        .boot(&spec(dir.path(), AccelKind::Kvm, &big), &mut |_| {})
-        .expect("boot returns");
+    let (r, _) = run_to_end(
+        Box::new(KvmVmm::new()),
+        spec(dir.path(), AccelKind::Kvm, &big),
+        |_| {},
+    )
+    .expect("boot returns");
     match r.end {
         BootEnd::LaunchFailed { message } => assert!(
             message.contains(&format!("{}", PLAN_MAX + 1))
@@ -114,14 +117,17 @@ fn a_64k_plan_boots_under_qemu() {
     };
     let dir = tempfile::tempdir().unwrap();
     let plan = plan_of_size(0, 64 * 1024);
-    let mut q = Qemu::new(bin.clone()).unwrap();
-    boot_ok(&mut q, &spec(dir.path(), AccelKind::Tcg, &plan), 0);
+    let q = Qemu::new(bin.clone()).unwrap();
+    boot_ok(Box::new(q), spec(dir.path(), AccelKind::Tcg, &plan), 0);
     let big = plan_of_size(0, PLAN_MAX + 1);
-    let e = Qemu::new(bin)
-        .unwrap()
-        .boot(&spec(dir.path(), AccelKind::Tcg, &big), &mut |_| {})
-        .unwrap_err()
-        .to_string();
+    let e = run_to_end(
+        Box::new(Qemu::new(bin).unwrap()),
+        spec(dir.path(), AccelKind::Tcg, &big),
+        |_| {},
+    )
+    .map(|_| ())
+    .unwrap_err()
+    .to_string();
     assert!(
         e.contains(&format!("{}", PLAN_MAX + 1)) && e.contains(&PLAN_MAX.to_string()),
         "{e}"

@@ -6,7 +6,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use kmbench::backend::vmm::{self as kvm, KvmVmm};
-use kmbench::backend::{AccelKind, Backend, BootEnd, BootReport, Event, LaunchSpec};
+use kmbench::backend::{run_to_end, AccelKind, BootEnd, BootReport, Event, LaunchSpec};
 use kmbench::config::{HostBacking, Machine};
 use kmbench_protocol::{
     FaultInjection, FaultRecord, GateSuite, GuestExit, GuestPlan, Hello, Record, CMDLINE_PLAN_KEY,
@@ -121,20 +121,20 @@ fn boot_small(fault: Option<FaultInjection>, timeout_s: u64) -> Booted {
 fn boot(plan: &GuestPlan, timeout: Duration, backing: HostBacking) -> Booted {
     let dir = tempfile::tempdir().unwrap();
     let s = spec(plan, dir.path(), timeout, backing);
-    let mut vmm = KvmVmm::new();
+    let log_path = s.log_path.clone();
     let mut records = Vec::new();
     let mut bad = Vec::new();
     let mut launched = false;
     let t = Instant::now();
-    let report = vmm
-        .boot(&s, &mut |ev| match ev {
-            Event::Launched => launched = true,
-            Event::Record(r) => records.push(r),
-            Event::BadRecord { line, error } => bad.push(format!("{error}: {line}")),
-        })
-        .expect("boot returns");
+    // The one launch path (`RunningGuest`), as `kmbench run` and sessions use it.
+    let (report, vmm) = run_to_end(Box::new(KvmVmm::new()), s, |ev| match ev {
+        Event::Launched => launched = true,
+        Event::Record(r) => records.push(r),
+        Event::BadRecord { line, error } => bad.push(format!("{error}: {line}")),
+    })
+    .expect("boot returns");
     let wall = t.elapsed();
-    let log = std::fs::read_to_string(&s.log_path).unwrap_or_default();
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
     Booted {
         report,
         records,
@@ -272,7 +272,7 @@ fn interrupt_flag_stops_a_hung_guest() {
         STOP.store(true, std::sync::atomic::Ordering::SeqCst);
     });
     let t = Instant::now();
-    let report = KvmVmm::new().boot(&s, &mut |_| {}).unwrap();
+    let (report, _) = run_to_end(Box::new(KvmVmm::new()), s, |_| {}).unwrap();
     setter.join().unwrap();
     assert_eq!(report.end, BootEnd::Interrupted);
     assert!(t.elapsed() < Duration::from_secs(30));

@@ -8,9 +8,14 @@
 //! * [`RunningGuest::kill`] (stops the guest: the boot ends `Interrupted`) and
 //!   [`RunningGuest::wait`] (the report and the backend back, for its `extra()` facts).
 //!
-//! `kmbench run` drives [`Backend::boot`] directly on its own thread with the run's
-//! Ctrl-C flag; long-lived users (criterion sessions) go through this.
+//! Every boot goes through here: `kmbench run` and `kmbench ab` (via [`run_to_end`], with
+//! the run's Ctrl-C flag), criterion sessions (the guest and its control channel held
+//! open), and the integration tests. [`Backend::boot`] is what a backend implements; only
+//! this module calls it.
 use std::sync::atomic::{AtomicBool, Ordering};
+
+/// How often [`run_to_end`] looks at the caller's interrupt flag while no event arrives.
+const INTERRUPT_POLL: Duration = Duration::from_millis(20);
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -135,4 +140,31 @@ impl Drop for RunningGuest {
             let _ = t.join();
         }
     }
+}
+
+/// Boot `spec` on `backend` to its end through [`RunningGuest::launch`], calling `on_event`
+/// on this thread for every event as it arrives; the report and the backend (for its
+/// `extra()` and `setup_ms()`) come back. `spec.interrupt` keeps its meaning: once the
+/// caller's flag is set the guest is killed and the boot ends `Interrupted`.
+pub fn run_to_end(
+    backend: Box<dyn Backend + Send>,
+    spec: LaunchSpec,
+    mut on_event: impl FnMut(Event),
+) -> Result<(BootReport, Box<dyn Backend + Send>)> {
+    let outside = spec.interrupt;
+    let mut guest = RunningGuest::launch(backend, spec);
+    let report = loop {
+        if outside.load(Ordering::SeqCst) {
+            guest.kill();
+        }
+        match guest.next_event(INTERRUPT_POLL) {
+            Some(GuestEvent::Event(ev)) => on_event(ev),
+            Some(GuestEvent::Ended(r)) => break r,
+            None => {}
+        }
+    };
+    let backend = guest
+        .wait()
+        .ok_or_else(|| HarnessError::Launch("the backend thread panicked".into()))?;
+    Ok((report?, backend))
 }

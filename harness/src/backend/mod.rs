@@ -17,7 +17,7 @@ pub mod launch;
 pub mod qemu;
 
 pub use control::ControlChannel;
-pub use launch::{GuestEvent, RunningGuest};
+pub use launch::{run_to_end, GuestEvent, RunningGuest};
 pub mod select;
 pub mod vmm;
 
@@ -117,6 +117,8 @@ pub trait Backend {
     /// The command line (or a description) that [`Backend::boot`] will run, for the record.
     fn describe(&self, spec: &LaunchSpec) -> Vec<String>;
     /// Boot once; call `on_event` for each event as it happens; return how it ended.
+    /// Implemented by backends, called only by [`launch`] (the one launch path): callers
+    /// use [`RunningGuest::launch`] or [`run_to_end`].
     fn boot(&mut self, spec: &LaunchSpec, on_event: &mut dyn FnMut(Event)) -> Result<BootReport>;
     /// Backend-specific facts about the last boot for `env.extra` (VMM exit counts, RSS, …).
     fn extra(&self) -> std::collections::BTreeMap<String, serde_json::Value> {

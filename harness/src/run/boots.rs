@@ -19,8 +19,8 @@ use super::signals::INTERRUPTED;
 use super::status;
 use super::variants::{self, VariantRun};
 use super::verdict;
-use crate::backend::{BootEnd, Event, LaunchSpec};
-use crate::error::Result;
+use crate::backend::{run_to_end, BootEnd, Event, LaunchSpec};
+use crate::error::{HarnessError, Result};
 use crate::results::RunResults;
 
 /// How often `results.json` is refreshed while a boot streams records.
@@ -166,7 +166,10 @@ fn boot_one(
         interrupt: &INTERRUPTED,
         control: None,
     };
-    let backend = &mut plan.backend;
+    let backend = plan
+        .backend
+        .take()
+        .ok_or_else(|| HarnessError::Launch("the backend was lost by an earlier boot".into()))?;
     if run.boots.is_empty() {
         run.command_line = backend.describe(&spec);
     }
@@ -184,7 +187,7 @@ fn boot_one(
     let shared = Mutex::new((0u64, BootData::default()));
     let boot_done = AtomicBool::new(false);
     let mut launched = Instant::now();
-    let report = std::thread::scope(|scope| {
+    let booted = std::thread::scope(|scope| {
         let snapshotter = (!named).then(|| {
             let (shared, boot_done, earlier_boots, base) =
                 (&shared, &boot_done, &earlier_boots, &*base);
@@ -215,7 +218,8 @@ fn boot_one(
         });
         let launched = &mut launched;
         let records = &mut *records;
-        let r = backend.boot(&spec, &mut |ev| {
+        // The one launch path (`RunningGuest`); events are handled here, on this thread.
+        let r = run_to_end(backend, spec, |ev| {
             let mut g = shared.lock().unwrap_or_else(|e| e.into_inner());
             g.0 += 1;
             let data = &mut g.1;
@@ -253,7 +257,8 @@ fn boot_one(
             h.thread().unpark();
         }
         r
-    })?;
+    });
+    let (report, backend) = booted?;
     progress.end_boot();
     let mut data = shared.into_inner().unwrap_or_else(|e| e.into_inner()).1;
     data.setup_ms = backend.setup_ms();
@@ -265,6 +270,7 @@ fn boot_one(
     }
     let v = verdict::of_boot(&report.end, &data, timeout_s);
     let extra: BTreeMap<String, serde_json::Value> = backend.extra().into_iter().collect();
+    plan.backend = Some(backend);
     for (k, v) in &extra {
         base.env.extra.insert(k.clone(), v.clone());
     }

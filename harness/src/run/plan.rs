@@ -24,7 +24,8 @@ pub struct Plan {
     pub cfg: Config,
     /// Host facts and the backend choice ([`Selection::resolve`]).
     pub host: Selection,
-    pub backend: Box<dyn Backend>,
+    /// Taken by each boot ([`crate::backend::run_to_end`]) and put back when it ends.
+    pub backend: Option<Box<dyn Backend + Send>>,
     /// QEMU's `-cpu` (or the VMM's CPUID description).
     pub cpu_model: String,
     pub kernel: PathBuf,
@@ -189,7 +190,7 @@ pub fn plan(args: &Args) -> Result<Plan> {
         return Err(HarnessError::AllVariantsSkipped);
     }
 
-    let backend: Box<dyn Backend> = sel.backend()?;
+    let backend = sel.backend()?;
     let config_file = config_path
         .canonicalize()
         .ok()
@@ -239,7 +240,7 @@ pub fn plan(args: &Args) -> Result<Plan> {
         config_path,
         cfg,
         host: sel,
-        backend,
+        backend: Some(backend),
         cpu_model,
         kernel,
         timeout_s,
