@@ -43,7 +43,8 @@ h1 { font-size: 1.6em; margin: .2em 0; } h2 { margin-top: 1.8em; border-bottom: 
 .ok { background: #dff3df; color: #185c18; } .bad { background: #fbe0e0; color: #8a1414; }
 .warn { background: #fff1d0; color: #6b4a00; }
 .answers { display: grid; grid-template-columns: repeat(auto-fit, minmax(420px, 1fr)); gap: 1em; }
-.card { background: #fff; border: 1px solid #ddd; border-radius: 8px; padding: .6em 1.2em 1em; }
+.card { background: #fff; border: 1px solid #ddd; border-radius: 8px; padding: .6em 1.2em 1em;
+  overflow-x: auto; }
 .card h3 { margin: .3em 0 .5em; }
 table { border-collapse: collapse; background: #fff; }
 td, th { padding: .2em .7em; border-bottom: 1px solid #eee; text-align: left; }
