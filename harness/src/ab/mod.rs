@@ -57,7 +57,7 @@ pub struct Args {
     /// Backend of both sides (unless --new-backend) [default: auto].
     #[arg(long, value_enum)]
     pub backend: Option<BackendChoice>,
-    /// Pairs of boots (N boots per side) [default: the config's [run] boots, at least 16].
+    /// Pairs of boots (N boots per side) [default: the config's [run] boots, at least 20].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub boots: Option<u32>,
     /// Output folder [default: results/ab-<time>].
@@ -92,10 +92,11 @@ pub struct Args {
     pub quiet: bool,
 }
 
-/// Default pairs when neither --boots nor the config ask for more: 16, the fewest for
-/// which the signed-rank test reaches Bonferroni's level over ~40 benchmarks with room
-/// for a few pairs against the trend.
-pub const DEFAULT_PAIRS: u32 = 16;
+/// Default pairs when neither --boots nor the config ask for more: 20. The signed-rank
+/// test needs at least 11 pairs all one way to reach Bonferroni's level over ~60
+/// benchmarks (2/2^11 < 0.05/60); 20 leaves room for pairs against the trend and for
+/// pairs or boots the noise guard leaves out.
+pub const DEFAULT_PAIRS: u32 = 20;
 
 /// Fields a deliberate `--new-config` may change.
 const CONFIG_FIELDS: [&str; 8] = [
@@ -244,6 +245,7 @@ pub fn execute(args: &Args, out: &mut impl Write) -> Result<u8> {
             elfs.push(side::kernel_for(s, &root, &dest, args.quiet)?);
         }
     }
+    let built_s = t0.elapsed().as_secs_f64();
     let mut a = start(&sides[0], args, elfs[0].clone(), dir.join("base"), pairs)?;
     let mut b = start(&sides[1], args, elfs[1].clone(), dir.join("new"), pairs)?;
     note(
@@ -361,6 +363,8 @@ pub fn execute(args: &Args, out: &mut impl Write) -> Result<u8> {
         "base": { "kernel": sides[0].kernel.describe(), "features": sides[0].features, "config": sides[0].config, "backend": ra.env.backend },
         "new": { "kernel": sides[1].kernel.describe(), "features": sides[1].features, "config": sides[1].config, "backend": rb.env.backend },
         "wall_s": (wall * 10.0).round() / 10.0,
+        "build_s": (built_s * 10.0).round() / 10.0,
+        "boots_s": ((wall - built_s) * 10.0).round() / 10.0,
     }));
     let json = serde_json::to_vec_pretty(&cmp)
         .map_err(|e| HarnessError::Other(format!("serialising compare.json: {e}")))?;
@@ -372,11 +376,13 @@ pub fn execute(args: &Args, out: &mut impl Write) -> Result<u8> {
     note(
         args.quiet,
         format!(
-            "{} of {} pairs used ({} left out by the noise guard), {:.1} s; {}",
+            "{} of {} pairs used ({} left out by the noise guard), {:.1} s ({:.1} s kernels, {:.1} s boots); {}",
             agreeing.len(),
             pair,
             disagreeing,
             wall,
+            built_s,
+            wall - built_s,
             dir.join("compare.json").display()
         ),
     );
