@@ -96,8 +96,25 @@ pub enum HarnessError {
     #[error("the run plan is {len} bytes; the guest accepts at most {max}")]
     PlanTooLarge { len: usize, max: usize },
 
-    #[error("{0}")]
-    Other(String),
+    /// `records.jsonl` that cannot be replayed into `results.json` (`report --rebuild`).
+    #[error("{}: {reason}", .path.display())]
+    Journal { path: PathBuf, reason: String },
+
+    /// The thread booting a guest ended without handing back its report or its backend.
+    #[error("the backend thread ended without {what} (it panicked)")]
+    BackendLost { what: &'static str },
+
+    /// `kmbench ab`: a side's config has `[[variants]]` (each side is one setting).
+    #[error("{}: configs with [[variants]] cannot be an ab side (each side is one setting)", .config.display())]
+    AbSideHasVariants { config: PathBuf },
+
+    /// `kmbench ab --{side}-features` with a prebuilt kernel ELF.
+    #[error("{}: --{side}-features cannot apply to a prebuilt ELF ({})", .side, .elf.display())]
+    AbFeaturesOnElf { side: &'static str, elf: PathBuf },
+
+    /// A path handed to a tool that needs UTF-8 (git, cargo) is not UTF-8.
+    #[error("{}: not UTF-8", .0.display())]
+    NotUtf8Path(PathBuf),
 }
 
 impl HarnessError {

@@ -158,10 +158,9 @@ fn start(side: &Side, args: &Args, kernel: PathBuf, dir: PathBuf, pairs: u32) ->
     };
     let plan = run::plan::plan(&run_args)?;
     if plan.runs.len() != 1 || plan.runs[0].name.is_some() {
-        return Err(HarnessError::Other(format!(
-            "{}: configs with [[variants]] cannot be an ab side (each side is one setting)",
-            side.config.display()
-        )));
+        return Err(HarnessError::AbSideHasVariants {
+            config: side.config.clone(),
+        });
     }
     let started = SystemTime::now();
     let folder = RunFolder::create(Some(&dir), &plan.root, started, &plan.config_path)?;
@@ -366,8 +365,10 @@ pub fn execute(args: &Args, out: &mut impl Write) -> Result<u8> {
         "build_s": (built_s * 10.0).round() / 10.0,
         "boots_s": ((wall - built_s) * 10.0).round() / 10.0,
     }));
-    let json = serde_json::to_vec_pretty(&cmp)
-        .map_err(|e| HarnessError::Other(format!("serialising compare.json: {e}")))?;
+    let json = serde_json::to_vec_pretty(&cmp).map_err(|source| HarnessError::Serialise {
+        what: "compare.json",
+        source,
+    })?;
     run::output::write_atomic(&dir.join("compare.json"), &json)?;
     compare::write(&cmp, args.format, compare::use_color(args.no_color), out)
         .map_err(|e| HarnessError::io("writing the verdict", e))?;

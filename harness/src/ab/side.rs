@@ -59,12 +59,10 @@ pub fn kernel_for(side: &Side, root: &Path, dest: &Path, quiet: bool) -> Result<
     let built = match (&side.kernel, side.features.is_empty()) {
         (KernelSource::Elf(p), true) => p.clone(),
         (KernelSource::Elf(p), false) => {
-            return Err(HarnessError::Other(format!(
-                "{}: --{}-features cannot apply to a prebuilt ELF ({})",
-                side.name,
-                side.name,
-                p.display()
-            )))
+            return Err(HarnessError::AbFeaturesOnElf {
+                side: side.name,
+                elf: p.clone(),
+            })
         }
         (KernelSource::WorkingTree, true) => crate::build::build_kernel(root, quiet, false)?,
         (KernelSource::WorkingTree, false) => cargo_build(root, root, &side.features, quiet)?,
@@ -101,7 +99,7 @@ pub fn kernel_for(side: &Side, root: &Path, dest: &Path, quiet: bool) -> Result<
 
 fn path_str(p: &Path) -> Result<&str> {
     p.to_str()
-        .ok_or_else(|| HarnessError::Other(format!("{}: not UTF-8", p.display())))
+        .ok_or_else(|| HarnessError::NotUtf8Path(p.to_path_buf()))
 }
 
 fn git(root: &Path, args: &[&str]) -> Result<()> {

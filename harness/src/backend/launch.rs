@@ -90,9 +90,9 @@ impl RunningGuest {
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => {
                 self.ended = true;
-                Some(GuestEvent::Ended(Err(HarnessError::Launch(
-                    "the backend thread ended without a report".into(),
-                ))))
+                Some(GuestEvent::Ended(Err(HarnessError::BackendLost {
+                    what: "a report",
+                })))
             }
         }
     }
@@ -163,8 +163,8 @@ pub fn run_to_end(
             None => {}
         }
     };
-    let backend = guest
-        .wait()
-        .ok_or_else(|| HarnessError::Launch("the backend thread panicked".into()))?;
+    let backend = guest.wait().ok_or(HarnessError::BackendLost {
+        what: "its backend",
+    })?;
     Ok((report?, backend))
 }

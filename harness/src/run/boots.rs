@@ -166,10 +166,9 @@ fn boot_one(
         interrupt: &INTERRUPTED,
         control: None,
     };
-    let backend = plan
-        .backend
-        .take()
-        .ok_or_else(|| HarnessError::Launch("the backend was lost by an earlier boot".into()))?;
+    let backend = plan.backend.take().ok_or(HarnessError::BackendLost {
+        what: "its backend (an earlier boot)",
+    })?;
     if run.boots.is_empty() {
         run.command_line = backend.describe(&spec);
     }

@@ -274,8 +274,10 @@ pub fn rebuild(dir: &Path) -> Result<(RunResults, Replay)> {
     };
     let path = dir.join("records.jsonl");
     let text = std::fs::read_to_string(&path).ctx(|| format!("reading {}", path.display()))?;
-    let (results, stats) =
-        replay(&text).map_err(|e| HarnessError::Other(format!("{}: {e}", path.display())))?;
+    let (results, stats) = replay(&text).map_err(|reason| HarnessError::Journal {
+        path: path.clone(),
+        reason,
+    })?;
     write_results(dir, &results)?;
     Ok((results, stats))
 }
