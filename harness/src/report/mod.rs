@@ -8,6 +8,8 @@ use crate::results::RunResults;
 use crate::run_dir::{list_runs, load_run, resolve_run};
 
 pub mod charts;
+#[cfg(test)]
+mod fixture;
 pub mod html;
 pub mod list;
 pub mod plot;
@@ -209,9 +211,7 @@ pub(crate) fn print_details(run: &RunResults, out: &mut impl Write) -> io::Resul
 mod tests {
     use super::*;
     use crate::results::{BenchEntry, Env};
-    use kmbench_protocol::{
-        BenchRecord, BenchStatus, FaultRecord, GuestExit, SelftestRecord, Summary,
-    };
+    use kmbench_protocol::{BenchStatus, FaultRecord, GuestExit, SelftestRecord};
     use std::collections::BTreeMap;
 
     fn entry(
@@ -220,36 +220,11 @@ mod tests {
         cycles: f64,
         params: &[(&str, serde_json::Value)],
     ) -> BenchEntry {
-        let s = Summary {
-            min: cycles * 0.9,
-            median: cycles,
-            p99: cycles * 2.0,
-            max: cycles * 4.0,
-            mean: cycles,
-        };
-        BenchEntry {
-            record: BenchRecord {
-                name: name.into(),
-                suite: suite.into(),
-                status: BenchStatus::Ok,
-                unit: "cycles".into(),
-                samples: 100,
-                min: s.min,
-                median: s.median,
-                p99: s.p99,
-                max: s.max,
-                mean: s.mean,
-                ns: Some(s.scaled(0.5)),
-                params: params
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.clone()))
-                    .collect(),
-                extra: BTreeMap::new(),
-                message: None,
-            },
-            boot_medians: vec![],
-            unstable_boots: vec![],
-        }
+        let params = params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        super::fixture::entry(name, suite, cycles, params)
     }
 
     fn sample() -> RunResults {

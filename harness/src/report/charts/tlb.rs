@@ -1,0 +1,198 @@
+//! The TLB headline charts: `tlb-<pattern>` (with reach markers) and `tlb-ratio`.
+use std::collections::BTreeMap;
+
+use super::group::{access_points, backing_of, is_access, unit_of};
+use super::{run_tag, slug, y_desc};
+use crate::format::human_size;
+use crate::report::plot::{Chart, Line, Marker, Panel, Pt, XKind, YKind};
+use crate::results::{BenchEntry, RunResults};
+
+pub fn reach_markers(run: &RunResults, variant: &str, pages: &[&str]) -> Vec<Marker> {
+    let mut out: Vec<Marker> = crate::report::tlb::cpuid_entries(run, variant)
+        .into_iter()
+        .filter(|(_, ps, _)| pages.contains(&ps.as_str()))
+        .filter_map(|(level, ps, n)| {
+            let page: u64 = match ps.as_str() {
+                "4K" => 4096,
+                "2M" => 2 << 20,
+                "1G" => 1 << 30,
+                _ => return None,
+            };
+            Some(Marker {
+                x: (n * page) as f64,
+                label: format!("{level} {ps} reach {}", human_size(n * page)),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.x.total_cmp(&b.x));
+    out.dedup_by(|a, b| a.label == b.label);
+    out
+}
+
+const MAPPING_ORDER: [&str; 5] = [
+    "direct-4K",
+    "direct-2M",
+    "direct-1G",
+    "vmalloc",
+    "vmalloc_huge",
+];
+
+fn mapping_rank(m: &str) -> usize {
+    MAPPING_ORDER
+        .iter()
+        .position(|x| *x == m)
+        .unwrap_or(MAPPING_ORDER.len())
+}
+
+/// Latency vs working set per access pattern: panels per host backing, lines per mapping.
+pub fn tlb_charts(run: &RunResults) -> Vec<Chart> {
+    let acc: Vec<&BenchEntry> = run.benchmarks.iter().filter(|e| is_access(e)).collect();
+    if acc.is_empty() {
+        return vec![];
+    }
+    let unit = unit_of(&acc);
+    // pattern → variant → mapping → points
+    let (pts, variants) = access_points(run, &unit);
+    // pattern → variant → mapping → points
+    let mut g: BTreeMap<String, BTreeMap<String, BTreeMap<String, Vec<Pt>>>> = BTreeMap::new();
+    for a in pts {
+        g.entry(a.pattern)
+            .or_default()
+            .entry(a.variant)
+            .or_default()
+            .entry(a.mapping)
+            .or_default()
+            .push(a.pt);
+    }
+    let patterns: Vec<String> = {
+        let mut p: Vec<String> = g.keys().cloned().collect();
+        // The headline pattern first.
+        p.sort_by_key(|s| (s != "random", s.clone()));
+        p
+    };
+    let mut charts = Vec::new();
+    for pattern in patterns {
+        let by_variant = &g[&pattern];
+        let mut panels = Vec::new();
+        for v in &variants {
+            let Some(maps) = by_variant.get(v) else {
+                continue;
+            };
+            let mut names: Vec<&String> = maps.keys().collect();
+            names.sort_by_key(|m| (mapping_rank(m), m.to_string()));
+            let lines = names
+                .into_iter()
+                .map(|m| {
+                    let mut pts = maps[m].clone();
+                    pts.sort_by(|a, b| a.x.total_cmp(&b.x));
+                    Line {
+                        label: m.clone(),
+                        pts,
+                        dashed: false,
+                    }
+                })
+                .collect();
+            panels.push(Panel {
+                title: if v.is_empty() {
+                    format!("host backing {}", run.env.host_backing)
+                } else {
+                    format!("variant {v} (host backing {})", backing_of(run, v))
+                },
+                lines,
+                markers: reach_markers(run, v, &["4K", "2M", "1G"]),
+            });
+        }
+        if panels.is_empty() {
+            continue;
+        }
+        let cpuid_note = if panels.iter().all(|p| p.markers.is_empty()) {
+            "CPUID reports no data-TLB sizes here (no reach markers)".to_string()
+        } else {
+            "dashed verticals: TLB reach from CPUID (entries × page size)".to_string()
+        };
+        charts.push(Chart {
+            name: format!("tlb-{}", slug(&pattern)),
+            title: format!("Huge pages or 4K? {pattern} access: latency vs working set"),
+            note: format!("{cpuid_note}; {}", run_tag(run)),
+            x_desc: "working set".into(),
+            x_kind: XKind::Bytes,
+            y_desc: y_desc(&unit, "median per access"),
+            y: YKind::Latency { unit: unit.clone() },
+            panels,
+        });
+    }
+    charts
+}
+
+/// 4K/2M ratio vs working set: direct-4K / direct-2M and vmalloc / vmalloc_huge, one
+/// panel per pattern (random and page_stride when present), one line per pair and variant.
+pub fn tlb_ratio(run: &RunResults) -> Option<Chart> {
+    let acc: Vec<&BenchEntry> = run.benchmarks.iter().filter(|e| is_access(e)).collect();
+    let unit = unit_of(&acc);
+    let (pts, variants) = access_points(run, &unit);
+    // (pattern, variant, mapping) → x → y
+    let mut m: BTreeMap<(String, String, String), BTreeMap<u64, f64>> = BTreeMap::new();
+    for a in pts {
+        m.entry((a.pattern, a.variant, a.mapping))
+            .or_default()
+            .insert(a.pt.x as u64, a.pt.y);
+    }
+    let mut panels = Vec::new();
+    for pattern in ["random", "page_stride", "random_line"] {
+        let mut lines = Vec::new();
+        for v in &variants {
+            for (small, huge, name) in [
+                ("direct-4K", "direct-2M", "direct 4K/2M"),
+                ("vmalloc", "vmalloc_huge", "vmalloc 4K/2M"),
+            ] {
+                let get = |map: &str| m.get(&(pattern.to_string(), v.clone(), map.to_string()));
+                let (Some(a), Some(b)) = (get(small), get(huge)) else {
+                    continue;
+                };
+                let pts: Vec<Pt> = a
+                    .iter()
+                    .filter_map(|(x, ya)| b.get(x).map(|yb| Pt::new(*x as f64, ya / yb)))
+                    .collect();
+                if pts.is_empty() {
+                    continue;
+                }
+                let label = if v.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{name} [{v}]")
+                };
+                lines.push(Line {
+                    label,
+                    pts,
+                    dashed: small == "vmalloc",
+                });
+            }
+        }
+        if !lines.is_empty() {
+            panels.push(Panel {
+                title: format!("{pattern} access"),
+                lines,
+                markers: vec![],
+            });
+        }
+        if panels.len() == 2 {
+            break;
+        }
+    }
+    if panels.is_empty() {
+        return None;
+    }
+    Some(Chart {
+        name: "tlb-ratio".into(),
+        title: "Huge pages or 4K? Cost of 4K pages relative to 2M".into(),
+        note: format!(
+            "above 1: 4K pages are slower by that factor; {}",
+            run_tag(run)
+        ),
+        x_desc: "working set".into(),
+        x_kind: XKind::Bytes,
+        y_desc: "4K latency / 2M latency".into(),
+        y: YKind::Ratio,
+        panels,
+    })
+}
