@@ -597,5 +597,6 @@ fn placeholder_hello() -> Hello {
         features: Default::default(),
         tsc_at_entry: 0,
         tsc_at_hello: 0,
+        tsc_ring0_done: None,
     }
 }

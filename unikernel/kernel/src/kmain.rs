@@ -13,12 +13,16 @@ pub mod serve;
 pub mod timing;
 
 use alloc::string::{String, ToString};
+use core::sync::atomic::{AtomicU64, Ordering};
 use arch::{cpuid, gdt, idt, privileged, pvh, tsc, usermode};
 use kmbench_protocol::{
     FaultInjection, GuestExit, GuestPlan, Hello, Record, CMDLINE_PLAN_KEY, CMDLINE_PLAN_MODULE, PROTOCOL_VERSION,
 };
 
-static mut ENTRY_TSC: u64 = 0;
+/// TSC at kernel entry and when ring-0 setup was done (written once in `kmain`, at CPL0,
+/// before anything reads them).
+static ENTRY_TSC: AtomicU64 = AtomicU64::new(0);
+static RING0_DONE_TSC: AtomicU64 = AtomicU64::new(0);
 
 /// The requested CPL, peeked from the command line without parsing JSON: the plan
 /// starts with `{"cpl":N` (serde writes fields in order). Ring 0 may be emulated, so
@@ -45,12 +49,12 @@ fn peek_cpl(start_info: u64) -> u8 {
 /// Rust entry from `arch::boot`, at CPL0 with the boot page tables.
 #[no_mangle]
 pub extern "C" fn kmain(start_info: u64) -> ! {
-    // SAFETY: single-threaded boot; written once here, read later.
-    unsafe { ENTRY_TSC = tsc::rdtsc() };
+    ENTRY_TSC.store(tsc::rdtsc(), Ordering::Relaxed);
     gdt::init();
     idt::init();
     let cpl = peek_cpl(start_info);
     privileged::set_run_cpl(cpl);
+    RING0_DONE_TSC.store(tsc::rdtsc(), Ordering::Relaxed);
     if cpl == 3 {
         let (_, top) = arch::boot::boot_stack();
         // SAFETY: the boot page tables map everything user-accessible; run_main never returns.
@@ -166,9 +170,9 @@ extern "C" fn run_main(start_info: u64) -> ! {
         invariant_tsc: cpuid::invariant_tsc(),
         mem_bytes: boot.total_ram(),
         features: cpuid::features(),
-        // SAFETY: written once in kmain before this function runs.
-        tsc_at_entry: unsafe { ENTRY_TSC },
+        tsc_at_entry: ENTRY_TSC.load(Ordering::Relaxed),
         tsc_at_hello: tsc::rdtsc(),
+        tsc_ring0_done: Some(RING0_DONE_TSC.load(Ordering::Relaxed)),
     };
     report::emit(&Record::Hello(hello));
     let mm_report = mm::init(&plan, &boot);
@@ -227,6 +231,15 @@ fn report_mm(r: &mm::InitReport, plan: &GuestPlan) {
             "image_table_pages": r.image_table_pages,
             "page_1g_cpuid": r.page_1g_cpuid,
             "page_1g_usable": r.page_1g_usable,
+            "tsc_mm_init_start": r.tsc.start,
+            "tsc_mm_init_done": r.tsc.done,
+            "tsc_mm_init_phases": {
+                "tables_built": r.tsc.tables_built,
+                "switched": r.tsc.switched,
+                "mem_map": r.tsc.mem_map,
+                "free_lists": r.tsc.free_lists,
+                "done": r.tsc.done,
+            },
             "buddyinfo": buddyinfo,
         }),
     );

@@ -193,13 +193,14 @@ pub struct Hello {
     pub kernel: String,
     /// Privilege level the measured code runs at (0 or 3).
     pub cpl: u8,
-    /// The guest's own view: "pvm" (ring-3 CS reads 0x33), "kvm", "tcg", "unknown".
+    /// The guest's own view: "pvm" (ring-3 CS reads 0x33), "kvm", "tcg" (CPUID hypervisor
+    /// signature), "other" (another hypervisor signature), "none" (no hypervisor leaf).
     pub guest_hypervisor: String,
     /// CPUID vendor and brand string as seen by the guest.
     pub cpu_vendor: String,
     pub cpu_brand: String,
     pub tsc_hz: u64,
-    /// "cpuid-0x15", "cpuid-0x16", "kvm-leaf", "pit".
+    /// "cpuid-0x15", "cpuid-0x16", "kvm-leaf", "vmm" (the plan's `tsc_khz`), "pit".
     pub tsc_source: String,
     pub invariant_tsc: bool,
     /// Usable RAM from the PVH memory map, bytes.
@@ -208,6 +209,13 @@ pub struct Hello {
     /// TSC value at kernel entry and when this record was built (cycles).
     pub tsc_at_entry: u64,
     pub tsc_at_hello: u64,
+    /// TSC when ring-0 setup (GDT, TSS, IDT) was done, just before the kernel dropped to the
+    /// run's CPL. Boot phases (guest side, TSC cycles): entry → `tsc_ring0_done` (ring-0
+    /// setup) → `tsc_at_hello` (this first record) → the `mm/boot` info record's
+    /// `tsc_mm_init_start` / `tsc_mm_init_done` (memory-management init). Absent from
+    /// older guests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tsc_ring0_done: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -196,7 +196,9 @@ pub struct Suites {
     pub map: Option<MapSuite>,
 }
 
-/// `timer/rdtsc`, `timer/rdtscp`, `timer/rdtsc-serialized`: back-to-back reads.
+/// `timer/rdtsc` (two plain `rdtsc` back to back) and `timer/serialized` (the
+/// `lfence;rdtsc;lfence` pair every timed region uses, whose median is the subtracted
+/// overhead). No `rdtscp`: KVM's instruction emulator (all of CPL0 under kvm_pvm) lacks it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TimerSuite {
@@ -208,7 +210,8 @@ impl Default for TimerSuite {
     }
 }
 
-/// `gate/roundtrip` (no-op), `gate/invlpg`, `gate/cr3`: CPL3→CPL0→CPL3 through the gate.
+/// `gate/roundtrip` (no-op), `gate/invlpg`, `gate/cr3-reload`: CPL3→CPL0→CPL3 through the
+/// gate (at CPL0 only the operations themselves, without a round trip).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GateSuite {

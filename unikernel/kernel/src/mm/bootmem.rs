@@ -22,7 +22,9 @@ impl BootMem {
         })
     }
 
-    /// `bytes` (rounded up to pages) aligned to `align`, zeroed. Physical address.
+    /// `bytes` (rounded up to pages) aligned to `align`, below 4 GiB (the boot identity
+    /// map). Physical address. Not zeroed: every user initialises what it takes (the
+    /// `x86_64` mapper zeroes new table pages, the buddy writes every `mem_map` entry).
     pub fn alloc(&mut self, bytes: u64, align: u64) -> Option<u64> {
         let p = (self.next + align - 1) & !(align - 1);
         let len = (bytes + 4095) & !4095;

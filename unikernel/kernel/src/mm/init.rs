@@ -6,6 +6,7 @@ use super::paging::{KernelPageTable, Leaf};
 use super::state::{self, KernelMm};
 use super::{stacks, BENCH_MAP_END, PAGE_OFFSET, VMALLOC_END, VMALLOC_START};
 use crate::arch::privileged;
+use crate::arch::tsc::rdtsc;
 use crate::arch::pvh::BootInfo;
 use crate::fault;
 use alloc::format;
@@ -72,6 +73,24 @@ pub struct InitReport {
     pub page_1g_usable: bool,
     /// Top of the guarded stack the run continues on.
     pub run_stack_top: u64,
+    /// TSC stamps of init's phases (for the boot-time breakdown).
+    pub tsc: InitTsc,
+}
+
+/// TSC at the start of `init` and at the end of each of its phases.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct InitTsc {
+    pub start: u64,
+    /// New page tables written (image, direct map, stacks), not yet live.
+    pub tables_built: u64,
+    /// CR3 switched to them (and the 1 GiB probe done).
+    pub switched: u64,
+    /// `mem_map` initialised.
+    pub mem_map: u64,
+    /// Free RAM handed to the buddy's free lists.
+    pub free_lists: u64,
+    /// kmalloc, vmalloc and the heap pool ready: init returns.
+    pub done: u64,
 }
 
 fn config_error(msg: String) -> ! {
@@ -84,6 +103,10 @@ fn config_error(msg: String) -> ! {
 
 /// Build the page tables, switch to them, start the buddy, kmalloc and vmalloc.
 pub fn init(plan: &GuestPlan, boot: &BootInfo) -> InitReport {
+    let mut tsc = InitTsc {
+        start: rdtsc(),
+        ..InitTsc::default()
+    };
     let features = crate::arch::cpuid::features();
     let leaf = match plan.direct_map_page {
         PageSize::Size4K => Leaf::K4,
@@ -194,6 +217,7 @@ pub fn init(plan: &GuestPlan, boot: &BootInfo) -> InitReport {
         .alloc(heap_pool, 2 << 20)
         .unwrap_or_else(|| config_error(String::from("not enough RAM for the heap pool")));
 
+    tsc.tables_built = rdtsc();
     // Switch. Everything in use (image, stacks, GDT/IDT/TSS) is mapped at the same address.
     // SAFETY: the new PML4 maps the kernel image at its link addresses (code, the current
     // boot stack, descriptor tables) and the direct map; nothing else is used afterwards.
@@ -207,6 +231,8 @@ pub fn init(plan: &GuestPlan, boot: &BootInfo) -> InitReport {
              paging); use \"2M\"",
         ));
     }
+
+    tsc.switched = rdtsc();
 
     // SAFETY: mem_map_phys..+map_bytes is RAM reserved from bootmem for this purpose and
     // mapped by the direct map; PageDesc is plain data valid for any bit pattern, and
@@ -222,6 +248,7 @@ pub fn init(plan: &GuestPlan, boot: &BootInfo) -> InitReport {
         offset: PAGE_OFFSET,
     };
     pages.buddy.init(0, mem_map);
+    tsc.mem_map = rdtsc();
     let reserved_end = bootmem.next;
     for r in usable {
         // Free [r.start, r.end) minus low memory and [kernel image .. bootmem end).
@@ -245,6 +272,7 @@ pub fn init(plan: &GuestPlan, boot: &BootInfo) -> InitReport {
 
     *HEAP_POOL.lock() = (PAGE_OFFSET + heap_phys, PAGE_OFFSET + heap_phys + heap_pool);
 
+    tsc.free_lists = rdtsc();
     let mut kmalloc = Kmalloc::new();
     if plan.mm_debug {
         kmalloc
@@ -265,6 +293,7 @@ pub fn init(plan: &GuestPlan, boot: &BootInfo) -> InitReport {
         mm_debug: plan.mm_debug,
     });
     stacks::activate(&stack_set);
+    tsc.done = rdtsc();
     InitReport {
         direct_map_leaves: leaves,
         direct_map_table_pages,
@@ -276,6 +305,7 @@ pub fn init(plan: &GuestPlan, boot: &BootInfo) -> InitReport {
         page_1g_cpuid: features.page_1g,
         page_1g_usable,
         run_stack_top: stack_set.run_top,
+        tsc,
     }
 }
 
