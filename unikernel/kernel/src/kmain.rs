@@ -197,10 +197,11 @@ extern "C" fn run_on_guarded_stack(plan: u64) -> ! {
 
 fn report_mm(r: &mm::InitReport, plan: &GuestPlan) {
     use serde_json::json;
-    let (free, buddyinfo) = mm::with(|m| {
+    let (free, buddyinfo, live_sections) = mm::with(|m| {
         (
             m.pages.buddy.nr_free_pages(),
             m.pages.buddy.free_counts().to_vec(),
+            m.pages.buddy.live_sections(),
         )
     });
     log::info!(
@@ -227,6 +228,7 @@ fn report_mm(r: &mm::InitReport, plan: &GuestPlan) {
             "free_bytes_after_boot": r.free_pages_after_boot * 4096,
             "bootmem_used_bytes": r.bootmem_used,
             "mem_map_bytes": r.mem_map_bytes,
+            "mem_map_sections_written": live_sections,
             "heap_pool_bytes": r.heap_pool_bytes,
             "image_table_pages": r.image_table_pages,
             "page_1g_cpuid": r.page_1g_cpuid,

@@ -4,25 +4,57 @@
 //! Like Linux, each page frame has a descriptor ([`PageDesc`], Linux's `struct page`) in
 //! an array (`mem_map`) that lives outside the managed memory; free lists are doubly
 //! linked through those descriptors by index, so removing a buddy while merging is O(1).
+//!
+//! `mem_map` is materialised lazily, in sections of [`SECTION_PAGES`] descriptors (like
+//! Linux's deferred struct-page init): [`BuddyAllocator::init`] writes only one state byte
+//! per section, and [`BuddyAllocator::free_range`] marks whole sections inside a free
+//! block as "all tails" without writing them. A section's descriptors are written the
+//! first time one of them is written (a block split or freed there); until then reads
+//! return the section's default (Reserved or Tail). So boot touches a few KiB of
+//! `mem_map` instead of 24 bytes per page of RAM — under a shadow-paging hypervisor every
+//! first touch of a page costs an exit, which made boot time grow with guest memory.
 use crate::error::MmError;
 use crate::{MAX_ORDER, NR_ORDERS};
+use core::mem::MaybeUninit;
 
 /// "No page" in list links.
 pub const NONE: u32 = u32::MAX;
 
-// Page kinds (PageDesc::kind).
-pub(crate) const KIND_RESERVED: u8 = 0;
-pub(crate) const KIND_FREE: u8 = 1;
-pub(crate) const KIND_TAIL: u8 = 2;
-pub(crate) const KIND_ALLOCATED: u8 = 3;
-pub(crate) const KIND_SLAB: u8 = 4;
-pub(crate) const KIND_SLAB_TAIL: u8 = 5;
-pub(crate) const KIND_LARGE: u8 = 6;
-pub(crate) const KIND_VMALLOC: u8 = 7;
+/// What a page frame is currently used for (`PageDesc::kind`).
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PageKind {
+    /// Not handed to the buddy (firmware, kernel image, mem_map itself, holes).
+    Reserved = 0,
+    /// Head of a free block of `order`.
+    Free,
+    /// Inside a (free or allocated) block, not its head.
+    Tail,
+    /// Head of a block handed out by `alloc_pages` with `order`.
+    Allocated,
+    /// Head of a slab of kmalloc cache `cache` (slab block of `order`).
+    Slab,
+    /// Non-head page of a slab of cache `cache`.
+    SlabTail,
+    /// Head of a kmalloc_large block of `order`.
+    Large,
+    /// A frame backing a vmalloc area (block of `order`).
+    Vmalloc,
+}
+
+/// Descriptors per lazily materialised `mem_map` section (12 KiB of descriptors for
+/// 2 MiB of RAM).
+pub const SECTION_PAGES: usize = 512;
+const SECTION_SHIFT: u32 = SECTION_PAGES.trailing_zeros();
+
+/// Section states (one byte per section).
+const SECTION_LAZY_RESERVED: u8 = 0;
+const SECTION_LAZY_TAIL: u8 = 1;
+const SECTION_LIVE: u8 = 2;
 
 /// One page frame's descriptor (Linux `struct page`), 24 bytes.
 ///
-/// Which fields mean what depends on `kind` (see [`PageState`]): free heads use
+/// Which fields mean what depends on `kind` (see [`PageKind`]): free heads use
 /// `next`/`prev` for the buddy free list; slab heads use `next`/`prev` for the cache's
 /// partial list, `freelist` (virtual address of the first free object, 0 = none),
 /// `inuse` and `objects`.
@@ -34,7 +66,7 @@ pub struct PageDesc {
     pub prev: u32,
     pub inuse: u16,
     pub objects: u16,
-    pub kind: u8,
+    pub kind: PageKind,
     pub order: u8,
     pub cache: u8,
     pub(crate) _pad: u8,
@@ -50,55 +82,23 @@ impl PageDesc {
         prev: NONE,
         inuse: 0,
         objects: 0,
-        kind: KIND_RESERVED,
+        kind: PageKind::Reserved,
         order: 0,
         cache: 0,
         _pad: 0,
     };
 
-    /// Decoded state.
-    pub fn state(&self) -> PageState {
-        match self.kind {
-            KIND_FREE => PageState::Free { order: self.order },
-            KIND_TAIL => PageState::Tail,
-            KIND_ALLOCATED => PageState::Allocated { order: self.order },
-            KIND_SLAB => PageState::Slab {
-                cache: self.cache,
-                order: self.order,
-            },
-            KIND_SLAB_TAIL => PageState::SlabTail { cache: self.cache },
-            KIND_LARGE => PageState::Large { order: self.order },
-            KIND_VMALLOC => PageState::Vmalloc { order: self.order },
-            _ => PageState::Reserved,
-        }
-    }
+    /// A page inside a block, not its head.
+    pub const TAIL: PageDesc = PageDesc {
+        kind: PageKind::Tail,
+        ..PageDesc::RESERVED
+    };
 }
 
 impl Default for PageDesc {
     fn default() -> Self {
         PageDesc::RESERVED
     }
-}
-
-/// What a page is currently used for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PageState {
-    /// Not handed to the buddy (firmware, kernel image, mem_map itself, holes).
-    Reserved,
-    /// Head of a free block of `order`.
-    Free { order: u8 },
-    /// Inside a (free or allocated) block, not its head.
-    Tail,
-    /// Head of a block handed out by `alloc_pages` with `order`.
-    Allocated { order: u8 },
-    /// Head of a slab of kmalloc cache `cache` (slab block of `order`).
-    Slab { cache: u8, order: u8 },
-    /// Non-head page of a slab of cache `cache`.
-    SlabTail { cache: u8 },
-    /// Head of a kmalloc_large block.
-    Large { order: u8 },
-    /// A frame backing a vmalloc area (block of `order`).
-    Vmalloc { order: u8 },
 }
 
 /// Cumulative counters.
@@ -117,12 +117,20 @@ pub const fn mem_map_bytes(nr_pages: u64) -> usize {
     nr_pages as usize * core::mem::size_of::<PageDesc>()
 }
 
+/// Section state bytes [`BuddyAllocator::init`] needs besides `mem_map` for `nr_pages`.
+pub const fn mem_map_sections(nr_pages: u64) -> usize {
+    (nr_pages as usize).div_ceil(SECTION_PAGES)
+}
+
 /// The buddy allocator over pfns `[base_pfn, base_pfn + mem_map.len())`.
 ///
 /// Blocks are aligned on absolute pfns (a block of order k starts at a pfn that is a
 /// multiple of 2^k), so an order-9 block is a 2 MiB-aligned physical range.
 pub struct BuddyAllocator {
-    mem_map: &'static mut [PageDesc],
+    /// Descriptors; those of sections not `SECTION_LIVE` are never read (may be garbage).
+    mem_map: &'static mut [MaybeUninit<PageDesc>],
+    /// One state byte per `SECTION_PAGES` descriptors.
+    sections: &'static mut [u8],
     base_pfn: u64,
     free_area: [u32; NR_ORDERS],
     nr_free: [u64; NR_ORDERS],
@@ -136,6 +144,7 @@ impl BuddyAllocator {
     pub const fn empty() -> Self {
         BuddyAllocator {
             mem_map: &mut [],
+            sections: &mut [],
             base_pfn: 0,
             free_area: [NONE; NR_ORDERS],
             nr_free: [0; NR_ORDERS],
@@ -150,24 +159,61 @@ impl BuddyAllocator {
         }
     }
 
-    /// Take over `mem_map` describing pfns from `base_pfn`; every page starts Reserved.
-    /// Hand usable RAM over with [`free_range`](Self::free_range).
-    pub fn init(&mut self, base_pfn: u64, mem_map: &'static mut [PageDesc]) {
+    /// Take over `mem_map` describing pfns from `base_pfn`, with `sections`
+    /// ([`mem_map_sections`] bytes) for its lazy sections; every page starts Reserved.
+    /// `mem_map` may hold any bytes: nothing is read before it is written. Hand usable
+    /// RAM over with [`free_range`](Self::free_range).
+    pub fn init(
+        &mut self,
+        base_pfn: u64,
+        mem_map: &'static mut [MaybeUninit<PageDesc>],
+        sections: &'static mut [u8],
+    ) {
         assert!(
             mem_map.len() < NONE as usize,
             "mem_map too large for u32 links"
         );
-        mem_map.fill(PageDesc::RESERVED);
+        assert!(
+            sections.len() >= mem_map_sections(mem_map.len() as u64),
+            "too few mem_map section bytes"
+        );
+        sections.fill(SECTION_LAZY_RESERVED);
         *self = BuddyAllocator::empty();
         self.mem_map = mem_map;
+        self.sections = sections;
         self.base_pfn = base_pfn;
     }
 
-    /// Give `mem_map` back (leaving the allocator empty), e.g. to deallocate it in tests.
-    pub fn take_mem_map(&mut self) -> &'static mut [PageDesc] {
+    /// Give `mem_map` and its section bytes back (leaving the allocator empty), e.g. to
+    /// deallocate them in tests.
+    #[allow(clippy::type_complexity)]
+    pub fn take_mem_map(&mut self) -> (&'static mut [MaybeUninit<PageDesc>], &'static mut [u8]) {
         let m = core::mem::take(&mut self.mem_map);
+        let s = core::mem::take(&mut self.sections);
         *self = BuddyAllocator::empty();
-        m
+        (m, s)
+    }
+
+    /// Sections whose descriptors have been written so far (for reports and tests).
+    pub fn live_sections(&self) -> usize {
+        self.sections.iter().filter(|&&s| s == SECTION_LIVE).count()
+    }
+
+    /// Write every descriptor of section `sec` with its default and mark it live.
+    #[cold]
+    #[inline(never)]
+    fn materialise(&mut self, sec: usize) {
+        let default = if self.sections[sec] == SECTION_LAZY_TAIL {
+            PageDesc::TAIL
+        } else {
+            PageDesc::RESERVED
+        };
+        let lo = sec << SECTION_SHIFT;
+        let hi = (lo + SECTION_PAGES).min(self.mem_map.len());
+        for d in &mut self.mem_map[lo..hi] {
+            d.write(default);
+        }
+        self.sections[sec] = SECTION_LIVE;
     }
 
     pub fn base_pfn(&self) -> u64 {
@@ -198,7 +244,7 @@ impl BuddyAllocator {
         let mut pfn = lo;
         while pfn < hi {
             let idx = (pfn - self.base_pfn) as usize;
-            if self.mem_map[idx].kind != KIND_RESERVED {
+            if self.desc(idx).kind != PageKind::Reserved {
                 pfn += 1;
                 continue;
             }
@@ -208,20 +254,12 @@ impl BuddyAllocator {
             }
             let n = 1usize << order;
             // Shrink the block if part of it is not Reserved.
-            if let Some(bad) = self.mem_map[idx..idx + n]
-                .iter()
-                .position(|d| d.kind != KIND_RESERVED)
-            {
+            if let Some(bad) = self.first_not_reserved(idx, idx + n).map(|k| k - idx) {
                 // bad >= 1 (the head is Reserved): largest 2^k <= bad, still aligned.
                 order = 63 - (bad as u64).leading_zeros() as u8;
             }
             let n = 1usize << order;
-            for d in &mut self.mem_map[idx + 1..idx + n] {
-                *d = PageDesc {
-                    kind: KIND_TAIL,
-                    ..PageDesc::RESERVED
-                };
-            }
+            self.mark_tails(idx + 1, idx + n);
             self.free_one(idx, order, false);
             pfn += n as u64;
         }
@@ -231,14 +269,14 @@ impl BuddyAllocator {
     fn list_add(&mut self, order: u8, idx: usize) {
         let head = self.free_area[order as usize];
         {
-            let d = &mut self.mem_map[idx];
-            d.kind = KIND_FREE;
+            let d = self.desc_mut(idx);
+            d.kind = PageKind::Free;
             d.order = order;
             d.next = head;
             d.prev = NONE;
         }
         if head != NONE {
-            self.mem_map[head as usize].prev = idx as u32;
+            self.desc_mut(head as usize).prev = idx as u32;
         }
         self.free_area[order as usize] = idx as u32;
         self.nr_free[order as usize] += 1;
@@ -248,16 +286,16 @@ impl BuddyAllocator {
     #[inline(always)]
     fn list_del(&mut self, order: u8, idx: usize) {
         let (next, prev) = {
-            let d = &self.mem_map[idx];
+            let d = self.desc(idx);
             (d.next, d.prev)
         };
         if prev != NONE {
-            self.mem_map[prev as usize].next = next;
+            self.desc_mut(prev as usize).next = next;
         } else {
             self.free_area[order as usize] = next;
         }
         if next != NONE {
-            self.mem_map[next as usize].prev = prev;
+            self.desc_mut(next as usize).prev = prev;
         }
         self.nr_free[order as usize] -= 1;
         if self.free_area[order as usize] == NONE {
@@ -285,8 +323,8 @@ impl BuddyAllocator {
             self.list_add(k, idx + (1usize << k));
             self.stats.splits += 1;
         }
-        let d = &mut self.mem_map[idx];
-        d.kind = KIND_ALLOCATED;
+        let d = self.desc_mut(idx);
+        d.kind = PageKind::Allocated;
         d.order = order;
         self.stats.allocs += 1;
         Some(self.base_pfn + idx as u64)
@@ -300,41 +338,41 @@ impl BuddyAllocator {
             return Err(MmError::InvalidOrder { pfn, order });
         }
         let idx = self.pfn_to_idx(pfn).ok_or(MmError::PfnOutOfRange { pfn })?;
-        let d = &self.mem_map[idx];
+        let d = self.desc(idx);
         match d.kind {
-            KIND_ALLOCATED if d.order == order => {}
-            KIND_ALLOCATED => {
+            PageKind::Allocated if d.order == order => {}
+            PageKind::Allocated => {
                 return Err(MmError::BadOrder {
                     pfn,
                     allocated: d.order,
                     freed: order,
                 })
             }
-            KIND_FREE => {
+            PageKind::Free => {
                 return Err(MmError::PageDoubleFree {
                     pfn,
                     order: d.order,
                 })
             }
-            KIND_TAIL => {
+            PageKind::Tail => {
                 return Err(MmError::PageNotAllocated {
                     pfn,
                     reason: "it lies inside a block, not at a block's first page",
                 })
             }
-            KIND_SLAB | KIND_SLAB_TAIL => {
+            PageKind::Slab | PageKind::SlabTail => {
                 return Err(MmError::PageNotAllocated {
                     pfn,
                     reason: "it is a slab page owned by kmalloc; use kfree on its objects",
                 })
             }
-            KIND_LARGE => {
+            PageKind::Large => {
                 return Err(MmError::PageNotAllocated {
                     pfn,
                     reason: "it is a large kmalloc block; use kfree",
                 })
             }
-            KIND_VMALLOC => {
+            PageKind::Vmalloc => {
                 return Err(MmError::PageNotAllocated {
                     pfn,
                     reason: "it backs a vmalloc area; use vfree",
@@ -363,13 +401,13 @@ impl BuddyAllocator {
                 break;
             }
             let b = buddy_idx as usize;
-            let bd = &self.mem_map[b];
-            if bd.kind != KIND_FREE || bd.order != order {
+            let bd = self.desc(b);
+            if bd.kind != PageKind::Free || bd.order != order {
                 break;
             }
             self.list_del(order, b);
             let hi = idx.max(b);
-            self.mem_map[hi].kind = KIND_TAIL;
+            self.desc_mut(hi).kind = PageKind::Tail;
             idx = idx.min(b);
             order += 1;
             if count {
@@ -394,21 +432,76 @@ impl BuddyAllocator {
     }
 
     pub fn page(&self, pfn: u64) -> Option<&PageDesc> {
-        self.pfn_to_idx(pfn).map(|i| &self.mem_map[i])
+        self.pfn_to_idx(pfn).map(|i| self.desc(i))
     }
 
     pub fn page_mut(&mut self, pfn: u64) -> Option<&mut PageDesc> {
-        self.pfn_to_idx(pfn).map(move |i| &mut self.mem_map[i])
+        self.pfn_to_idx(pfn).map(move |i| self.desc_mut(i))
     }
 
-    /// Descriptor by mem_map index (panics when out of range).
+    /// Descriptor by mem_map index (panics when out of range). A section not written yet
+    /// reads as its default.
     #[inline(always)]
     pub fn desc(&self, idx: usize) -> &PageDesc {
-        &self.mem_map[idx]
+        let d = &self.mem_map[idx];
+        match self.sections[idx >> SECTION_SHIFT] {
+            // SAFETY: every descriptor of a live section was written by `materialise`.
+            SECTION_LIVE => unsafe { d.assume_init_ref() },
+            SECTION_LAZY_TAIL => &PageDesc::TAIL,
+            _ => &PageDesc::RESERVED,
+        }
     }
+
+    /// Descriptor by mem_map index for writing (panics when out of range); writes the
+    /// section's descriptors first if they were still lazy.
     #[inline(always)]
     pub fn desc_mut(&mut self, idx: usize) -> &mut PageDesc {
-        &mut self.mem_map[idx]
+        let sec = idx >> SECTION_SHIFT;
+        if self.sections[sec] != SECTION_LIVE {
+            self.materialise(sec);
+        }
+        // SAFETY: the section is live, so its descriptors were written by `materialise`.
+        unsafe { self.mem_map[idx].assume_init_mut() }
+    }
+
+    /// First index in `[lo, hi)` whose page is not Reserved, skipping lazy sections whole.
+    fn first_not_reserved(&self, lo: usize, hi: usize) -> Option<usize> {
+        let mut i = lo;
+        while i < hi {
+            let sec = i >> SECTION_SHIFT;
+            let sec_end = ((sec + 1) << SECTION_SHIFT).min(hi);
+            match self.sections[sec] {
+                SECTION_LAZY_RESERVED => {}
+                SECTION_LAZY_TAIL => return Some(i),
+                _ => {
+                    if let Some(k) = (i..sec_end).find(|&k| self.desc(k).kind != PageKind::Reserved)
+                    {
+                        return Some(k);
+                    }
+                }
+            }
+            i = sec_end;
+        }
+        None
+    }
+
+    /// Make `[lo, hi)` tails: whole lazy sections just change their default.
+    fn mark_tails(&mut self, lo: usize, hi: usize) {
+        let mut i = lo;
+        while i < hi {
+            let sec = i >> SECTION_SHIFT;
+            let sec_lo = sec << SECTION_SHIFT;
+            let sec_end = (sec_lo + SECTION_PAGES).min(self.mem_map.len());
+            let end = sec_end.min(hi);
+            if i == sec_lo && end == sec_end && self.sections[sec] != SECTION_LIVE {
+                self.sections[sec] = SECTION_LAZY_TAIL;
+            } else {
+                for k in i..end {
+                    *self.desc_mut(k) = PageDesc::TAIL;
+                }
+            }
+            i = end;
+        }
     }
 }
 
@@ -420,11 +513,25 @@ mod tests {
     use alloc::vec::Vec;
     use proptest::prelude::*;
 
+    /// A leaked mem_map of `n` descriptors holding garbage (as RAM would), and its sections.
+    fn leaked_map(n: usize) -> (&'static mut [MaybeUninit<PageDesc>], &'static mut [u8]) {
+        let garbage = PageDesc {
+            freelist: 0xdead_beef,
+            next: 7,
+            prev: 7,
+            kind: PageKind::Free,
+            order: 3,
+            ..PageDesc::RESERVED
+        };
+        let map = Box::leak(vec![MaybeUninit::new(garbage); n].into_boxed_slice());
+        let sections = Box::leak(vec![0xffu8; mem_map_sections(n as u64)].into_boxed_slice());
+        (map, sections)
+    }
+
     fn buddy(base: u64, n: usize) -> BuddyAllocator {
-        let map: &'static mut [PageDesc] =
-            Box::leak(vec![PageDesc::RESERVED; n].into_boxed_slice());
+        let (map, sections) = leaked_map(n);
         let mut b = BuddyAllocator::empty();
-        b.init(base, map);
+        b.init(base, map, sections);
         b.free_range(base, base + n as u64);
         b
     }
@@ -439,15 +546,49 @@ mod tests {
     fn free_range_uses_aligned_blocks() {
         // pfns 3..37: blocks 3(0) 4..8(2) 8..16(3) 16..32(4) 32..36(2) 36(0)
         let mut b = BuddyAllocator::empty();
-        let map = Box::leak(vec![PageDesc::RESERVED; 40].into_boxed_slice());
-        b.init(0, map);
+        let (map, sections) = leaked_map(40);
+        b.init(0, map, sections);
         b.free_range(3, 37);
         assert_eq!(b.nr_free_pages(), 34);
         let c = b.free_counts();
         assert_eq!(&c[..5], &[2, 0, 2, 1, 1]);
-        assert_eq!(b.page(2).unwrap().state(), PageState::Reserved);
-        assert_eq!(b.page(16).unwrap().state(), PageState::Free { order: 4 });
-        assert_eq!(b.page(17).unwrap().state(), PageState::Tail);
+        assert_eq!(b.page(2).unwrap().kind, PageKind::Reserved);
+        let head = b.page(16).unwrap();
+        assert_eq!((head.kind, head.order), (PageKind::Free, 4));
+        assert_eq!(b.page(17).unwrap().kind, PageKind::Tail);
+    }
+
+    #[test]
+    fn free_range_leaves_mem_map_lazy() {
+        // 1 GiB of pages from pfn 0 minus the first MiB: one section per block head and
+        // the partial sections at the edges are written; the rest stays lazy.
+        let n = 1 << 18;
+        let (map, sections) = leaked_map(n);
+        let mut b = BuddyAllocator::empty();
+        b.init(0, map, sections);
+        b.free_range(256, n as u64);
+        assert_eq!(b.nr_free_pages(), n as u64 - 256);
+        assert!(
+            b.live_sections() <= 12,
+            "{} sections written",
+            b.live_sections()
+        );
+        assert_eq!(b.page(255).unwrap().kind, PageKind::Reserved);
+        assert_eq!(b.page(300).unwrap().kind, PageKind::Tail);
+        assert_eq!(b.page(200_000).unwrap().kind, PageKind::Tail);
+        // Lazy tails behave like written ones: freeing one is refused, splitting works.
+        assert!(matches!(
+            b.free_pages(200_000, 0),
+            Err(MmError::PageNotAllocated { .. })
+        ));
+        let p = b.alloc_pages(0).unwrap();
+        b.free_pages(p, 0).unwrap();
+        let all: Vec<u64> = core::iter::from_fn(|| b.alloc_pages(0)).collect();
+        assert_eq!(all.len(), n - 256);
+        for p in all {
+            b.free_pages(p, 0).unwrap();
+        }
+        assert_eq!(b.nr_free_pages(), n as u64 - 256);
     }
 
     #[test]

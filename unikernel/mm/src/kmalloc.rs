@@ -7,9 +7,7 @@
 //! search, no lock (single CPU; the caller serialises).
 use alloc::vec::Vec;
 
-use crate::buddy::{
-    KIND_ALLOCATED, KIND_FREE, KIND_LARGE, KIND_SLAB, KIND_SLAB_TAIL, KIND_TAIL, KIND_VMALLOC,
-};
+use crate::buddy::PageKind;
 use crate::error::MmError;
 use crate::gfp::Gfp;
 use crate::page_alloc::PageAllocator;
@@ -187,7 +185,7 @@ impl Kmalloc {
         };
         let pfn = pa.direct_map.virt_to_pfn(p.as_ptr());
         if let Some(d) = pa.buddy.page_mut(pfn) {
-            d.kind = KIND_LARGE;
+            d.kind = PageKind::Large;
         }
         self.large_live += 1;
         self.large_pages += 1 << order;
@@ -253,10 +251,10 @@ impl Kmalloc {
             return 0;
         }
         match pa.virt_to_page(ptr) {
-            Some(d) if d.kind == KIND_SLAB || d.kind == KIND_SLAB_TAIL => {
+            Some(d) if d.kind == PageKind::Slab || d.kind == PageKind::SlabTail => {
                 self.caches[d.cache as usize].object_size as usize
             }
-            Some(d) if d.kind == KIND_LARGE && (ptr as usize).is_multiple_of(PAGE_SIZE) => {
+            Some(d) if d.kind == PageKind::Large && (ptr as usize).is_multiple_of(PAGE_SIZE) => {
                 PAGE_SIZE << d.order
             }
             _ => 0,
@@ -283,8 +281,8 @@ impl Kmalloc {
         };
         let d = *pa.buddy.desc(idx);
         match d.kind {
-            KIND_SLAB => self.caches[d.cache as usize].free(pa, idx, addr),
-            KIND_SLAB_TAIL => {
+            PageKind::Slab => self.caches[d.cache as usize].free(pa, idx, addr),
+            PageKind::SlabTail => {
                 let c = &mut self.caches[d.cache as usize];
                 let head = pfn & !((1u64 << c.order) - 1);
                 let hidx = idx - (pfn - head) as usize;
@@ -300,28 +298,28 @@ impl Kmalloc {
         pa: &mut PageAllocator,
         addr: u64,
         pfn: u64,
-        kind: u8,
+        kind: PageKind,
         order: u8,
     ) -> Result<(), MmError> {
         let reason = match kind {
-            KIND_LARGE if addr.is_multiple_of(PAGE_SIZE as u64) => {
+            PageKind::Large if addr.is_multiple_of(PAGE_SIZE as u64) => {
                 if let Some(d) = pa.buddy.page_mut(pfn) {
-                    d.kind = KIND_ALLOCATED;
+                    d.kind = PageKind::Allocated;
                 }
                 pa.buddy.free_pages(pfn, order)?;
                 self.large_live -= 1;
                 self.large_pages -= 1 << order;
                 return Ok(());
             }
-            KIND_LARGE => "it points inside a large kmalloc block, not at its start",
-            KIND_FREE => {
+            PageKind::Large => "it points inside a large kmalloc block, not at its start",
+            PageKind::Free => {
                 "its page is free in the buddy allocator (already freed, or never allocated)"
             }
-            KIND_TAIL => {
+            PageKind::Tail => {
                 "it points into a multi-page block that is not a kmalloc slab (or a free block)"
             }
-            KIND_ALLOCATED => "its page came from alloc_pages, not kmalloc; use free_pages",
-            KIND_VMALLOC => "its page backs a vmalloc area; use vfree",
+            PageKind::Allocated => "its page came from alloc_pages, not kmalloc; use free_pages",
+            PageKind::Vmalloc => "its page backs a vmalloc area; use vfree",
             _ => "its page is reserved memory (kernel image, firmware, mem_map)",
         };
         Err(MmError::ForeignPointer { addr, reason })

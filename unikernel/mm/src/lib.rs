@@ -49,7 +49,9 @@ pub mod vmalloc;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
-pub use buddy::{mem_map_bytes, BuddyAllocator, BuddyStats, PageDesc, PageState};
+pub use buddy::{
+    mem_map_bytes, mem_map_sections, BuddyAllocator, BuddyStats, PageDesc, PageKind, SECTION_PAGES,
+};
 pub use direct_map::DirectMap;
 pub use error::MmError;
 pub use gfp::{Gfp, __GFP_ZERO, GFP_ATOMIC, GFP_KERNEL, GFP_NOWAIT};

@@ -6,7 +6,7 @@
 //! slab's freelist head, in-use count and owner live in its head page's [`PageDesc`], so
 //! `kfree` finds everything from the address alone. The cache allocates from one "cpu"
 //! slab and keeps the other non-full slabs on a partial list.
-use crate::buddy::{PageDesc, KIND_ALLOCATED, KIND_SLAB, KIND_SLAB_TAIL, KIND_TAIL, NONE};
+use crate::buddy::{PageDesc, PageKind, NONE};
 use crate::error::MmError;
 use crate::gfp::GFP_KERNEL;
 use crate::page_alloc::PageAllocator;
@@ -149,7 +149,7 @@ impl KmemCache {
         let idx = pa.buddy.pfn_to_idx(pfn)?;
         for j in 1..(1usize << self.order) {
             let d = pa.buddy.desc_mut(idx + j);
-            d.kind = KIND_SLAB_TAIL;
+            d.kind = PageKind::SlabTail;
             d.cache = self.index;
         }
         let stride = self.stride as usize;
@@ -170,7 +170,7 @@ impl KmemCache {
             }
         }
         let d = pa.buddy.desc_mut(idx);
-        d.kind = KIND_SLAB;
+        d.kind = PageKind::Slab;
         d.cache = self.index;
         d.order = self.order;
         d.inuse = 0;
@@ -187,11 +187,11 @@ impl KmemCache {
     fn discard_slab(&mut self, pa: &mut PageAllocator, idx: u32) {
         let idx = idx as usize;
         for j in 1..(1usize << self.order) {
-            pa.buddy.desc_mut(idx + j).kind = KIND_TAIL;
+            pa.buddy.desc_mut(idx + j).kind = PageKind::Tail;
         }
         let d = pa.buddy.desc_mut(idx);
         *d = PageDesc {
-            kind: KIND_ALLOCATED,
+            kind: PageKind::Allocated,
             order: self.order,
             ..PageDesc::RESERVED
         };

@@ -34,11 +34,15 @@ impl HostArena {
         let arena = unsafe { alloc(layout) };
         assert!(!arena.is_null(), "host arena allocation failed");
         let nr = (bytes >> PAGE_SHIFT) as u64;
-        let map: &'static mut [PageDesc] =
-            std::boxed::Box::leak(std::vec![PageDesc::RESERVED; nr as usize].into_boxed_slice());
+        let map = std::boxed::Box::leak(
+            std::vec![std::mem::MaybeUninit::<PageDesc>::uninit(); nr as usize].into_boxed_slice(),
+        );
+        let sections = std::boxed::Box::leak(
+            std::vec![0u8; crate::buddy::mem_map_sections(nr)].into_boxed_slice(),
+        );
         let mut pa = PageAllocator::empty();
         let base_pfn = HOST_PHYS_BASE >> PAGE_SHIFT;
-        pa.buddy.init(base_pfn, map);
+        pa.buddy.init(base_pfn, map, sections);
         pa.direct_map.offset = (arena as u64).wrapping_sub(HOST_PHYS_BASE);
         pa.buddy.free_range(base_pfn, base_pfn + nr);
         HostArena { pa, arena, layout }
@@ -58,9 +62,12 @@ impl HostArena {
 
 impl Drop for HostArena {
     fn drop(&mut self) {
-        let map = self.pa.buddy.take_mem_map();
-        // SAFETY: `map` came from Box::leak in `new` and the buddy no longer refers to it.
-        drop(unsafe { std::boxed::Box::from_raw(map as *mut [PageDesc]) });
+        let (map, sections) = self.pa.buddy.take_mem_map();
+        // SAFETY: `map` and `sections` came from Box::leak in `new` and the buddy no longer
+        // refers to them.
+        drop(unsafe { std::boxed::Box::from_raw(map as *mut [std::mem::MaybeUninit<PageDesc>]) });
+        // SAFETY: as above.
+        drop(unsafe { std::boxed::Box::from_raw(sections as *mut [u8]) });
         // SAFETY: `arena` was allocated in `new` with this layout and is freed once.
         unsafe { dealloc(self.arena, self.layout) };
     }

@@ -11,6 +11,7 @@ use crate::arch::pvh::BootInfo;
 use crate::fault;
 use alloc::format;
 use alloc::string::String;
+use core::mem::MaybeUninit;
 use kmbench_mm::{Kmalloc, PageAllocator, PageDesc, Vmalloc};
 use kmbench_protocol::{GuestExit, GuestPlan, PageSize};
 use x86_64::structures::paging::{FrameAllocator, PhysFrame, Size4KiB};
@@ -85,7 +86,7 @@ pub struct InitTsc {
     pub tables_built: u64,
     /// CR3 switched to them (and the 1 GiB probe done).
     pub switched: u64,
-    /// `mem_map` initialised.
+    /// The buddy took over `mem_map` (lazily: only section state bytes written).
     pub mem_map: u64,
     /// Free RAM handed to the buddy's free lists.
     pub free_lists: u64,
@@ -210,6 +211,11 @@ pub fn init(plan: &GuestPlan, boot: &BootInfo) -> InitReport {
         .0
         .alloc(map_bytes, 4096)
         .unwrap_or_else(|| config_error(format!("not enough RAM for mem_map ({map_bytes} bytes)")));
+    let nr_sections = kmbench_mm::mem_map_sections(max_pfn);
+    let sections_phys = frames
+        .0
+        .alloc(nr_sections as u64, 8)
+        .unwrap_or_else(|| config_error(String::from("not enough RAM for mem_map's sections")));
     let total = boot.total_ram();
     let heap_pool = (total / 32).clamp(4 << 20, 64 << 20) & !((2 << 20) - 1);
     let heap_phys = frames
@@ -234,20 +240,24 @@ pub fn init(plan: &GuestPlan, boot: &BootInfo) -> InitReport {
 
     tsc.switched = rdtsc();
 
-    // SAFETY: mem_map_phys..+map_bytes is RAM reserved from bootmem for this purpose and
-    // mapped by the direct map; PageDesc is plain data valid for any bit pattern, and
-    // `BuddyAllocator::init` overwrites every entry before use.
-    let mem_map: &'static mut [PageDesc] = unsafe {
-        core::slice::from_raw_parts_mut(
-            (PAGE_OFFSET + mem_map_phys) as *mut PageDesc,
-            max_pfn as usize,
+    // SAFETY: mem_map_phys..+map_bytes and sections_phys..+nr_sections are RAM reserved
+    // from bootmem for these arrays alone and mapped by the (now live) direct map. The
+    // descriptors are `MaybeUninit` (the buddy writes each section before reading it) and
+    // the section bytes are plain `u8`s `init` overwrites.
+    let (mem_map, sections) = unsafe {
+        (
+            core::slice::from_raw_parts_mut(
+                (PAGE_OFFSET + mem_map_phys) as *mut MaybeUninit<PageDesc>,
+                max_pfn as usize,
+            ),
+            core::slice::from_raw_parts_mut((PAGE_OFFSET + sections_phys) as *mut u8, nr_sections),
         )
     };
     let mut pages = PageAllocator::empty();
     pages.direct_map = kmbench_mm::DirectMap {
         offset: PAGE_OFFSET,
     };
-    pages.buddy.init(0, mem_map);
+    pages.buddy.init(0, mem_map, sections);
     tsc.mem_map = rdtsc();
     let reserved_end = bootmem.next;
     for r in usable {

@@ -28,7 +28,7 @@ use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use hashbrown::HashMap;
 
-use crate::buddy::{KIND_ALLOCATED, KIND_VMALLOC};
+use crate::buddy::PageKind;
 use crate::error::MmError;
 use crate::gfp::Gfp;
 use crate::page_alloc::PageAllocator;
@@ -425,7 +425,7 @@ impl Vmalloc {
                 Some(p) => {
                     let phys = pa.direct_map.virt_to_phys(p.as_ptr());
                     if let Some(d) = pa.buddy.page_mut(phys >> crate::PAGE_SHIFT) {
-                        d.kind = KIND_VMALLOC;
+                        d.kind = PageKind::Vmalloc;
                     }
                     frames.push(phys);
                 }
@@ -479,7 +479,7 @@ impl Vmalloc {
         for &phys in frames {
             let pfn = phys >> crate::PAGE_SHIFT;
             if let Some(d) = pa.buddy.page_mut(pfn) {
-                d.kind = KIND_ALLOCATED;
+                d.kind = PageKind::Allocated;
             }
             let r = pa.buddy.free_pages(pfn, leaf.order());
             debug_assert!(r.is_ok());
