@@ -202,10 +202,10 @@ fn kmalloc_classes() -> Result<String, String> {
                     "kmalloc({size}) object {p:p} lost its contents (overlap?)"
                 ));
             }
-            mm::kfree(p);
+            mm::kfree_checked(p);
         }
     }
-    mm::kfree(core::ptr::null_mut());
+    mm::kfree_checked(core::ptr::null_mut());
     Ok(format!(
         "{} classes: aligned, ksize ≥ size, contents kept; kfree(NULL) is a no-op",
         KMALLOC_SIZES.len()
@@ -235,7 +235,7 @@ fn kmalloc_contiguous() -> Result<String, String> {
             return Err(format!("kmalloc({size}) returned null"));
         }
         phys_contiguous(p as u64, size as u64).map_err(|e| format!("kmalloc({size}): {e}"))?;
-        mm::kfree(p);
+        mm::kfree_checked(p);
         out.push_str(&format!("{size} "));
     }
     Ok(format!(
@@ -255,7 +255,7 @@ fn kmalloc_variants() -> Result<String, String> {
     }
     // SAFETY: as above; dirty it so the next zeroed allocation of the slot is meaningful.
     unsafe { core::ptr::write_bytes(p, 0xee, 512) };
-    mm::kfree(p);
+    mm::kfree_checked(p);
     let p = mm::kmalloc(512, GFP_KERNEL | __GFP_ZERO);
     // SAFETY: p is a live 512-byte object.
     if p.is_null()
@@ -265,7 +265,7 @@ fn kmalloc_variants() -> Result<String, String> {
     {
         return Err("kmalloc(512, __GFP_ZERO) not zeroed".into());
     }
-    mm::kfree(p);
+    mm::kfree_checked(p);
     if !mm::kcalloc(usize::MAX / 2, 4, GFP_KERNEL).is_null() {
         return Err("kcalloc overflow did not return null".into());
     }
@@ -284,7 +284,7 @@ fn kmalloc_variants() -> Result<String, String> {
     {
         return Err("krealloc did not keep the contents".into());
     }
-    mm::kfree(q);
+    mm::kfree_checked(q);
     Ok("kzalloc and __GFP_ZERO zero, kcalloc overflow → NULL, krealloc keeps contents".into())
 }
 
@@ -519,7 +519,7 @@ fn oom() -> Result<String, String> {
         mm::free_pages(p, o);
     }
     if !k.is_null() {
-        mm::kfree(k);
+        mm::kfree_checked(k);
     }
     if !v.is_null() {
         mm::vfree(v);

@@ -170,7 +170,8 @@ fn measure(op: &str, arg: u64, iters: u64) -> Result<u64, String> {
                 if p.is_null() {
                     return false;
                 }
-                mm::kfree(black_box(p));
+                // SAFETY: kmalloc returned this pointer (or null) above; it is freed once.
+                unsafe { mm::kfree(black_box(p)) };
                 true
             })
         }
@@ -206,7 +207,7 @@ fn measure(op: &str, arg: u64, iters: u64) -> Result<u64, String> {
             })
         }
         "gate_roundtrip" => timed(iters, || {
-            privileged::gate(0, 0, 0);
+            privileged::gate_nop();
             true
         }),
         "alu" => {

@@ -12,7 +12,8 @@ fn kmalloc_pair(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::from_parameter(size), &size, |b, &size| {
             b.iter(|| {
                 let p = k.kmalloc(&mut a.pa, black_box(size), GFP_KERNEL);
-                k.kfree(&mut a.pa, black_box(p)).unwrap();
+                // SAFETY: p was just returned by kmalloc and is freed once.
+                unsafe { k.kfree_unchecked(&mut a.pa, black_box(p)) }.unwrap();
             })
         });
     }
@@ -32,7 +33,8 @@ fn kmalloc_alloc_n_free_n(c: &mut Criterion) {
                     v.push(k.kmalloc(&mut a.pa, black_box(size), GFP_KERNEL));
                 }
                 for p in v.drain(..) {
-                    k.kfree(&mut a.pa, p).unwrap();
+                    // SAFETY: each p was returned by kmalloc above and is freed once.
+                    unsafe { k.kfree_unchecked(&mut a.pa, p) }.unwrap();
                 }
             })
         });

@@ -209,8 +209,8 @@ impl Kmalloc {
     /// object holding the old contents, freeing `ptr`. Null on OOM (then `ptr` is left
     /// untouched) or when `ptr` is not a kmalloc pointer. `new_size == 0` frees and
     /// returns `ZERO_SIZE_PTR`; a null/ZERO_SIZE_PTR `ptr` behaves like `kmalloc`.
-    // Safe like kfree: `ptr` is only dereferenced after mem_map says it lies in a slab or
-    // large-kmalloc block, i.e. RAM this allocator owns (see the crate-level invariant).
+    // Safe: `ptr` is checked like `kfree` checks it before it is read or freed (not a live
+    // object → null), and then only read within its object (see the crate-level invariant).
     #[allow(clippy::not_unsafe_ptr_arg_deref)]
     pub fn krealloc(
         &mut self,
@@ -227,7 +227,7 @@ impl Kmalloc {
             return ZERO_SIZE_PTR;
         }
         let old = self.ksize(pa, ptr);
-        if old == 0 {
+        if old == 0 || self.check_live(pa, ptr).is_err() {
             return core::ptr::null_mut();
         }
         if new_size <= old {
@@ -261,13 +261,67 @@ impl Kmalloc {
         }
     }
 
-    /// Free a kmalloc allocation. `kfree(null)` and `kfree(ZERO_SIZE_PTR)` do nothing.
-    /// Pointers that are not kmalloc objects are always rejected when their page is not
-    /// a slab/large page; double frees, mid-object pointers, and redzone overruns are
-    /// caught in debug mode (with debug off, only the cheap cases: a double free of the
-    /// most recently freed object, a misaligned pointer). On error nothing is freed.
-    #[inline(always)]
+    /// Free a kmalloc allocation, checking everything that can be checked first: the
+    /// page's owner, the object boundary, and (with debug off) that the object is not on
+    /// its slab's freelist already, i.e. not a double free. `kfree(null)` and
+    /// `kfree(ZERO_SIZE_PTR)` do nothing. On error nothing is freed. The checks cost a
+    /// walk of one slab's freelist; [`kfree_unchecked`](Self::kfree_unchecked) is the
+    /// fast path (Linux's `kfree`).
+    // Safe: `ptr` is validated against mem_map and the slab's freelist before any write.
+    #[allow(clippy::not_unsafe_ptr_arg_deref)]
     pub fn kfree(&mut self, pa: &mut PageAllocator, ptr: *mut u8) -> Result<(), MmError> {
+        self.check_live(pa, ptr)?;
+        // SAFETY: `check_live` verified that `ptr` is null/ZERO_SIZE_PTR, not in a slab
+        // page (those paths never write through it), or the start of an allocated object
+        // of its slab (or the slab runs in debug mode, which verifies that itself).
+        unsafe { self.kfree_unchecked(pa, ptr) }
+    }
+
+    /// For a slab pointer with debug off: is it an object start, and not free already?
+    fn check_live(&self, pa: &PageAllocator, ptr: *mut u8) -> Result<(), MmError> {
+        if (ptr as usize) <= ZERO_SIZE_PTR as usize {
+            return Ok(());
+        }
+        let pfn = pa.direct_map.virt_to_pfn(ptr);
+        let Some(idx) = pa.buddy.pfn_to_idx(pfn) else {
+            return Ok(()); // rejected by kfree_unchecked without a write
+        };
+        let d = pa.buddy.desc(idx);
+        let hidx = match d.kind {
+            PageKind::Slab => idx,
+            PageKind::SlabTail => {
+                let order = self.caches[d.cache as usize].order;
+                idx - (pfn & ((1u64 << order) - 1)) as usize
+            }
+            _ => return Ok(()),
+        };
+        let c = &self.caches[d.cache as usize];
+        if c.debug() {
+            return Ok(());
+        }
+        c.check_live(pa, hidx, ptr as u64)
+    }
+
+    /// Free a kmalloc allocation (the fast path). `kfree(null)` and `kfree(ZERO_SIZE_PTR)`
+    /// do nothing. Pointers that are not kmalloc objects are always rejected when their
+    /// page is not a slab/large page; double frees, mid-object pointers, and redzone
+    /// overruns are caught in debug mode (with debug off, only the cheap cases: a double
+    /// free of the most recently freed object, a misaligned pointer). On error nothing is
+    /// freed.
+    ///
+    /// # Safety
+    /// With debug off, `ptr` must be null, `ZERO_SIZE_PTR`, or an object this allocator
+    /// returned and that has not been freed since: a double free of an older object, or
+    /// a pointer into the middle of an object of a non-power-of-two cache, corrupts the
+    /// slab's freelist (two later allocations would return the same memory). With debug
+    /// on, those are detected and reported instead. Use [`kfree`](Self::kfree) when the
+    /// pointer is not known to be good.
+    #[inline(always)]
+    pub unsafe fn kfree_unchecked(
+        &mut self,
+        pa: &mut PageAllocator,
+        ptr: *mut u8,
+    ) -> Result<(), MmError> {
         if (ptr as usize) <= ZERO_SIZE_PTR as usize {
             return Ok(());
         }

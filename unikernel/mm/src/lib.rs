@@ -30,7 +30,10 @@
 //! at init: `PageAllocator::direct_map` maps every pfn described by `mem_map` to RAM
 //! that only this crate hands out, and `free_range` is given only such RAM. Pointers
 //! passed to `kfree`/`krealloc` are dereferenced only after `mem_map` confirms they lie
-//! in a slab or kmalloc_large block. `vmalloc`'s own bookkeeping (area map, frame
+//! in a slab or kmalloc_large block, and `kfree` also checks the object boundary and
+//! that the object is not free already. The one entry point that trusts its caller is
+//! `Kmalloc::kfree_unchecked` (the fast path, an `unsafe fn`: with debug off a double
+//! free of an older object would corrupt a freelist). `vmalloc`'s own bookkeeping (area map, frame
 //! lists, free ranges) uses the global allocator (`alloc`), so the kernel's
 //! `#[global_allocator]` must not be routed through the same locked `Vmalloc`.
 #![cfg_attr(not(any(test, feature = "testing")), no_std)]

@@ -227,6 +227,41 @@ impl KmemCache {
         }
     }
 
+    /// Whether `addr` is the start of an object of the slab at mem_map index `idx` that is
+    /// not on the slab's freelist (a debug-off double-free check; one freelist walk).
+    pub fn check_live(&self, pa: &PageAllocator, idx: usize, addr: u64) -> Result<(), MmError> {
+        let base = pa.direct_map.pfn_to_virt(pa.buddy.base_pfn() + idx as u64) as u64;
+        let off = addr.wrapping_sub(base);
+        if !off.is_multiple_of(self.stride as u64)
+            || off / self.stride as u64 >= self.objects as u64
+        {
+            return Err(MmError::ForeignPointer {
+                addr,
+                reason: "it points inside a slab object, not at its start",
+            });
+        }
+        let mut f = pa.buddy.desc(idx).freelist;
+        let mut steps = 0u32;
+        while f != 0 && steps <= self.objects as u32 {
+            if f == addr {
+                return Err(MmError::DoubleFree {
+                    addr,
+                    cache: self.name,
+                });
+            }
+            // SAFETY: `f` is on this slab's freelist, so it is a free object of the slab
+            // whose free pointer at fp_offset was written by `new_slab` or `free`.
+            f = unsafe { ((f + self.fp_offset as u64) as *const u64).read_unaligned() };
+            steps += 1;
+        }
+        Ok(())
+    }
+
+    /// Whether this cache runs with debug checks (redzones, poison).
+    pub fn debug(&self) -> bool {
+        self.debug
+    }
+
     /// Free object `addr` of the slab whose head page has mem_map index `idx`.
     /// On error nothing is freed.
     #[inline(always)]

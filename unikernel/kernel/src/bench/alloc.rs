@@ -73,7 +73,8 @@ pub fn kmalloc_suite(cfg: &KmallocSuite, plan: &GuestPlan) {
                 return;
             }
             black_box(p);
-            mm::kfree(p);
+            // SAFETY: kmalloc returned this pointer (or null) above; it is freed once.
+            unsafe { mm::kfree(p) };
         });
         let r = bench("kmalloc", format!("kmalloc/pair/{size}"), dbg)
             .param("size", size)
@@ -106,7 +107,8 @@ pub fn kmalloc_suite(cfg: &KmallocSuite, plan: &GuestPlan) {
                 return;
             }
             black_box(p);
-            mm::kfree(p);
+            // SAFETY: kmalloc returned this pointer (or null) above; it is freed once.
+            unsafe { mm::kfree(p) };
         });
         let r = bench("kmalloc", format!("kzalloc/pair/{size}"), dbg)
             .param("size", size)
@@ -139,7 +141,8 @@ fn slab_test_round(size: usize, n: usize, ptrs: &mut Vec<*mut u8>) -> Option<(f6
     let b = tsc::stop();
     if ptrs.len() < n {
         for p in ptrs.drain(..) {
-            mm::kfree(p);
+            // SAFETY: kmalloc returned this pointer (or null) above; it is freed once.
+            unsafe { mm::kfree(p) };
         }
         return None;
     }
@@ -147,7 +150,8 @@ fn slab_test_round(size: usize, n: usize, ptrs: &mut Vec<*mut u8>) -> Option<(f6
     for &p in ptrs.iter() {
         // SAFETY: p is a live object of this round (slab_test: *p = 23 before kfree).
         unsafe { p.write_volatile(23) };
-        mm::kfree(p);
+        // SAFETY: kmalloc returned this pointer (or null) above; it is freed once.
+        unsafe { mm::kfree(p) };
     }
     let d = tsc::stop();
     ptrs.clear();
@@ -254,14 +258,16 @@ fn mixed(cfg: &KmallocSuite, plan: &GuestPlan) {
                 live.push(mm::kmalloc(size, GFP_KERNEL));
             } else {
                 let p = live.swap_remove(idx);
-                mm::kfree(p);
+                // SAFETY: kmalloc returned this pointer (or null) above; it is freed once.
+                unsafe { mm::kfree(p) };
             }
         }
         let b = tsc::stop();
         s.push(((b - a) as f64 - ovh) / chunk as f64);
     }
     for p in live {
-        mm::kfree(p);
+        // SAFETY: kmalloc returned this pointer (or null) above; it is freed once.
+        unsafe { mm::kfree(p) };
     }
     bench("kmalloc", "kmalloc/mixed".to_string(), plan.mm_debug)
         .param("ops", chunks * chunk)
@@ -404,7 +410,8 @@ fn with_kmalloc_buffer(size: usize) -> bool {
         return false;
     }
     work(p, size);
-    mm::kfree(p);
+    // SAFETY: kmalloc returned this pointer (or null) above; it is freed once.
+    unsafe { mm::kfree(p) };
     true
 }
 
@@ -445,7 +452,8 @@ fn drop_percpu_buffer() {
         )
     };
     if !p.is_null() {
-        mm::kfree(p);
+        // SAFETY: kmalloc returned this pointer (or null) above; it is freed once.
+        unsafe { mm::kfree(p) };
     }
 }
 
@@ -552,7 +560,8 @@ pub fn talc_vs_slab_suite(cfg: &TalcVsSlabSuite) {
                 return;
             }
             black_box(p);
-            mm::kfree(p);
+            // SAFETY: kmalloc returned this pointer (or null) above; it is freed once.
+            unsafe { mm::kfree(p) };
         });
         emit_or_oom(row("kmalloc"), oom, "kmalloc returned NULL", &mut s);
     }

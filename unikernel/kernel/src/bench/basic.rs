@@ -151,10 +151,10 @@ pub fn gate(cfg: &GateSuite) {
             );
     } else {
         for _ in 0..16 {
-            privileged::gate(0, 0, 0);
+            privileged::gate_nop();
         }
         let (mut s, how) = timing::auto(n as u32, 0, || {
-            privileged::gate(0, 0, 0);
+            privileged::gate_nop();
         });
         Bench::new("gate", "gate/roundtrip".to_string())
             .param("cpl", cpl)

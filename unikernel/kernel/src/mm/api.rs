@@ -48,8 +48,25 @@ pub fn kzalloc(size: usize, gfp: Gfp) -> *mut u8 {
     with(|m| m.kmalloc.kzalloc(&mut m.pages, size, gfp))
 }
 
+/// Free a kmalloc object: the fast path the benchmarks time (Linux's `kfree`). Misuse the
+/// allocator detects ends the run (`mm_misuse`).
+///
+/// # Safety
+/// `ptr` must be null, `ZERO_SIZE_PTR`, or an object `kmalloc`/`kzalloc`/`kcalloc`/
+/// `krealloc` returned that has not been freed since — unless the run has `mm_debug` on
+/// (then every misuse is detected): see `Kmalloc::kfree_unchecked`. Use
+/// [`kfree_checked`] for pointers not known to be good.
 #[inline(always)]
-pub fn kfree(ptr: *mut u8) {
+pub unsafe fn kfree(ptr: *mut u8) {
+    // SAFETY: forwarded from this function's contract.
+    if let Err(e) = with(|m| unsafe { m.kmalloc.kfree_unchecked(&mut m.pages, ptr) }) {
+        misuse("kfree", e)
+    }
+}
+
+/// Free a kmalloc object after checking it is one (object start, not already free):
+/// safe for any pointer, slower than [`kfree`] by one freelist walk. Misuse ends the run.
+pub fn kfree_checked(ptr: *mut u8) {
     if let Err(e) = with(|m| m.kmalloc.kfree(&mut m.pages, ptr)) {
         misuse("kfree", e)
     }
@@ -164,19 +181,19 @@ pub fn inject_fault(kind: kmbench_protocol::FaultInjection) {
     match kind {
         F::DoubleFree => {
             let p = kmalloc(64, gfp);
-            kfree(p);
-            kfree(p);
+            kfree_checked(p);
+            kfree_checked(p);
         }
         F::ForeignFree => {
             let local = [0u8; 64];
-            kfree(local.as_ptr() as *mut u8);
+            kfree_checked(local.as_ptr() as *mut u8);
         }
         F::Redzone => {
             let p = kmalloc(64, gfp);
             // SAFETY: deliberately writes one byte past a 64-byte object (into its redzone
             // in debug mode; into the next object otherwise) to test overrun detection.
             unsafe { p.add(64).write_volatile(0x41) };
-            kfree(p);
+            kfree_checked(p);
             if !with(|m| m.mm_debug) {
                 log::warn!("redzone overrun went undetected: mm_debug is off");
             }

@@ -39,8 +39,12 @@ impl Pmu {
                 ("l2_dtlb_miss", 0x45, 0xf0),
             ];
             for (i, (name, ev, um)) in events.iter().enumerate() {
-                wrmsr(0xc001_0004 + i as u32, 0);
-                wrmsr(0xc001_0000 + i as u32, sel(*ev, *um));
+                // SAFETY: PerfCtr0/1 and PerfEvtSel0/1 exist on every AMD core that reports
+                // counters (checked above); counting affects no memory.
+                unsafe {
+                    wrmsr(0xc001_0004 + i as u32, 0);
+                    wrmsr(0xc001_0000 + i as u32, sel(*ev, *um));
+                }
                 counters.push((*name, 0xc001_0004 + i as u32));
             }
             desc = "AMD ls_l1_d_tlb_miss (0x45/0xff) and L2 DTLB misses (0x45/0xf0), PerfEvtSel0/1"
@@ -71,8 +75,12 @@ impl Pmu {
                     | 0xae
             );
             let ev = if newer { 0x12 } else { 0x08 };
-            wrmsr(0xc1, 0);
-            wrmsr(0x186, sel(ev, 0x0e));
+            // SAFETY: IA32_PMC0 and IA32_PERFEVTSEL0 exist when CPUID reports architectural
+            // counters (checked above); counting affects no memory.
+            unsafe {
+                wrmsr(0xc1, 0);
+                wrmsr(0x186, sel(ev, 0x0e));
+            }
             counters.push(("dtlb_walks", 0xc1));
             desc = format!("Intel DTLB_LOAD_MISSES.WALK_COMPLETED (event {ev:#x} umask 0x0e), IA32_PERFEVTSEL0");
         }

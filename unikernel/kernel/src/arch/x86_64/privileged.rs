@@ -35,13 +35,22 @@ pub fn current_cs() -> u16 {
     cs
 }
 
-/// One trip through the gate.
+/// One trip through the gate: `op` (a [`gate_op`] value) with arguments `a`, `b`.
+///
+/// # Safety
+/// The operation runs at CPL0 with the caller's arguments: `WRITE_CR3` needs a PML4 that
+/// maps everything in use (as [`write_cr3`]), `WRITE_CR4` a value that keeps paging
+/// (and the features in use) on, `WRMSR` an MSR that exists and a value that breaks no
+/// memory-safety assumption (as [`wrmsr`]), `INVLPG_BATCH` `a` pointing to `b` readable
+/// addresses, `INVPCID` `b` pointing to a 16-byte descriptor. `NOP`, `INVLPG`,
+/// `FLUSH_ALL`, `READ_CR3`, `READ_CR4` and `RDMSR` of an existing MSR have no
+/// precondition (see [`gate_nop`] and the safe wrappers below).
 #[inline(always)]
-pub fn gate(op: u64, a: u64, b: u64) -> u64 {
+pub unsafe fn gate(op: u64, a: u64, b: u64) -> u64 {
     let ret: u64;
     // SAFETY: `int3` enters `gate_entry` (DPL 3), which performs `op` and returns with
-    // iretq; it may clobber rax (result), rcx, rdx, rdi, rsi — all declared here. The
-    // operations themselves are the kernel's own TLB/CR3/MSR management.
+    // iretq; it may clobber rax (result), rcx, rdx, rdi, rsi — all declared here. What
+    // the operation does is covered by this function's contract.
     unsafe {
         asm!("int3", inout("rax") op => ret, inout("rdi") a => _, inout("rsi") b => _,
              out("rdx") _, out("rcx") _);
@@ -49,12 +58,20 @@ pub fn gate(op: u64, a: u64, b: u64) -> u64 {
     ret
 }
 
+/// One no-op round trip through the gate (CPL3 → CPL0 → CPL3), for measuring it.
+#[inline(always)]
+pub fn gate_nop() {
+    // SAFETY: NOP has no precondition.
+    unsafe { gate(gate_op::NOP, 0, 0) };
+}
+
 pub fn invlpg(addr: u64) {
     if run_cpl() == 0 {
         // SAFETY: at CPL0; invalidating a TLB entry is always safe.
         unsafe { asm!("invlpg [{0}]", in(reg) addr, options(nostack, preserves_flags)) };
     } else {
-        gate(gate_op::INVLPG, addr, 0);
+        // SAFETY: INVLPG has no precondition.
+        unsafe { gate(gate_op::INVLPG, addr, 0) };
     }
 }
 
@@ -69,11 +86,14 @@ pub fn invlpg_batch(addrs: &[u64]) {
             unsafe { asm!("invlpg [{0}]", in(reg) a, options(nostack, preserves_flags)) };
         }
     } else {
-        gate(
-            gate_op::INVLPG_BATCH,
-            addrs.as_ptr() as u64,
-            addrs.len() as u64,
-        );
+        // SAFETY: `addrs` is a live slice of `addrs.len()` addresses.
+        unsafe {
+            gate(
+                gate_op::INVLPG_BATCH,
+                addrs.as_ptr() as u64,
+                addrs.len() as u64,
+            )
+        };
     }
 }
 
@@ -85,7 +105,8 @@ pub fn flush_tlb_all() {
             asm!("mov {0}, cr3", "mov cr3, {0}", out(reg) _, options(nostack, preserves_flags))
         };
     } else {
-        gate(gate_op::FLUSH_ALL, 0, 0);
+        // SAFETY: FLUSH_ALL (CR3 reload with its own value) has no precondition.
+        unsafe { gate(gate_op::FLUSH_ALL, 0, 0) };
     }
 }
 
@@ -96,7 +117,8 @@ pub fn read_cr3() -> u64 {
         unsafe { asm!("mov {0}, cr3", out(reg) v, options(nomem, nostack, preserves_flags)) };
         v
     } else {
-        gate(gate_op::READ_CR3, 0, 0)
+        // SAFETY: READ_CR3 has no precondition.
+        unsafe { gate(gate_op::READ_CR3, 0, 0) }
     }
 }
 
@@ -110,7 +132,8 @@ pub unsafe fn write_cr3(pml4: u64) {
         // SAFETY: the caller guarantees the new tables map everything in use.
         unsafe { asm!("mov cr3, {0}", in(reg) pml4, options(nostack, preserves_flags)) };
     } else {
-        gate(gate_op::WRITE_CR3, pml4, 0);
+        // SAFETY: the caller guarantees the new tables map everything in use.
+        unsafe { gate(gate_op::WRITE_CR3, pml4, 0) };
     }
 }
 
@@ -124,7 +147,8 @@ pub fn invpcid(kind: u64, pcid: u64, addr: u64) {
             asm!("invpcid {0}, [{1}]", in(reg) kind, in(reg) desc.as_ptr(), options(nostack, preserves_flags))
         };
     } else {
-        gate(gate_op::INVPCID, kind, desc.as_ptr() as u64);
+        // SAFETY: `desc` is a live 16-byte descriptor; invalidation only drops TLB entries.
+        unsafe { gate(gate_op::INVPCID, kind, desc.as_ptr() as u64) };
     }
 }
 
@@ -137,20 +161,28 @@ pub fn rdmsr(msr: u32) -> u64 {
         };
         ((hi as u64) << 32) | lo as u64
     } else {
-        gate(gate_op::RDMSR, msr as u64, 0)
+        // SAFETY: reading an MSR changes nothing (callers read MSRs CPUID says exist).
+        unsafe { gate(gate_op::RDMSR, msr as u64, 0) }
     }
 }
 
-pub fn wrmsr(msr: u32, value: u64) {
+/// Write an MSR.
+///
+/// # Safety
+/// The MSR must exist (CPUID says so; else #GP ends the run) and the value must break no
+/// assumption the kernel relies on for memory safety: EFER (paging, NX), PAT, the
+/// syscall and FS/GS base MSRs are off limits; performance-counter event selects and
+/// counters are fine.
+pub unsafe fn wrmsr(msr: u32, value: u64) {
     if run_cpl() == 0 {
-        // SAFETY: at CPL0; callers only program MSRs CPUID says exist (PMU event selects
-        // and counters), which affect no memory.
+        // SAFETY: at CPL0; the caller guarantees the MSR exists and the value is harmless.
         unsafe {
             asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32,
                  options(nomem, nostack, preserves_flags))
         };
     } else {
-        gate(gate_op::WRMSR, msr as u64, value);
+        // SAFETY: as above, through the gate.
+        unsafe { gate(gate_op::WRMSR, msr as u64, value) };
     }
 }
 
@@ -169,6 +201,7 @@ pub fn read_cr4() -> u64 {
         unsafe { asm!("mov {0}, cr4", out(reg) v, options(nomem, nostack, preserves_flags)) };
         v
     } else {
-        gate(gate_op::READ_CR4, 0, 0)
+        // SAFETY: READ_CR4 has no precondition.
+        unsafe { gate(gate_op::READ_CR4, 0, 0) }
     }
 }

@@ -3,7 +3,6 @@
 use super::buffer::build_buffer;
 use super::chain::build_chain;
 use super::{is_pvm, PAGE};
-use crate::arch::idt::gate_op;
 use crate::arch::loops::chase;
 use crate::arch::privileged::{self, run_cpl};
 use crate::arch::{cpuid, tsc};
@@ -123,7 +122,7 @@ pub fn tlbflush_suite(cfg: &TlbFlushSuite) {
             p = chase(p, pages);
             warm.push(timed(&mut p));
             if cpl != 0 {
-                privileged::gate(gate_op::NOP, 0, 0);
+                privileged::gate_nop();
                 exited.push(timed(&mut p));
                 p = chase(p, pages);
             }
