@@ -11,12 +11,15 @@ use crate::fault::{die, FaultInfo};
 use crate::mm;
 use kmbench_protocol::GuestExit;
 
-
 /// Report the exception described by `frame` and end the run.
 pub fn fatal_exception(frame: &TrapFrame) -> ! {
     let vector = frame.vector;
     let cpl = (frame.cs & 3) as u8;
-    let cr2 = if vector == 14 { Some(privileged::read_cr2()) } else { None };
+    let cr2 = if vector == 14 {
+        Some(privileged::read_cr2())
+    } else {
+        None
+    };
     let info = FaultInfo {
         vector: Some(vector as u8),
         error_code: Some(frame.error_code),
@@ -58,4 +61,3 @@ pub fn fatal_exception(frame: &TrapFrame) -> ! {
             format_args!("CPU exception: {} (vector {vector}), RIP 0x{:x}, error 0x{:x}, CPL{cpl}", exception_name(vector), frame.rip, frame.error_code), info),
     }
 }
-

@@ -1,20 +1,12 @@
-// The kernel proper, included by main.rs when building for the kernel's own target.
-#[path = "arch/x86_64/mod.rs"]
-pub mod arch;
-pub mod bench;
-pub mod console;
-pub mod exception;
-pub mod fault;
-pub mod mm;
-pub mod report;
-pub mod rng;
-pub mod selftest;
-pub mod serve;
-pub mod timing;
-
+//! Boot order and the run: `kmain` (entered from `arch::boot` at CPL0) sets up the CPU
+//! tables and drops to the run's CPL; `run_main` reads the plan, reports the `hello`
+//! record, builds memory management (`mm::init`), moves to the guarded run stack and
+//! runs the plan (self-tests, fault injection, the suites or serve mode), then reports
+//! the `end` record and exits.
+use crate::arch::{cpuid, gdt, idt, privileged, pvh, tsc, usermode};
+use crate::{arch, bench, console, fault, mm, report, selftest, serve, timing};
 use alloc::string::{String, ToString};
 use core::sync::atomic::{AtomicU64, Ordering};
-use arch::{cpuid, gdt, idt, privileged, pvh, tsc, usermode};
 use kmbench_protocol::{
     FaultInjection, GuestExit, GuestPlan, Hello, Record, CMDLINE_PLAN_KEY, CMDLINE_PLAN_MODULE, PROTOCOL_VERSION,
 };
@@ -256,8 +248,7 @@ fn inject_fault(kind: FaultInjection) {
             unsafe { core::ptr::read_volatile(0x0000_7fff_dead_0000 as *const u64) };
         }
         FaultInjection::InvalidOpcode => {
-            // SAFETY: deliberately raises #UD.
-            unsafe { core::arch::asm!("ud2") };
+            arch::invalid_opcode();
         }
         FaultInjection::Hang => loop {
             core::hint::spin_loop();

@@ -2,7 +2,6 @@
 //! the real page tables or probes real addresses and reports one `selftest` record.
 //! Failures make the run exit with `GuestExit::Failure`.
 use crate::arch::idt::probe_read;
-use crate::mm::paging::Leaf;
 use crate::mm::{self, PAGE_OFFSET};
 use crate::report::selftest;
 use alloc::format;
@@ -19,7 +18,7 @@ fn check(name: &str, r: Result<String, String>) {
     }
 }
 
-fn translate(addr: u64) -> Option<(u64, Leaf, F)> {
+fn translate(addr: u64) -> Option<(u64, PageSize, F)> {
     mm::translate(addr)
 }
 
@@ -36,7 +35,10 @@ pub fn run() {
     check("vmalloc/guard_page_faults", vmalloc_guard());
     check("vmalloc/vfree_unmaps", vmalloc_vfree());
     check("vmalloc_huge/2m_leaves", vmalloc_huge());
-    check("vmalloc_huge/2m_over_a_freed_4k_range", vmalloc_huge_over_freed_4k());
+    check(
+        "vmalloc_huge/2m_over_a_freed_4k_range",
+        vmalloc_huge_over_freed_4k(),
+    );
     check("stacks/guard_below_run_stack", stack_guard());
     check("mm/oom_returns_null", oom());
     if mm::mm_debug() {
@@ -86,11 +88,7 @@ fn image_permissions() -> Result<String, String> {
 }
 
 fn direct_map_leaf() -> Result<String, String> {
-    let want = match mm::with(|m| m.direct_map_leaf) {
-        PageSize::Size4K => Leaf::K4,
-        PageSize::Size2M => Leaf::M2,
-        PageSize::Size1G => Leaf::G1,
-    };
+    let want = mm::with(|m| m.direct_map_leaf);
     // Walk the direct map leaf-sized step by step: every mapped address must translate
     // to virt - PAGE_OFFSET, and some step must be mapped by a leaf of the configured size
     // (unless RAM is too small or too holey for one, e.g. 1G leaves under 2 GiB of RAM).
@@ -115,9 +113,9 @@ fn direct_map_leaf() -> Result<String, String> {
         phys += step;
     }
     let biggest = mm::with(|m| m.direct_map_leaves)[match want {
-        Leaf::K4 => 0,
-        Leaf::M2 => 1,
-        Leaf::G1 => 2,
+        PageSize::Size4K => 0,
+        PageSize::Size2M => 1,
+        PageSize::Size1G => 2,
     }];
     if let Some(v) = found {
         if probe_read(v).is_err() {
@@ -297,7 +295,7 @@ fn vmalloc_area() -> Result<String, String> {
     let mut frames = Vec::new();
     for i in 0..16u64 {
         let (phys, leaf, _) = translate(p + i * 4096).ok_or(format!("page {i} unmapped"))?;
-        if leaf != Leaf::K4 {
+        if leaf != PageSize::Size4K {
             return Err(format!("page {i} mapped with {leaf:?}, expected 4K"));
         }
         let via_lookup = mm::with(|m| m.vmalloc.vmalloc_to_page(p + i * 4096 + 7));
@@ -404,7 +402,7 @@ fn vmalloc_huge() -> Result<String, String> {
     // SAFETY: 4 MiB just mapped.
     unsafe { core::ptr::write_bytes(p as *mut u8, 1, size) };
     mm::vfree(p as *mut u8);
-    if l0 == Leaf::M2 && l1 == Leaf::M2 {
+    if l0 == PageSize::Size2M && l1 == PageSize::Size2M {
         Ok("4 MiB area mapped by two 2 MiB leaves".into())
     } else {
         Err(format!("leaves {l0:?}/{l1:?}, expected 2M"))
@@ -430,7 +428,7 @@ fn vmalloc_huge_over_freed_4k() -> Result<String, String> {
         return Err("vmalloc(2 MiB, align 2 MiB) returned null".into());
     }
     match translate(p) {
-        Some((_, Leaf::K4, _)) => {}
+        Some((_, PageSize::Size4K, _)) => {}
         other => return Err(format!("4K area at {p:#x} walks to {other:?}")),
     }
     mm::vfree(p as *mut u8);
@@ -462,7 +460,7 @@ fn vmalloc_huge_over_freed_4k() -> Result<String, String> {
             "vmalloc_huge got {q:#x}, not the freed 4K range {p:#x}: test premise broken"
         ));
     }
-    if walked != Some(Leaf::M2) || fell_back != 0 {
+    if walked != Some(PageSize::Size2M) || fell_back != 0 {
         let why = mm::with(|m| m.vmalloc.stats().last_huge_fallback)
             .map_or("none recorded", |f| f.describe());
         return Err(format!(
@@ -481,9 +479,7 @@ fn vmalloc_huge_over_freed_4k() -> Result<String, String> {
 }
 
 fn stack_guard() -> Result<String, String> {
-    let sp: u64;
-    // SAFETY: reads the stack pointer.
-    unsafe { core::arch::asm!("mov {0}, rsp", out(reg) sp) };
+    let sp = crate::arch::stack_pointer();
     let bottom = sp & !(mm::stacks::STACK_SIZE - 1);
     let guard = bottom - 4096;
     match (translate(guard), probe_read(guard)) {

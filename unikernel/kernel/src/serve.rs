@@ -16,7 +16,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::hint::black_box;
 use kmbench_mm::{Gfp, GFP_KERNEL, MAX_ORDER};
-use kmbench_protocol::{ports, MeasurementRecord, Record, Request, SERVE_OPS};
+use kmbench_protocol::{ports, MeasurementRecord, Record, Request, ServeOp, SERVE_OPS};
 
 const RBR: u16 = ports::CONTROL;
 const FCR: u16 = ports::CONTROL + 2;
@@ -71,7 +71,7 @@ pub fn run() {
                 continue;
             }
         };
-        if req.op == "quit" {
+        if ServeOp::from_label(&req.op) == Some(ServeOp::Quit) {
             log::info!("serve: quit after {served} requests");
             return;
         }
@@ -149,18 +149,24 @@ fn timed(iters: u64, mut f: impl FnMut() -> bool) -> Result<u64, String> {
 }
 
 /// Run one request's `iters` iterations of `op`.
-fn measure(op: &str, arg: u64, iters: u64) -> Result<u64, String> {
+fn measure(label: &str, arg: u64, iters: u64) -> Result<u64, String> {
+    let Some(op) = ServeOp::from_label(label) else {
+        return Err(format!(
+            "unknown op `{label}` (known: {}, quit)",
+            SERVE_OPS.join(", ")
+        ));
+    };
     match op {
-        "nop" => timed(iters, || {
+        ServeOp::Nop => timed(iters, || {
             black_box(());
             true
         }),
-        "kmalloc_pair" | "kzalloc_pair" => {
+        ServeOp::KmallocPair | ServeOp::KzallocPair => {
             if arg == 0 {
-                return Err(format!("{op}: arg (size) must be at least 1"));
+                return Err(format!("{label}: arg (size) must be at least 1"));
             }
             let size = arg as usize;
-            let zero = op == "kzalloc_pair";
+            let zero = op == ServeOp::KzallocPair;
             timed(iters, || {
                 let p = if zero {
                     mm::kzalloc(size, GFP_KERNEL)
@@ -175,7 +181,7 @@ fn measure(op: &str, arg: u64, iters: u64) -> Result<u64, String> {
                 true
             })
         }
-        "alloc_pages_pair" => {
+        ServeOp::AllocPagesPair => {
             if arg > MAX_ORDER as u64 {
                 return Err(format!(
                     "alloc_pages_pair: order {arg} above MAX_ORDER ({MAX_ORDER})"
@@ -190,7 +196,7 @@ fn measure(op: &str, arg: u64, iters: u64) -> Result<u64, String> {
                 None => false,
             })
         }
-        "vmalloc_pair" => {
+        ServeOp::VmallocPair => {
             if arg == 0 || arg > MAX_VMALLOC {
                 return Err(format!(
                     "vmalloc_pair: size {arg} outside 1..={MAX_VMALLOC}"
@@ -206,20 +212,17 @@ fn measure(op: &str, arg: u64, iters: u64) -> Result<u64, String> {
                 true
             })
         }
-        "gate_roundtrip" => timed(iters, || {
+        ServeOp::GateRoundtrip => timed(iters, || {
             privileged::gate_nop();
             true
         }),
-        "alu" => {
+        ServeOp::Alu => {
             let n = arg.max(1);
             timed(iters, || {
                 black_box(basic::dependent_adds(n));
                 true
             })
         }
-        other => Err(format!(
-            "unknown op `{other}` (known: {}, quit)",
-            SERVE_OPS.join(", ")
-        )),
+        ServeOp::Quit => Err(String::from("quit is handled before measuring")),
     }
 }

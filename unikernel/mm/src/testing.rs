@@ -144,6 +144,12 @@ impl VmallocHw for FakePageTable {
         }
         let region = virt & !((2 << 20) - 1);
         match size {
+            LeafSize::Size1G => {
+                return Err(MmError::MapFailed {
+                    virt,
+                    reason: "the fake page table maps no 1 GiB leaves",
+                })
+            }
             LeafSize::Size4K => *self.pte_tables.entry(region).or_insert(0) += 1,
             LeafSize::Size2M => match self.pte_tables.get(&region) {
                 Some(0) => {

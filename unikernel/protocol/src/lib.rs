@@ -301,9 +301,10 @@ pub struct EndRecord {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Request {
     pub id: u64,
-    /// `kmalloc_pair`, `kzalloc_pair` (arg = size), `alloc_pages_pair` (arg = order),
-    /// `vmalloc_pair` (arg = size), `gate_roundtrip`, `alu` (arg = adds per iteration, 0 = 1),
-    /// `nop` (an empty loop), `quit`.
+    /// A [`ServeOp`] label: `kmalloc_pair`, `kzalloc_pair` (arg = size),
+    /// `alloc_pages_pair` (arg = order), `vmalloc_pair` (arg = size), `gate_roundtrip`,
+    /// `alu` (arg = adds per iteration, 0 = 1), `nop` (an empty loop), `quit`. Kept a string
+    /// on the wire so a guest can answer an unknown label with an error record.
     pub op: String,
     #[serde(default)]
     pub arg: u64,
@@ -311,7 +312,64 @@ pub struct Request {
     pub iters: u64,
 }
 
-/// The operations a serve-mode guest understands (besides `quit`).
+/// A serve-mode operation ([`Request::op`] carries its label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServeOp {
+    /// `kmalloc(arg)` + `kfree`.
+    KmallocPair,
+    /// `kzalloc(arg)` + `kfree`.
+    KzallocPair,
+    /// `alloc_pages(order = arg)` + `free_pages`.
+    AllocPagesPair,
+    /// `vmalloc(arg)` + `vfree`.
+    VmallocPair,
+    /// One no-op trip through the CPL3→CPL0 gate.
+    GateRoundtrip,
+    /// `arg` dependent adds (0 = 1).
+    Alu,
+    /// An empty iteration.
+    Nop,
+    /// End the guest cleanly (answered with the run's `End` record).
+    Quit,
+}
+
+impl ServeOp {
+    /// Every operation that measures something (all but `Quit`).
+    pub const MEASURED: [ServeOp; 7] = [
+        ServeOp::KmallocPair,
+        ServeOp::KzallocPair,
+        ServeOp::AllocPagesPair,
+        ServeOp::VmallocPair,
+        ServeOp::GateRoundtrip,
+        ServeOp::Alu,
+        ServeOp::Nop,
+    ];
+
+    /// The wire label (`kmalloc_pair`, …, `quit`).
+    pub fn label(self) -> &'static str {
+        match self {
+            ServeOp::KmallocPair => "kmalloc_pair",
+            ServeOp::KzallocPair => "kzalloc_pair",
+            ServeOp::AllocPagesPair => "alloc_pages_pair",
+            ServeOp::VmallocPair => "vmalloc_pair",
+            ServeOp::GateRoundtrip => "gate_roundtrip",
+            ServeOp::Alu => "alu",
+            ServeOp::Nop => "nop",
+            ServeOp::Quit => "quit",
+        }
+    }
+
+    /// The operation with this label.
+    pub fn from_label(s: &str) -> Option<ServeOp> {
+        ServeOp::MEASURED
+            .into_iter()
+            .chain([ServeOp::Quit])
+            .find(|o| o.label() == s)
+    }
+}
+
+/// The labels of [`ServeOp::MEASURED`], in that order.
 pub const SERVE_OPS: [&str; 7] = [
     "kmalloc_pair",
     "kzalloc_pair",
@@ -379,6 +437,24 @@ pub fn params<const N: usize>(
 
 /// Convenience for list-of-records producers.
 pub type Records = Vec<Record>;
+
+#[cfg(test)]
+mod serve_op_tests {
+    use super::*;
+    #[test]
+    fn serve_op_labels_round_trip_and_match_serde() {
+        for (op, label) in ServeOp::MEASURED.iter().zip(SERVE_OPS) {
+            assert_eq!(op.label(), label);
+            assert_eq!(ServeOp::from_label(label), Some(*op));
+            assert_eq!(
+                serde_json::to_string(op).unwrap(),
+                alloc::format!("\"{label}\"")
+            );
+        }
+        assert_eq!(ServeOp::from_label("quit"), Some(ServeOp::Quit));
+        assert_eq!(ServeOp::from_label("bogus"), None);
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -19,11 +19,19 @@ pub enum PageSize {
 }
 
 impl PageSize {
-    pub fn bytes(self) -> u64 {
+    pub const fn bytes(self) -> u64 {
         match self {
             PageSize::Size4K => 4096,
             PageSize::Size2M => 2 << 20,
             PageSize::Size1G => 1 << 30,
+        }
+    }
+    /// Buddy order of the block behind one leaf (0, 9, 18).
+    pub const fn order(self) -> u8 {
+        match self {
+            PageSize::Size4K => 0,
+            PageSize::Size2M => 9,
+            PageSize::Size1G => 18,
         }
     }
     pub fn label(self) -> &'static str {

@@ -190,7 +190,10 @@ fn alloc_n_free_n(cfg: &KmallocSuite, size: usize, dbg: bool) {
         bench("kmalloc", format!("kmalloc/alloc_n/{size}"), dbg)
             .param("size", size)
             .param("n", n)
-            .emit_status(BenchStatus::Oom, "no memory for the pointer array of n objects");
+            .emit_status(
+                BenchStatus::Oom,
+                "no memory for the pointer array of n objects",
+            );
         return;
     }
     let (mut alloc_s, mut free_s) = (Vec::new(), Vec::new());

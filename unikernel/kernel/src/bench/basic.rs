@@ -5,7 +5,6 @@ use crate::report::Bench;
 use crate::timing;
 use alloc::string::ToString;
 use alloc::vec::Vec;
-use core::arch::asm;
 use kmbench_protocol::{AluSuite, GateSuite, TimerSuite};
 
 /// Empty serialized pairs averaged for the timer overhead.
@@ -197,18 +196,7 @@ pub fn gate(cfg: &GateSuite) {
         .emit_cycles_f64(&mut s);
 }
 
-/// A dependent chain: each `add` needs the previous result, so one iteration costs the
-/// add's latency plus loop overhead (~1-1.5 cycles on modern cores).
-#[inline(never)]
-pub fn dependent_adds(iterations: u64) -> u64 {
-    let mut x: u64 = 1;
-    // SAFETY: register-only arithmetic loop.
-    unsafe {
-        asm!("2:", "add {x}, {x}", "add {x}, 1", "dec {n}", "jnz 2b",
-             x = inout(reg) x, n = inout(reg) iterations => _, options(nomem, nostack));
-    }
-    x
-}
+pub use crate::arch::loops::dependent_adds;
 
 pub fn alu(cfg: &AluSuite) {
     let iters = cfg.iterations.max(1) as u64;

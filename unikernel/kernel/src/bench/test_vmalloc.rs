@@ -257,12 +257,27 @@ const CASES: [(&str, Result<CaseFn, &str>); 13] = [
     ("fix_align_alloc_test", Ok(fix_align)),
     ("random_size_align_alloc_test", Ok(random_size_align)),
     ("align_shift_alloc_test", Ok(align_shift)),
-    ("pcpu_alloc_test", Err("needs a per-CPU allocator (__alloc_percpu), which kmbench does not have")),
-    ("kvfree_rcu_1_arg_vmalloc_test", Err("needs RCU (kvfree_rcu), which kmbench does not have")),
-    ("kvfree_rcu_2_arg_vmalloc_test", Err("needs RCU (kvfree_rcu), which kmbench does not have")),
-    ("vm_map_ram_test", Err("needs vm_map_ram, which kmbench does not implement")),
+    (
+        "pcpu_alloc_test",
+        Err("needs a per-CPU allocator (__alloc_percpu), which kmbench does not have"),
+    ),
+    (
+        "kvfree_rcu_1_arg_vmalloc_test",
+        Err("needs RCU (kvfree_rcu), which kmbench does not have"),
+    ),
+    (
+        "kvfree_rcu_2_arg_vmalloc_test",
+        Err("needs RCU (kvfree_rcu), which kmbench does not have"),
+    ),
+    (
+        "vm_map_ram_test",
+        Err("needs vm_map_ram, which kmbench does not implement"),
+    ),
     ("no_block_alloc_test", Ok(no_block_alloc)),
-    ("vrealloc_test", Err("needs vrealloc, which kmbench does not implement")),
+    (
+        "vrealloc_test",
+        Err("needs vrealloc, which kmbench does not implement"),
+    ),
 ];
 
 pub fn run(cfg: &VmallocSuite, plan: &GuestPlan) {
@@ -281,7 +296,8 @@ pub fn run(cfg: &VmallocSuite, plan: &GuestPlan) {
             .param("seed", plan.seed)
             .param("run_test_mask_id", 1u32 << id);
         let b = if id == 0 || id == 11 {
-            b.param("nr_pages", nr_pages).param("use_huge", id == 0 && cfg.test_use_huge)
+            b.param("nr_pages", nr_pages)
+                .param("use_huge", id == 0 && cfg.test_use_huge)
         } else {
             b
         };
@@ -341,7 +357,10 @@ pub fn run(cfg: &VmallocSuite, plan: &GuestPlan) {
                 },
             );
         if samples.is_empty() {
-            b.emit_status(BenchStatus::Error, "the case failed before its first iteration completed");
+            b.emit_status(
+                BenchStatus::Error,
+                "the case failed before its first iteration completed",
+            );
         } else {
             b.emit_cycles_f64(&mut samples);
         }

@@ -14,13 +14,14 @@
 //! like test_vmalloc does; under a shadow-paging hypervisor that first touch is a page
 //! fault handled by the hypervisor (an exit), which leaves the TLB cold for the vfree.
 use crate::arch::{privileged, tsc};
-use crate::mm::{self, paging::Leaf};
+use crate::mm;
 use crate::report::Bench;
 use crate::timing;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use kmbench_mm::{Phase, GFP_KERNEL};
+use kmbench_protocol::PageSize;
 use kmbench_protocol::{BenchStatus, FlushMode, GuestPlan, VmallocSuite};
 
 /// What a sample's time is split into. Index = position in [`PARTS`].
@@ -120,14 +121,18 @@ enum PairError {
     Incomplete,
 }
 
-/// Leaf the page-table walk finds at `virt`.
-fn walked_leaf(virt: u64) -> Option<Leaf> {
+/// PageSize the page-table walk finds at `virt`.
+fn walked_leaf(virt: u64) -> Option<PageSize> {
     mm::with(|m| m.pt.translate(virt)).map(|(_, l, _)| l)
 }
 
 /// One vmalloc+vfree pair timed in phases; `touch` writes the first byte in between.
 /// Returns the sample and, for huge requests, the leaf the walk found.
-fn pair_once(size: usize, huge: bool, touch: bool) -> Result<(Sample, Option<Leaf>), PairError> {
+fn pair_once(
+    size: usize,
+    huge: bool,
+    touch: bool,
+) -> Result<(Sample, Option<PageSize>), PairError> {
     if !mm::prepare_vmalloc(size) {
         return Err(PairError::Oom);
     }
@@ -214,7 +219,13 @@ struct Set {
     leaves: [u32; 2],
 }
 
-fn collect(cfg: &VmallocSuite, size: usize, mode: FlushMode, huge: bool, touch: bool) -> Result<Set, ()> {
+fn collect(
+    cfg: &VmallocSuite,
+    size: usize,
+    mode: FlushMode,
+    huge: bool,
+    touch: bool,
+) -> Result<Set, ()> {
     let pages = (size / 4096).max(1) as u32;
     // Big areas are slow (every PTE write may trap under a shadow-paging hypervisor).
     let samples = (cfg.samples / (pages / 64).max(1)).max(10);
@@ -233,7 +244,7 @@ fn collect(cfg: &VmallocSuite, size: usize, mode: FlushMode, huge: bool, touch: 
             Ok((s, leaf)) if i >= warmup => {
                 set.samples.push(s);
                 match leaf {
-                    Some(Leaf::M2) => set.leaves[0] += 1,
+                    Some(PageSize::Size2M) => set.leaves[0] += 1,
                     Some(_) => set.leaves[1] += 1,
                     None => {}
                 }
@@ -270,7 +281,13 @@ fn base<'a>(name: String, set: &Set, dbg: bool) -> Bench<'a> {
 
 /// Emit pair/alloc/free and the phases of a set under `prefix` (`vmalloc`,
 /// `vmalloc/warm`, `vmalloc_huge`); `only` limits the phases emitted.
-fn emit_set(prefix: &str, set: &Set, dbg: bool, extra: &[(&str, serde_json::Value)], only: &[usize]) {
+fn emit_set(
+    prefix: &str,
+    set: &Set,
+    dbg: bool,
+    extra: &[(&str, serde_json::Value)],
+    only: &[usize],
+) {
     let suffix = format!("{}/{}", set.size, set.mode.label());
     let col = |f: &dyn Fn(&Sample) -> f64| -> Vec<f64> { set.samples.iter().map(f).collect() };
     let with_extra = |mut b: Bench<'static>| {
@@ -310,7 +327,7 @@ fn oom(name: String, size: usize, dbg: bool) {
 fn set_mode(mode: FlushMode) {
     mm::with(|m| {
         m.vmalloc.purge_lazy(&mut m.pt);
-        m.vmalloc.set_flush_mode(mm::to_mm_flush(mode));
+        m.vmalloc.set_flush_mode(mode);
     });
 }
 
@@ -330,14 +347,24 @@ pub fn vmalloc_suite(cfg: &VmallocSuite, plan: &GuestPlan) {
         // The same PTE-write code in every mode: what a mode adds on top of lazy's comes
         // from what its flush left behind (under shadow paging: a trap per PTE write after
         // each CR3 reload / INVLPG).
-        let lazy_pte = sets
-            .iter()
-            .find(|s| s.mode == FlushMode::Lazy)
-            .map(|s| median(&s.samples.iter().filter(|x| !x.purged).map(|x| x.parts[PTE_WRITES]).collect::<Vec<_>>()));
+        let lazy_pte = sets.iter().find(|s| s.mode == FlushMode::Lazy).map(|s| {
+            median(
+                &s.samples
+                    .iter()
+                    .filter(|x| !x.purged)
+                    .map(|x| x.parts[PTE_WRITES])
+                    .collect::<Vec<_>>(),
+            )
+        });
         for set in &sets {
             let mut extra = Vec::new();
             if let (Some(lazy), false) = (lazy_pte, set.mode == FlushMode::Lazy) {
-                let ratio = median(&set.samples.iter().map(|x| x.parts[PTE_WRITES]).collect::<Vec<_>>()) / lazy.max(1.0);
+                let ratio = median(
+                    &set.samples
+                        .iter()
+                        .map(|x| x.parts[PTE_WRITES])
+                        .collect::<Vec<_>>(),
+                ) / lazy.max(1.0);
                 let dominated = is_pvm() && ratio > 4.0;
                 extra.push(("pte_writes_vs_lazy", serde_json::json!(ratio)));
                 extra.push(("hypervisor_dominated", serde_json::json!(dominated)));
@@ -396,18 +423,31 @@ pub fn vmalloc_suite(cfg: &VmallocSuite, plan: &GuestPlan) {
 fn vmalloc_huge(cfg: &VmallocSuite, size: usize, mode: FlushMode, dbg: bool) {
     let set = match collect(cfg, size, mode, true, true) {
         Ok(s) => s,
-        Err(()) => return oom(format!("vmalloc_huge/pair/{size}/{}", mode.label()), size, dbg),
+        Err(()) => {
+            return oom(
+                format!("vmalloc_huge/pair/{size}/{}", mode.label()),
+                size,
+                dbg,
+            )
+        }
     };
     let [m2, k4] = set.leaves;
     if k4 > 0 || m2 == 0 {
         let why = mm::with(|m| m.vmalloc.stats().last_huge_fallback)
             .map_or("the request is below 2 MiB", |f| f.describe());
-        return base(format!("vmalloc_huge/pair/{size}/{}", mode.label()), &set, dbg)
-            .extra("leaf_walked", serde_json::json!({"2M": m2, "4K": k4}))
-            .emit_status(
-                BenchStatus::Error,
-                &format!("vmalloc_huge got 4K leaves in {k4} of {} samples (page-table walk): {why}", m2 + k4),
-            );
+        return base(
+            format!("vmalloc_huge/pair/{size}/{}", mode.label()),
+            &set,
+            dbg,
+        )
+        .extra("leaf_walked", serde_json::json!({"2M": m2, "4K": k4}))
+        .emit_status(
+            BenchStatus::Error,
+            &format!(
+                "vmalloc_huge got 4K leaves in {k4} of {} samples (page-table walk): {why}",
+                m2 + k4
+            ),
+        );
     }
     let freed = mm::with(|m| m.pt.pte_tables_freed);
     let pte: f64 = set.samples.iter().map(|s| s.parts[PTE_WRITES]).sum();
@@ -466,7 +506,9 @@ fn lazy_amortized(cfg: &VmallocSuite, size: usize, dbg: bool) {
                 }
             }
             Err(PairError::Incomplete) => incomplete += 1,
-            Err(PairError::Oom) => return oom(format!("vmalloc/lazy_amortized/{size}/pair"), size, dbg),
+            Err(PairError::Oom) => {
+                return oom(format!("vmalloc/lazy_amortized/{size}/pair"), size, dbg)
+            }
         }
     }
     let purges = mm::with(|m| m.vmalloc.stats().purges) - purges0;
@@ -474,16 +516,20 @@ fn lazy_amortized(cfg: &VmallocSuite, size: usize, dbg: bool) {
     let purge_total: f64 = purge.iter().sum();
     let n = pair.len().max(1) as f64;
     let b = |name: &str| {
-        super::alloc::bench("vmalloc", format!("vmalloc/lazy_amortized/{size}/{name}"), dbg)
-            .param("size", size)
-            .param("pages", pages)
-            .param("flush_mode", "lazy")
-            .param("lazy_max_pages", threshold)
-            .param("pairs", pairs)
-            .param("touch", true)
-            .extra("purges", purges)
-            .extra("pairs_per_purge", per_purge)
-            .extra("dropped_incomplete", incomplete)
+        super::alloc::bench(
+            "vmalloc",
+            format!("vmalloc/lazy_amortized/{size}/{name}"),
+            dbg,
+        )
+        .param("size", size)
+        .param("pages", pages)
+        .param("flush_mode", "lazy")
+        .param("lazy_max_pages", threshold)
+        .param("pairs", pairs)
+        .param("touch", true)
+        .extra("purges", purges)
+        .extra("pairs_per_purge", per_purge)
+        .extra("dropped_incomplete", incomplete)
     };
     b("pair")
         .extra("amortized_mean", total / n)

@@ -5,16 +5,8 @@ use super::state::{try_peek, with};
 use super::{stacks, PAGE_OFFSET, STACKS_END, STACKS_START, VMALLOC_END, VMALLOC_START};
 use crate::fault;
 use core::ptr::NonNull;
-use kmbench_mm::{FlushMode as MmFlushMode, Gfp, MmError, __GFP_ZERO};
-use kmbench_protocol::{FlushMode, GuestExit};
-
-pub fn to_mm_flush(m: FlushMode) -> MmFlushMode {
-    match m {
-        FlushMode::PerPage => MmFlushMode::PerPage,
-        FlushMode::Full => MmFlushMode::Full,
-        FlushMode::Lazy => MmFlushMode::Lazy,
-    }
-}
+use kmbench_mm::{Gfp, MmError, __GFP_ZERO};
+use kmbench_protocol::GuestExit;
 
 /// Report a misuse the allocators detected and end the run.
 pub fn misuse(call: &str, e: MmError) -> ! {
@@ -236,7 +228,7 @@ pub fn translate(
     virt: u64,
 ) -> Option<(
     u64,
-    super::paging::Leaf,
+    kmbench_protocol::PageSize,
     x86_64::structures::paging::PageTableFlags,
 )> {
     with(|m| m.pt.translate(virt))

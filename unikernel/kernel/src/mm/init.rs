@@ -2,12 +2,12 @@
 //! permissions, the direct map, guarded stacks), the switch to them, then the buddy,
 //! kmalloc, vmalloc and the Rust heap's pool. See the layout diagram in [`super`].
 use super::bootmem::BootMem;
-use super::paging::{KernelPageTable, Leaf};
+use super::paging::KernelPageTable;
 use super::state::{self, KernelMm};
 use super::{stacks, BENCH_MAP_END, PAGE_OFFSET, VMALLOC_END, VMALLOC_START};
 use crate::arch::privileged;
-use crate::arch::tsc::rdtsc;
 use crate::arch::pvh::BootInfo;
+use crate::arch::tsc::rdtsc;
 use crate::fault;
 use alloc::format;
 use alloc::string::String;
@@ -110,9 +110,9 @@ pub fn init(plan: &GuestPlan, boot: &BootInfo) -> InitReport {
     };
     let features = crate::arch::cpuid::features();
     let leaf = match plan.direct_map_page {
-        PageSize::Size4K => Leaf::K4,
-        PageSize::Size2M => Leaf::M2,
-        PageSize::Size1G if features.page_1g => Leaf::G1,
+        PageSize::Size4K => PageSize::Size4K,
+        PageSize::Size2M => PageSize::Size2M,
+        PageSize::Size1G if features.page_1g => PageSize::Size1G,
         PageSize::Size1G => config_error(String::from(
             "direct_map_page = \"1G\" needs 1 GiB pages, but this guest's CPUID 0x80000001 EDX bit 26 (pdpe1gb) is 0; \
              use \"2M\" or \"4K\" (TCG -cpu max offers 1 GiB pages)",
@@ -152,7 +152,7 @@ pub fn init(plan: &GuestPlan, boot: &BootInfo) -> InitReport {
         kstart,
         kstart,
         text_end - kstart,
-        Leaf::K4,
+        PageSize::Size4K,
         text,
         &mut frames,
     )
@@ -161,7 +161,7 @@ pub fn init(plan: &GuestPlan, boot: &BootInfo) -> InitReport {
         text_end,
         text_end,
         rodata_end - text_end,
-        Leaf::K4,
+        PageSize::Size4K,
         ro,
         &mut frames,
     )
@@ -170,7 +170,7 @@ pub fn init(plan: &GuestPlan, boot: &BootInfo) -> InitReport {
         rodata_end,
         rodata_end,
         kend - rodata_end,
-        Leaf::K4,
+        PageSize::Size4K,
         rw,
         &mut frames,
     )
@@ -230,7 +230,7 @@ pub fn init(plan: &GuestPlan, boot: &BootInfo) -> InitReport {
     unsafe { privileged::write_cr3(pml4) };
     pt.phys_offset = PAGE_OFFSET;
     let page_1g_usable = features.page_1g && probe_1g_leaf(&mut pt, &mut bootmem);
-    if leaf == Leaf::G1 && !page_1g_usable {
+    if leaf == PageSize::Size1G && !page_1g_usable {
         config_error(String::from(
             "direct_map_page = \"1G\": CPUID reports 1 GiB pages (pdpe1gb), but reading through a 1 GiB leaf \
              faults (reserved-bit #PF): this hypervisor does not honour 1 GiB guest pages (kvm_pvm's shadow \
@@ -290,7 +290,7 @@ pub fn init(plan: &GuestPlan, boot: &BootInfo) -> InitReport {
             .expect("mm_debug before any allocation");
     }
     let mut vmalloc = Vmalloc::new(VMALLOC_START, VMALLOC_END);
-    vmalloc.set_flush_mode(super::to_mm_flush(plan.flush_mode));
+    vmalloc.set_flush_mode(plan.flush_mode);
     let free_pages_after_boot = pages.buddy.nr_free_pages();
 
     state::install(KernelMm {
@@ -329,15 +329,14 @@ fn probe_1g_leaf(pt: &mut KernelPageTable, bootmem: &mut BootMem) -> bool {
     let flags = pt.leaf_flags(false, false);
     let mut frames = BootFrames(bootmem);
     if pt
-        .map_leaf(PROBE_1G, 0, Leaf::G1, flags, &mut frames)
+        .map_leaf(PROBE_1G, 0, PageSize::Size1G, flags, &mut frames)
         .is_err()
     {
         return false;
     }
     privileged::flush_tlb_all();
     let ok = crate::arch::idt::probe_read(PROBE_1G + 0x1000).is_ok();
-    pt.unmap_leaf(PROBE_1G, Leaf::G1);
+    pt.unmap_leaf(PROBE_1G, PageSize::Size1G);
     privileged::flush_tlb_all();
     ok
 }
-

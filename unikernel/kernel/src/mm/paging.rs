@@ -8,31 +8,14 @@
 //! 2 MiB leaf replaces an emptied PTE table (see [`KernelPageTable::free_empty_pte_table`]).
 use x86_64::structures::paging::mapper::{MapToError, MappedFrame, TranslateResult};
 use x86_64::structures::paging::{
-    FrameAllocator, Mapper, OffsetPageTable, Page, PageSize, PageTable, PageTableFlags as F, PhysFrame,
-    Size1GiB, Size2MiB, Size4KiB, Translate,
+    FrameAllocator, Mapper, OffsetPageTable, Page, PageSize as HwPageSize, PageTable,
+    PageTableFlags as F, PhysFrame, Size1GiB, Size2MiB, Size4KiB, Translate,
 };
 use x86_64::{PhysAddr, VirtAddr};
 
 use kmbench_mm::vmalloc::{LeafSize, VmallocHw};
 use kmbench_mm::MmError;
-
-/// Leaf sizes this kernel maps.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Leaf {
-    K4,
-    M2,
-    G1,
-}
-
-impl Leaf {
-    pub fn bytes(self) -> u64 {
-        match self {
-            Leaf::K4 => 4096,
-            Leaf::M2 => 2 << 20,
-            Leaf::G1 => 1 << 30,
-        }
-    }
-}
+use kmbench_protocol::PageSize;
 
 pub struct KernelPageTable {
     pub pml4_phys: u64,
@@ -114,7 +97,7 @@ impl KernelPageTable {
         &mut self,
         virt: u64,
         phys: u64,
-        leaf: Leaf,
+        leaf: PageSize,
         flags: F,
         frames: &mut A,
     ) -> Result<(), &'static str> {
@@ -126,9 +109,15 @@ impl KernelPageTable {
         let mut m = self.mapper();
         let huge = flags | F::HUGE_PAGE;
         let r = match leaf {
-            Leaf::K4 => map_one::<Size4KiB>(&mut m, virt, phys, flags, parent, &mut counting),
-            Leaf::M2 => map_one::<Size2MiB>(&mut m, virt, phys, huge, parent, &mut counting),
-            Leaf::G1 => map_one::<Size1GiB>(&mut m, virt, phys, huge, parent, &mut counting),
+            PageSize::Size4K => {
+                map_one::<Size4KiB>(&mut m, virt, phys, flags, parent, &mut counting)
+            }
+            PageSize::Size2M => {
+                map_one::<Size2MiB>(&mut m, virt, phys, huge, parent, &mut counting)
+            }
+            PageSize::Size1G => {
+                map_one::<Size1GiB>(&mut m, virt, phys, huge, parent, &mut counting)
+            }
         };
         self.table_pages += counting.taken;
         r
@@ -141,7 +130,7 @@ impl KernelPageTable {
         virt: u64,
         phys: u64,
         len: u64,
-        max_leaf: Leaf,
+        max_leaf: PageSize,
         flags: F,
         frames: &mut A,
     ) -> Result<[u64; 3], &'static str> {
@@ -149,7 +138,7 @@ impl KernelPageTable {
         let mut off = 0;
         while off < len {
             let (v, p, left) = (virt + off, phys + off, len - off);
-            let leaf = [Leaf::G1, Leaf::M2, Leaf::K4]
+            let leaf = [PageSize::Size1G, PageSize::Size2M, PageSize::Size4K]
                 .into_iter()
                 .find(|l| {
                     l.bytes() <= max_leaf.bytes()
@@ -157,12 +146,12 @@ impl KernelPageTable {
                         && p % l.bytes() == 0
                         && left >= l.bytes()
                 })
-                .unwrap_or(Leaf::K4);
+                .unwrap_or(PageSize::Size4K);
             self.map_leaf(v, p, leaf, flags, frames)?;
             counts[match leaf {
-                Leaf::K4 => 0,
-                Leaf::M2 => 1,
-                Leaf::G1 => 2,
+                PageSize::Size4K => 0,
+                PageSize::Size2M => 1,
+                PageSize::Size1G => 2,
             }] += 1;
             off += leaf.bytes();
         }
@@ -170,12 +159,12 @@ impl KernelPageTable {
     }
 
     /// Clear a leaf; returns the physical address it mapped. No TLB flush.
-    pub fn unmap_leaf(&mut self, virt: u64, leaf: Leaf) -> Option<u64> {
+    pub fn unmap_leaf(&mut self, virt: u64, leaf: PageSize) -> Option<u64> {
         let mut m = self.mapper();
         match leaf {
-            Leaf::K4 => unmap_one::<Size4KiB>(&mut m, virt),
-            Leaf::M2 => unmap_one::<Size2MiB>(&mut m, virt),
-            Leaf::G1 => unmap_one::<Size1GiB>(&mut m, virt),
+            PageSize::Size4K => unmap_one::<Size4KiB>(&mut m, virt),
+            PageSize::Size2M => unmap_one::<Size2MiB>(&mut m, virt),
+            PageSize::Size1G => unmap_one::<Size1GiB>(&mut m, virt),
         }
     }
 
@@ -221,7 +210,7 @@ impl KernelPageTable {
     }
 
     /// Walk the tables: physical address and leaf size behind `virt`.
-    pub fn translate(&mut self, virt: u64) -> Option<(u64, Leaf, F)> {
+    pub fn translate(&mut self, virt: u64) -> Option<(u64, PageSize, F)> {
         let m = self.mapper();
         match m.translate(VirtAddr::new(virt)) {
             TranslateResult::Mapped {
@@ -230,9 +219,9 @@ impl KernelPageTable {
                 flags,
             } => {
                 let leaf = match frame {
-                    MappedFrame::Size4KiB(_) => Leaf::K4,
-                    MappedFrame::Size2MiB(_) => Leaf::M2,
-                    MappedFrame::Size1GiB(_) => Leaf::G1,
+                    MappedFrame::Size4KiB(_) => PageSize::Size4K,
+                    MappedFrame::Size2MiB(_) => PageSize::Size2M,
+                    MappedFrame::Size1GiB(_) => PageSize::Size1G,
                 };
                 Some((frame.start_address().as_u64() + offset, leaf, flags))
             }
@@ -253,7 +242,7 @@ impl KernelPageTable {
 }
 
 /// Map one leaf of size `S`; the TLB needs no flush for a new mapping on x86.
-fn map_one<S: PageSize + core::fmt::Debug>(
+fn map_one<S: HwPageSize + core::fmt::Debug>(
     m: &mut OffsetPageTable<'_>,
     virt: u64,
     phys: u64,
@@ -287,11 +276,13 @@ where
 }
 
 /// Clear one leaf of size `S`; returns the physical address it mapped. No TLB flush.
-fn unmap_one<S: PageSize>(m: &mut OffsetPageTable<'_>, virt: u64) -> Option<u64>
+fn unmap_one<S: HwPageSize>(m: &mut OffsetPageTable<'_>, virt: u64) -> Option<u64>
 where
     for<'a> OffsetPageTable<'a>: Mapper<S>,
 {
-    let (frame, flush) = m.unmap(Page::<S>::containing_address(VirtAddr::new(virt))).ok()?;
+    let (frame, flush) = m
+        .unmap(Page::<S>::containing_address(VirtAddr::new(virt)))
+        .ok()?;
     flush.ignore();
     Some(frame.start_address().as_u64())
 }
@@ -302,14 +293,11 @@ where
 /// allocator while it maps).
 impl VmallocHw for KernelPageTable {
     fn map(&mut self, virt: u64, phys: u64, size: LeafSize) -> Result<(), MmError> {
-        let leaf = match size {
-            LeafSize::Size4K => Leaf::K4,
-            LeafSize::Size2M => Leaf::M2,
-        };
+        let leaf = size;
         let flags = self.leaf_flags(true, false);
         // A 2 MiB leaf where 4K leaves used to be: free the emptied PTE table first.
         let freed_table = match leaf {
-            Leaf::M2 => self
+            PageSize::Size2M => self
                 .free_empty_pte_table(virt)
                 .map_err(|reason| MmError::MapFailed { virt, reason })?,
             _ => None,
@@ -332,13 +320,7 @@ impl VmallocHw for KernelPageTable {
     }
 
     fn unmap(&mut self, virt: u64, size: LeafSize) -> Option<u64> {
-        self.unmap_leaf(
-            virt,
-            match size {
-                LeafSize::Size4K => Leaf::K4,
-                LeafSize::Size2M => Leaf::M2,
-            },
-        )
+        self.unmap_leaf(virt, size)
     }
 
     fn flush_tlb_range(&mut self, pages: &[u64]) {

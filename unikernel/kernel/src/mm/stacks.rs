@@ -6,9 +6,10 @@
 //! The guard registry lives here too: the exception path asks [`guard_hit`] whether a
 //! faulting address (or a double fault's RSP) lies in a guard, without touching the rest
 //! of mm (it may be borrowed by whatever overflowed).
-use super::paging::{KernelPageTable, Leaf};
+use super::paging::KernelPageTable;
 use super::STACKS_START;
 use crate::arch::gdt;
+use kmbench_protocol::PageSize;
 use spinning_top::Spinlock;
 use x86_64::structures::paging::{FrameAllocator, Size4KiB};
 
@@ -38,7 +39,7 @@ fn map_stack<A: FrameAllocator<Size4KiB>>(
         pt.map_leaf(
             base + i * 4096,
             f.start_address().as_u64(),
-            Leaf::K4,
+            PageSize::Size4K,
             flags,
             frames,
         )

@@ -50,10 +50,7 @@ static MM: MmCell = MmCell {
 
 /// Install the state built by `mm::init`. Panics if called twice.
 pub(super) fn install(mm: KernelMm) {
-    assert!(
-        !MM.ready.load(Ordering::Acquire),
-        "mm::init ran twice"
-    );
+    assert!(!MM.ready.load(Ordering::Acquire), "mm::init ran twice");
     // SAFETY: not ready yet, so no `with` or `try_peek` can be looking at the value.
     unsafe { *MM.value.get() = Some(mm) };
     MM.ready.store(true, Ordering::Release);

@@ -9,7 +9,6 @@
 //! collects the table pages under it, clears that entry (one write, one CR3 reload) and
 //! frees them. Under a shadow-paging hypervisor (kvm_pvm) that keeps table teardown from
 //! trapping on every PTE write. The caller keeps owning the frames it mapped.
-use super::paging::Leaf;
 use super::state::with;
 use super::{misuse, phys_to_virt, BENCH_MAP_END, BENCH_MAP_START, PAGE_OFFSET};
 use crate::arch::privileged;
@@ -17,6 +16,7 @@ use alloc::vec::Vec;
 use core::marker::PhantomData;
 use core::sync::atomic::{AtomicBool, Ordering};
 use kmbench_mm::{Gfp, PageAllocator};
+use kmbench_protocol::PageSize;
 use x86_64::structures::paging::{
     FrameAllocator, PageTable, PageTableFlags as F, PageTableIndex, PhysFrame, Size4KiB,
 };
@@ -77,7 +77,7 @@ impl BenchWindow {
     }
 
     /// Map one writable, non-executable leaf at `base() + offset` over `phys`.
-    pub fn map(&mut self, offset: u64, phys: u64, leaf: Leaf) -> Result<(), &'static str> {
+    pub fn map(&mut self, offset: u64, phys: u64, leaf: PageSize) -> Result<(), &'static str> {
         if offset + leaf.bytes() > WINDOW_BYTES {
             return Err("beyond the benchmark window (512 GiB)");
         }
@@ -86,15 +86,18 @@ impl BenchWindow {
             let mut frames = BuddyFrames {
                 pages: &mut m.pages,
             };
-            m.pt
-                .map_leaf(BENCH_MAP_START + offset, phys, leaf, flags, &mut frames)
+            m.pt.map_leaf(BENCH_MAP_START + offset, phys, leaf, flags, &mut frames)
         })
     }
 
     /// Map physically contiguous buddy blocks `(phys, order)` back to back from the
     /// window's start with `leaf` leaves; returns the bytes mapped. No TLB flush (none is
     /// needed for new entries).
-    pub fn map_blocks(&mut self, blocks: &[(u64, u8)], leaf: Leaf) -> Result<u64, &'static str> {
+    pub fn map_blocks(
+        &mut self,
+        blocks: &[(u64, u8)],
+        leaf: PageSize,
+    ) -> Result<u64, &'static str> {
         let mut off = 0;
         for &(p, o) in blocks {
             let len = 4096u64 << o;
@@ -110,7 +113,7 @@ impl BenchWindow {
 
     /// Clear the leaves covering `[base(), base() + len)` one by one (they must be `leaf`
     /// leaves), then flush the whole TLB. The table pages stay until [`Self::clear`].
-    pub fn unmap_leaves(&mut self, len: u64, leaf: Leaf) {
+    pub fn unmap_leaves(&mut self, len: u64, leaf: PageSize) {
         with(|m| {
             let mut off = 0;
             while off < len {

@@ -34,28 +34,10 @@ use crate::gfp::Gfp;
 use crate::page_alloc::PageAllocator;
 use crate::PAGE_SIZE;
 
-/// Size of one leaf mapping.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum LeafSize {
-    Size4K,
-    Size2M,
-}
-
-impl LeafSize {
-    pub const fn bytes(self) -> u64 {
-        match self {
-            LeafSize::Size4K => 4096,
-            LeafSize::Size2M => 2 << 20,
-        }
-    }
-    /// Buddy order of the frame behind one leaf.
-    pub const fn order(self) -> u8 {
-        match self {
-            LeafSize::Size4K => 0,
-            LeafSize::Size2M => 9,
-        }
-    }
-}
+/// Size of one leaf mapping: the plan's [`PageSize`](kmbench_protocol::PageSize), the
+/// one page-size type kernel, harness and this crate share. vmalloc maps 4K and 2M
+/// leaves only (`vmalloc_huge`); 1G never reaches it.
+pub use kmbench_protocol::PageSize as LeafSize;
 
 /// Page-table and TLB operations vmalloc needs; the kernel implements them on its page
 /// tables, host tests with `testing::FakePageTable`.
@@ -73,18 +55,10 @@ pub trait VmallocHw {
     fn flush_tlb_all(&mut self);
 }
 
-/// How `vfree` invalidates the TLB.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum FlushMode {
-    /// INVLPG each leaf when fewer than [`TLB_SINGLE_PAGE_FLUSH_CEILING`], else a full flush.
-    PerPage,
-    /// Always a full flush.
-    Full,
-    /// Linux's lazy vmap purge: unmap now, but keep the virtual range out of use and skip
-    /// the flush until more than `lazy_max_pages` pages are pending; then one full flush
-    /// and all pending ranges return to the free pool.
-    Lazy,
-}
+/// How `vfree` invalidates the TLB: the one type the plan, the kernel and this crate
+/// share (`PerPage`: INVLPG each leaf below [`TLB_SINGLE_PAGE_FLUSH_CEILING`], else a full
+/// flush; `Full`; `Lazy`: Linux's lazy vmap purge, see `lazy_max_pages`).
+pub use kmbench_protocol::FlushMode;
 
 /// x86 Linux's `tlb_single_page_flush_ceiling`.
 pub const TLB_SINGLE_PAGE_FLUSH_CEILING: usize = 33;
@@ -459,6 +433,7 @@ impl Vmalloc {
         match leaf {
             LeafSize::Size4K => self.stats.mapped_4k += n as u64,
             LeafSize::Size2M => self.stats.mapped_2m += n as u64,
+            LeafSize::Size1G => unreachable!("vmalloc maps no 1 GiB leaves"),
         }
         self.stats.allocs += 1;
         self.by_addr.insert(start, start + size);
@@ -594,6 +569,7 @@ impl Vmalloc {
         match area.leaf {
             LeafSize::Size4K => self.stats.mapped_4k -= n as u64,
             LeafSize::Size2M => self.stats.mapped_2m -= n as u64,
+            LeafSize::Size1G => unreachable!("vmalloc maps no 1 GiB leaves"),
         }
         self.stats.frees += 1;
         drop(area);

@@ -102,4 +102,3 @@ pub fn cpuid_tlb() -> serde_json::Value {
     }
     json!({"source": source, "entries": entries})
 }
-

@@ -1,6 +1,6 @@
 //! The measured inner loops of the tlb suites, in assembly so the compiler cannot change
 //! what is timed: a dependent pointer chase (one load per step) and a streaming read
-//! (one load per 64-byte line).
+//! (one load per 64-byte line); and the alu suite's dependent add chain.
 use core::arch::asm;
 
 /// Follow the chain `n` steps (n ≥ 1); returns where it stopped.
@@ -30,3 +30,15 @@ pub fn stream(base: u64, bytes: u64, lines: u64) -> u64 {
     acc
 }
 
+/// A dependent chain: each `add` needs the previous result, so one iteration costs the
+/// add's latency plus loop overhead (~1-1.5 cycles on modern cores).
+#[inline(never)]
+pub fn dependent_adds(iterations: u64) -> u64 {
+    let mut x: u64 = 1;
+    // SAFETY: register-only arithmetic loop.
+    unsafe {
+        asm!("2:", "add {x}, {x}", "add {x}, 1", "dec {n}", "jnz 2b",
+             x = inout(reg) x, n = inout(reg) iterations => _, options(nomem, nostack));
+    }
+    x
+}

@@ -8,7 +8,6 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
-
 /// Core counters programmed for data-TLB misses.
 pub struct Pmu {
     /// (name, counter MSR)
@@ -92,4 +91,3 @@ impl Pmu {
         self.counters.iter().map(|&(_, msr)| rdmsr(msr)).collect()
     }
 }
-

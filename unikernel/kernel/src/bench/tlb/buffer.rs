@@ -3,13 +3,13 @@
 use super::{available_bytes, leaf_label, size_label, G1_FAULTS, PAGE};
 use crate::arch::privileged;
 use crate::mm;
-use crate::mm::paging::Leaf;
 use crate::mm::window::{self, BenchWindow};
 use crate::rng::Rng;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use kmbench_mm::Gfp;
+use kmbench_protocol::PageSize;
 use kmbench_protocol::{BenchStatus, Mapping};
 
 pub(super) enum Backing {
@@ -45,11 +45,11 @@ impl Buffer {
     }
 }
 
-pub(super) fn leaf_of(m: Mapping) -> Leaf {
+pub(super) fn leaf_of(m: Mapping) -> PageSize {
     match m {
-        Mapping::Direct4K | Mapping::Vmalloc => Leaf::K4,
-        Mapping::Direct2M | Mapping::VmallocHuge => Leaf::M2,
-        Mapping::Direct1G => Leaf::G1,
+        Mapping::Direct4K | Mapping::Vmalloc => PageSize::Size4K,
+        Mapping::Direct2M | Mapping::VmallocHuge => PageSize::Size2M,
+        Mapping::Direct1G => PageSize::Size1G,
     }
 }
 
@@ -139,7 +139,7 @@ pub(super) fn build_buffer(
                     frames.swap(i, j);
                 }
                 for (i, &f) in frames.iter().enumerate() {
-                    if let Err(e) = window.map(i as u64 * PAGE, f, Leaf::K4) {
+                    if let Err(e) = window.map(i as u64 * PAGE, f, PageSize::Size4K) {
                         let b = Buffer {
                             base,
                             bytes: 0,
@@ -162,8 +162,8 @@ pub(super) fn build_buffer(
                 })
             } else {
                 let order: u8 = match leaf {
-                    Leaf::K4 | Leaf::M2 => 9.min(bytes.trailing_zeros() as u8 - 12),
-                    Leaf::G1 => 18,
+                    PageSize::Size4K | PageSize::Size2M => 9.min(bytes.trailing_zeros() as u8 - 12),
+                    PageSize::Size1G => 18,
                 };
                 let blocks = window::alloc_blocks(bytes, order);
                 let got = blocks.len() as u64 * (PAGE << order);
@@ -186,7 +186,7 @@ pub(super) fn build_buffer(
                     ));
                 }
                 privileged::flush_tlb_all();
-                if leaf == Leaf::G1 && crate::arch::idt::probe_read(base).is_err() {
+                if leaf == PageSize::Size1G && crate::arch::idt::probe_read(base).is_err() {
                     drop(window);
                     window::free_blocks(&blocks);
                     return Err((BenchStatus::Unsupported, G1_FAULTS.to_string()));
@@ -205,4 +205,3 @@ pub(super) fn build_buffer(
         }
     }
 }
-

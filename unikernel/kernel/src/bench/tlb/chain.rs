@@ -61,4 +61,3 @@ pub(super) fn build_chain(base: u64, pattern: AccessPattern, n: u64, seed: u64) 
     }
     at(0) as u64
 }
-

@@ -169,4 +169,3 @@ pub fn tlbflush_suite(cfg: &TlbFlushSuite) {
     drop(page_addrs);
     buf.free();
 }
-

@@ -1,15 +1,15 @@
 //! The `map` suite: mapping and unmapping physically contiguous memory in the benchmark
 //! window with 4K, 2M (and 1G) leaves, per leaf, into live page tables.
 use super::{available_bytes, is_pvm, leaf_label, size_label, G1_FAULTS, PAGE};
-use crate::arch::{cpuid, tsc};
 use crate::arch::privileged::run_cpl;
-use crate::mm::paging::Leaf;
+use crate::arch::{cpuid, tsc};
 use crate::mm::window::{self, BenchWindow};
 use crate::report::Bench;
 use crate::timing;
 use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
+use kmbench_protocol::PageSize;
 use kmbench_protocol::{BenchStatus, MapSuite};
 
 pub fn map_suite(cfg: &MapSuite) {
@@ -17,9 +17,9 @@ pub fn map_suite(cfg: &MapSuite) {
     let cpl = run_cpl();
     let ovh = timing::overhead();
     for &size in &cfg.sizes {
-        let mut leaves = vec![Leaf::K4, Leaf::M2];
+        let mut leaves = vec![PageSize::Size4K, PageSize::Size2M];
         if size >= 1 << 30 {
-            leaves.push(Leaf::G1);
+            leaves.push(PageSize::Size1G);
         }
         for leaf in leaves {
             let label = size_label(size);
@@ -35,7 +35,7 @@ pub fn map_suite(cfg: &MapSuite) {
                         .emit_status(st, msg);
                 }
             };
-            if leaf == Leaf::G1 && !features.page_1g {
+            if leaf == PageSize::Size1G && !features.page_1g {
                 status(
                     BenchStatus::Unsupported,
                     "1 GiB pages not offered: CPUID 0x80000001 EDX bit 26 (pdpe1gb) is 0",
@@ -49,7 +49,7 @@ pub fn map_suite(cfg: &MapSuite) {
                 );
                 continue;
             }
-            let order: u8 = if leaf == Leaf::G1 {
+            let order: u8 = if leaf == PageSize::Size1G {
                 18
             } else {
                 9.min(size.trailing_zeros() as u8 - 12)
@@ -84,7 +84,7 @@ pub fn map_suite(cfg: &MapSuite) {
                     failed = Some(e);
                     break;
                 }
-                if leaf == Leaf::G1
+                if leaf == PageSize::Size1G
                     && map_s.is_empty()
                     && crate::arch::idt::probe_read(base).is_err()
                 {

@@ -43,11 +43,11 @@ pub use sweep::tlb_suite;
 use crate::arch::pmu::{Pmu, PMU_ABSENT};
 use crate::arch::privileged;
 use crate::mm;
-use crate::mm::paging::Leaf;
 use crate::report::Bench;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
+use kmbench_protocol::PageSize;
 
 const PAGE: u64 = 4096;
 const LINE: u64 = 64;
@@ -62,11 +62,11 @@ fn available_bytes() -> u64 {
     free.saturating_sub(reserve)
 }
 
-fn leaf_label(l: Leaf) -> &'static str {
+fn leaf_label(l: PageSize) -> &'static str {
     match l {
-        Leaf::K4 => "4K",
-        Leaf::M2 => "2M",
-        Leaf::G1 => "1G",
+        PageSize::Size4K => "4K",
+        PageSize::Size2M => "2M",
+        PageSize::Size1G => "1G",
     }
 }
 
@@ -173,4 +173,3 @@ fn pmu_extra<'a>(b: Bench<'a>, pmu: Option<&Pmu>, per_access: &[Vec<f64>]) -> Be
         }
     }
 }
-

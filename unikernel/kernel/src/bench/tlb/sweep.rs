@@ -144,4 +144,3 @@ pub fn tlb_suite(cfg: &TlbSuite, plan: &GuestPlan) {
         buf.free();
     }
 }
-
