@@ -12,9 +12,9 @@
 //! the pointer arrays of full_fit and long_busy_list live on the Rust heap, and cases
 //! needing subsystems kmbench lacks (per-CPU allocator, RCU, vm_map_ram, vrealloc) are
 //! recorded as unsupported.
-use crate::rng::Rng;
 use crate::arch::tsc;
 use crate::mm;
+use crate::rng::Rng;
 use crate::timing;
 use alloc::format;
 use alloc::vec::Vec;

@@ -90,7 +90,7 @@ pub(super) fn build_buffer(
                             .filter(|i| {
                                 !matches!(
                                     mm::translate(p as u64 + i * leaf.bytes()),
-                                    Some((_, Leaf::M2, _))
+                                    Some((_, PageSize::Size2M, _))
                                 )
                             })
                             .count();

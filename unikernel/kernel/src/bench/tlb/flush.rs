@@ -143,8 +143,10 @@ pub fn tlbflush_suite(cfg: &TlbFlushSuite) {
             b
         } else {
             let me = median(&exited);
-            b.extra("chase_after_noop_exit_median", me)
-                .extra("exit_share_of_refill", if mf > mw { (me - mw) / (mf - mw) } else { 0.0 })
+            b.extra("chase_after_noop_exit_median", me).extra(
+                "exit_share_of_refill",
+                if mf > mw { (me - mw) / (mf - mw) } else { 0.0 },
+            )
         };
         b.emit_cycles_f64(&mut refill);
         if name == "cr3" {
