@@ -8,7 +8,8 @@ use crate::{arch, bench, console, fault, mm, report, selftest, serve, timing};
 use alloc::string::{String, ToString};
 use core::sync::atomic::{AtomicU64, Ordering};
 use kmbench_protocol::{
-    FaultInjection, GuestExit, GuestPlan, Hello, Record, CMDLINE_PLAN_KEY, CMDLINE_PLAN_MODULE, PROTOCOL_VERSION,
+    FaultInjection, GuestExit, GuestPlan, Hello, Record, CMDLINE_PLAN_KEY, CMDLINE_PLAN_MODULE,
+    PROTOCOL_VERSION,
 };
 
 /// TSC at kernel entry and when ring-0 setup was done (written once in `kmain`, at CPL0,
@@ -31,7 +32,11 @@ fn peek_cpl(start_info: u64) -> u8 {
         // Inline plan `kmbench={"cpl":N…`, or plan in module 0: `kmbench=module cpl=N`.
         for pat in [&b"kmbench={\"cpl\":"[..], &b"kmbench=module cpl="[..]] {
             if pat.iter().enumerate().all(|(i, &c)| *cmdline.add(i) == c) {
-                return if *cmdline.add(pat.len()) == b'3' { 3 } else { 0 };
+                return if *cmdline.add(pat.len()) == b'3' {
+                    3
+                } else {
+                    0
+                };
             }
         }
         0
@@ -96,7 +101,10 @@ fn parse_plan(boot: &pvh::BootInfo) -> GuestPlan {
             ),
         };
         // A module may be padded with NULs or end with a newline.
-        let end = module.iter().rposition(|&b| b != 0 && b != b'\n').map_or(0, |i| i + 1);
+        let end = module
+            .iter()
+            .rposition(|&b| b != 0 && b != b'\n')
+            .map_or(0, |i| i + 1);
         match core::str::from_utf8(&module[..end]) {
             Ok(s) => s,
             Err(_) => fault::die(
