@@ -46,6 +46,8 @@ pub struct Line {
 pub struct Marker {
     pub x: f64,
     pub label: String,
+    /// Inferred from measurements rather than reported (CPUID): drawn dotted, in orange.
+    pub inferred: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -371,11 +373,15 @@ where
         if m.x <= xa || m.x >= xb {
             continue;
         }
-        let grey = RGBColor(110, 110, 110);
+        let (grey, dash, gap) = if m.inferred {
+            (RGBColor(200, 100, 0), 1, 3)
+        } else {
+            (RGBColor(110, 110, 110), 4, 3)
+        };
         c.draw_series(DashedLineSeries::new(
             vec![(m.x, y0), (m.x, y1)],
-            4,
-            3,
+            dash,
+            gap,
             grey.stroke_width(1),
         ))?;
         let (px, py) = c.backend_coord(&(m.x, y1));

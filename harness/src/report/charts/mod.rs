@@ -6,7 +6,9 @@
 //! * `vmalloc-phases`: vmalloc decomposed (bookkeeping, PTE writes, TLB flush, alloc, free)
 //!   per flush mode, with kmalloc's pair as a dashed reference;
 //! * `tlb-<pattern>`: ns per access vs working set, one line per mapping, one panel per
-//!   host backing (variant), min–p99 bands, TLB-reach markers (CPUID entries × page size);
+//!   host backing (variant), min–p99 bands, TLB-reach markers (CPUID entries × page size,
+//!   or, where CPUID reports none, the latency steps of the `analysis` section, drawn
+//!   dotted and labelled `inferred`; the subtitle says which);
 //! * `tlb-ratio`: direct-4K / direct-2M and vmalloc / vmalloc_huge vs working set.
 //!
 //! Then one `latency-<suite>` chart per suite with sizes: series grouped by operation and
@@ -26,7 +28,7 @@ mod tlb;
 pub use alloc::{alloc_cost, vmalloc_phases};
 pub use group::{is_access, point, series_label, size_of, unit_of};
 pub use latency::suite_charts;
-pub use tlb::{reach_markers, tlb_charts, tlb_ratio};
+pub use tlb::{inferred_markers, reach_markers, tlb_charts, tlb_ratio};
 
 use crate::report::plot::Chart;
 use crate::results::RunResults;

@@ -203,7 +203,8 @@ fn vmalloc_groups_by_flush_mode_and_tlb_panels_by_variant_with_reach() {
         t[0].panels[1].markers,
         [Marker {
             x: 262144.0,
-            label: "L1 4K reach 256 KiB".into()
+            label: "L1 4K reach 256 KiB".into(),
+            inferred: false,
         }]
     );
     let svg = super::super::plot::render(&t[0]).unwrap();
@@ -214,4 +215,74 @@ fn vmalloc_groups_by_flush_mode_and_tlb_panels_by_variant_with_reach() {
     let r = tlb_ratio(&run).unwrap();
     assert_eq!(r.panels[0].lines.len(), 2, "direct 4K/2M per variant");
     assert_eq!(r.panels[0].lines[0].pts[0].y, 1.0);
+}
+
+#[test]
+fn without_cpuid_sizes_the_markers_come_from_the_analysis_and_say_so() {
+    use crate::analysis::{Analysis, MappingAnalysis, TlbAnalysis, TlbLevel, ANALYSIS_SCHEMA};
+    let mut b = vec![];
+    for m in ["direct-4K", "direct-2M"] {
+        for ws in [4096u64, 1 << 20] {
+            b.push(e(
+                &format!("tlb/random/{m}/{ws}"),
+                "tlb",
+                json!({"mapping": m, "bytes": ws, "pattern": "random"}),
+                true,
+            ));
+        }
+    }
+    let mut run = run_of(b);
+    let level = TlbLevel {
+        index: 1,
+        bytes_min: 262144,
+        bytes_max: 368640,
+        entries_min: 64,
+        entries_max: 90,
+        bytes_estimate: 286720,
+        entries_estimate: 70,
+        latency_before_ns: 1.3,
+        latency_after_ns: 3.5,
+        extra_ns: 2.2,
+        cpuid: vec![],
+        matches: None,
+    };
+    run.analysis = Some(Analysis {
+        schema: ANALYSIS_SCHEMA.into(),
+        tlb: vec![TlbAnalysis {
+            variant: String::new(),
+            pattern: "random".into(),
+            mappings: vec![MappingAnalysis {
+                mapping: "direct-4K".into(),
+                page_bytes: 4096,
+                points: 2,
+                levels: vec![level],
+                effective_entry: None,
+            }],
+        }],
+    });
+    let t = tlb_charts(&run);
+    assert_eq!(
+        t[0].panels[0].markers,
+        [Marker {
+            x: 286720.0,
+            label: "inferred 4K step 1 ≈ 70 entries (280 KiB)".into(),
+            inferred: true,
+        }]
+    );
+    assert!(
+        t[0].note.contains("CPUID reports no data-TLB sizes")
+            && t[0].note.contains("inferred from the latency steps"),
+        "{}",
+        t[0].note
+    );
+    let svg = super::super::plot::render(&t[0]).unwrap();
+    assert!(svg.contains("inferred 4K step 1"), "{svg}");
+    // With CPUID sizes, CPUID's markers win and the note names CPUID.
+    run.info.insert(
+        "tlb/cpuid".into(),
+        json!({"entries": [{"type": "data", "level": "L1", "page_size": "4K", "entries": 64}]}),
+    );
+    let t = tlb_charts(&run);
+    assert!(t[0].panels[0].markers.iter().all(|m| !m.inferred));
+    assert!(t[0].note.contains("from CPUID"), "{}", t[0].note);
 }

@@ -3,10 +3,12 @@ use std::collections::BTreeMap;
 
 use super::group::{access_points, backing_of, is_access, unit_of};
 use super::{run_tag, slug, y_desc};
+use crate::analysis::Analysis;
 use crate::format::human_size;
 use crate::report::plot::{Chart, Line, Marker, Panel, Pt, XKind, YKind};
 use crate::results::{BenchEntry, RunResults};
 
+/// CPUID data-TLB reach markers for a mapping's page size: `L1 4K: 64 × 4 KiB = 256 KiB`.
 pub fn reach_markers(run: &RunResults, variant: &str, pages: &[&str]) -> Vec<Marker> {
     let mut out: Vec<Marker> = crate::report::tlb::cpuid_entries(run, variant)
         .into_iter()
@@ -21,11 +23,48 @@ pub fn reach_markers(run: &RunResults, variant: &str, pages: &[&str]) -> Vec<Mar
             Some(Marker {
                 x: (n * page) as f64,
                 label: format!("{level} {ps} reach {}", human_size(n * page)),
+                inferred: false,
             })
         })
         .collect();
     out.sort_by(|a, b| a.x.total_cmp(&b.x));
     out.dedup_by(|a, b| a.label == b.label);
+    out
+}
+
+/// Reach inferred from the latency steps (`analysis` section, [`Analysis`]) for a variant,
+/// for when CPUID reports no data-TLB sizes: one marker per step of the direct mappings,
+/// at its point estimate, from the sweep of `pattern` when analysed, else the analysed one.
+pub fn inferred_markers(analysis: Option<&Analysis>, variant: &str, pattern: &str) -> Vec<Marker> {
+    let Some(a) = analysis else { return vec![] };
+    let of_variant = a.tlb.iter().filter(|t| t.variant == variant);
+    let Some(t) = of_variant
+        .clone()
+        .find(|t| t.pattern == pattern)
+        .or_else(|| of_variant.clone().next())
+    else {
+        return vec![];
+    };
+    let mut out: Vec<Marker> = t
+        .mappings
+        .iter()
+        .filter(|m| m.mapping.starts_with("direct-"))
+        .flat_map(|m| {
+            m.levels.iter().map(move |l| Marker {
+                x: l.bytes_estimate as f64,
+                label: format!(
+                    "inferred {} step {} ≈ {} entries ({})",
+                    m.mapping.trim_start_matches("direct-"),
+                    l.index,
+                    l.entries_estimate,
+                    human_size(l.bytes_estimate)
+                ),
+                inferred: true,
+            })
+        })
+        .filter(|m| m.x > 0.0)
+        .collect();
+    out.sort_by(|a, b| a.x.total_cmp(&b.x));
     out
 }
 
@@ -70,6 +109,10 @@ pub fn tlb_charts(run: &RunResults) -> Vec<Chart> {
         p.sort_by_key(|s| (s != "random", s.clone()));
         p
     };
+    let analysis = run
+        .analysis
+        .clone()
+        .or_else(|| crate::report::tlb_analysis::analyze(run));
     let mut charts = Vec::new();
     for pattern in patterns {
         let by_variant = &g[&pattern];
@@ -99,21 +142,40 @@ pub fn tlb_charts(run: &RunResults) -> Vec<Chart> {
                     format!("variant {v} (host backing {})", backing_of(run, v))
                 },
                 lines,
-                markers: reach_markers(run, v, &["4K", "2M", "1G"]),
+                markers: {
+                    let cpuid = reach_markers(run, v, &["4K", "2M", "1G"]);
+                    if cpuid.is_empty() {
+                        inferred_markers(analysis.as_ref(), v, &pattern)
+                    } else {
+                        cpuid
+                    }
+                },
             });
         }
         if panels.is_empty() {
             continue;
         }
-        let cpuid_note = if panels.iter().all(|p| p.markers.is_empty()) {
-            "CPUID reports no data-TLB sizes here (no reach markers)".to_string()
-        } else {
-            "dashed verticals: TLB reach from CPUID (entries × page size)".to_string()
+        let markers = || panels.iter().flat_map(|p| &p.markers);
+        let cpuid = markers().any(|m| !m.inferred);
+        let inferred = markers().any(|m| m.inferred);
+        let marker_note = match (cpuid, inferred) {
+            (false, false) => {
+                "CPUID reports no data-TLB sizes and no latency step was found (no reach markers)"
+            }
+            (true, false) => "dashed grey verticals: TLB reach from CPUID (entries × page size)",
+            (false, true) => {
+                "CPUID reports no data-TLB sizes here: dotted orange verticals are TLB reach \
+                 inferred from the latency steps (results.json analysis)"
+            }
+            (true, true) => {
+                "dashed grey verticals: TLB reach from CPUID; dotted orange: inferred from the \
+                 latency steps (results.json analysis) where CPUID reports none"
+            }
         };
         charts.push(Chart {
             name: format!("tlb-{}", slug(&pattern)),
             title: format!("Huge pages or 4K? {pattern} access: latency vs working set"),
-            note: format!("{cpuid_note}; {}", run_tag(run)),
+            note: format!("{marker_note}; {}", run_tag(run)),
             x_desc: "working set".into(),
             x_kind: XKind::Bytes,
             y_desc: y_desc(&unit, "median per access"),
