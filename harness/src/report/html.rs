@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use kmbench_protocol::BenchStatus;
 
 use super::charts::{self, point, unit_of};
-use super::plot::{self, fmt_ns_axis, ChangeRow};
+use super::plot::{self, fmt_ns_axis, ChangeRow, Pt};
 use crate::compare::Comparison;
 use crate::format::human_size;
 use crate::results::{BenchEntry, RunResults};
@@ -220,61 +220,111 @@ fn answer_alloc(run: &RunResults) -> Option<String> {
     Some(s)
 }
 
-/// 4K/2M at each variant's largest working set and the peak ratio.
+/// How many of the largest working sets the verdict's median takes when no 4K TLB reach
+/// is known (or fewer than two points lie past it).
+const TOP_POINTS: usize = 3;
+
+/// The verdict's statistic for one 4K/2M line: the median ratio over the working sets at
+/// or past `reach` (the largest 4K TLB reach), else over the [`TOP_POINTS`] largest ones;
+/// with a description of which points it took.
+fn robust_ratio(pts: &[Pt], reach: Option<u64>) -> Option<(f64, String)> {
+    let past: Vec<f64> = match reach {
+        Some(r) => pts
+            .iter()
+            .filter(|p| p.x >= r as f64)
+            .map(|p| p.y)
+            .collect(),
+        None => vec![],
+    };
+    let (ys, what) = if past.len() >= 2 {
+        let n = past.len();
+        (
+            past,
+            format!("{n} working sets ≥ {}", human_size(reach.unwrap_or(0))),
+        )
+    } else {
+        let n = pts.len().min(TOP_POINTS);
+        let ys: Vec<f64> = pts[pts.len() - n..].iter().map(|p| p.y).collect();
+        (ys, format!("largest {n} working sets"))
+    };
+    let mut ys: Vec<f64> = ys.into_iter().filter(|y| y.is_finite()).collect();
+    if ys.is_empty() {
+        return None;
+    }
+    ys.sort_by(f64::total_cmp);
+    let n = ys.len();
+    let med = if n % 2 == 1 {
+        ys[n / 2]
+    } else {
+        (ys[n / 2 - 1] + ys[n / 2]) / 2.0
+    };
+    Some((med, what))
+}
+
+/// 4K/2M at each variant's largest working set and a robust ratio: the median over the
+/// working sets past the largest 4K TLB reach ([`robust_ratio`]).
 fn answer_pages(run: &RunResults) -> Option<String> {
     let chart = charts::tlb_ratio(run)?;
+    let reach = charts::max_4k_reach(run);
     let mut s = String::from(
         "<div class=\"card\"><h3>Huge pages or 4K?</h3><table><tr><th>access</th><th>pages compared [variant]</th>\
-         <th class=n>4K/2M at largest working set</th><th class=n>peak 4K/2M</th></tr>",
+         <th class=n>4K/2M at largest working set</th><th class=n>median 4K/2M past the 4K TLB reach</th></tr>",
     );
     let mut best: Option<(f64, String)> = None;
     for p in &chart.panels {
         for l in &p.lines {
-            let (Some(last), Some(peak)) = (
-                l.pts.last(),
-                l.pts.iter().copied().max_by(|a, b| a.y.total_cmp(&b.y)),
-            ) else {
+            let (Some(last), Some((med, what))) =
+                (l.pts.last(), robust_ratio(&l.pts, reach.map(|r| r.0)))
+            else {
                 continue;
             };
             let _ = write!(
                 s,
-                "<tr><td>{}</td><td>{}</td><td class=n>{:.2} at {}</td><td class=n>{:.2} at {}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td class=n>{:.2} at {}</td><td class=n>{:.2} over {}</td></tr>",
                 esc(&p.title),
                 esc(&l.label),
                 last.y,
                 human_size(last.x as u64),
-                peak.y,
-                human_size(peak.x as u64)
+                med,
+                esc(&what)
             );
-            if best.as_ref().is_none_or(|b| peak.y > b.0) {
-                best = Some((
-                    peak.y,
-                    format!(
-                        "{} ({}, at {})",
-                        l.label,
-                        p.title,
-                        human_size(peak.x as u64)
-                    ),
-                ));
+            if best.as_ref().is_none_or(|b| med > b.0) {
+                best = Some((med, format!("{} ({}, over {what})", l.label, p.title)));
             }
         }
     }
     s.push_str("</table>");
     if let Some((r, wher)) = best {
+        let basis = match reach {
+            Some((b, src)) => format!(
+                "the median 4K/2M ratio over the working sets at or past the largest 4K TLB \
+                 reach, {} ({src}), or over the {TOP_POINTS} largest working sets where fewer \
+                 than two lie past it",
+                human_size(b)
+            ),
+            None => format!(
+                "the median 4K/2M ratio over the {TOP_POINTS} largest working sets (no 4K TLB \
+                 reach is known: CPUID reports none and no latency step was found)"
+            ),
+        };
         let verdict = if r >= 1.1 {
             format!(
-                "Huge pages pay off here: 4K pages are up to <b>{r:.2}×</b> slower, for {}.",
+                "Huge pages pay off here: 4K pages are <b>{r:.2}×</b> slower, for {}.",
                 esc(&wher)
             )
         } else {
             format!(
-                "On this host huge pages change little: the largest 4K/2M ratio is <b>{r:.2}</b> ({}). \
+                "On this host huge pages change little: the largest ratio is <b>{r:.2}</b> ({}). \
                  Under shadow paging a guest 2M page is only a 2M TLB entry where the host backs it \
                  with huge pages; compare the panels per host backing.",
                 esc(&wher)
             )
         };
-        let _ = write!(s, "<p>{verdict}</p>");
+        let _ = write!(
+            s,
+            "<p>{verdict}</p><p><small>Verdict statistic: {}.</small></p>",
+            esc(&basis)
+        );
     }
     s.push_str("</div>");
     Some(s)
@@ -579,4 +629,35 @@ pub fn compare_page(cmp: &Comparison) -> String {
     }
     b.push_str("</table>");
     page("kmbench compare", &b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pages_verdict_is_a_median_past_the_reach_not_one_point() {
+        let pts: Vec<Pt> = [
+            (1u64 << 16, 1.0),
+            (1 << 20, 1.5),
+            (1 << 22, 9.0),
+            (1 << 24, 2.0),
+        ]
+        .iter()
+        .map(|(x, y)| Pt::new(*x as f64, *y))
+        .collect();
+        // Past a 1 MiB reach: 1.5, 9.0, 2.0 → median 2.0 (the 9.0 outlier does not decide).
+        let (m, what) = robust_ratio(&pts, Some(1 << 20)).unwrap();
+        assert_eq!(m, 2.0);
+        assert_eq!(what, "3 working sets ≥ 1 MiB");
+        // No reach known, or fewer than two points past it: the 3 largest working sets.
+        assert_eq!(
+            robust_ratio(&pts, None).unwrap(),
+            (2.0, "largest 3 working sets".to_string())
+        );
+        assert_eq!(robust_ratio(&pts, Some(1 << 24)).unwrap().0, 2.0);
+        let two = &pts[..2];
+        assert_eq!(robust_ratio(two, None).unwrap().0, 1.25);
+        assert!(robust_ratio(&[], None).is_none());
+    }
 }

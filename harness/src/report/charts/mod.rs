@@ -28,7 +28,7 @@ mod tlb;
 pub use alloc::{alloc_cost, vmalloc_phases};
 pub use group::{is_access, point, series_label, size_of, unit_of};
 pub use latency::suite_charts;
-pub use tlb::{inferred_markers, reach_markers, tlb_charts, tlb_ratio};
+pub use tlb::{inferred_markers, max_4k_reach, reach_markers, tlb_charts, tlb_ratio};
 
 use crate::report::plot::Chart;
 use crate::results::RunResults;

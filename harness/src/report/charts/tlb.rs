@@ -68,6 +68,44 @@ pub fn inferred_markers(analysis: Option<&Analysis>, variant: &str, pattern: &st
     out
 }
 
+/// The largest 4K-page TLB reach over the run's variants, and where it comes from: CPUID
+/// (entries × 4 KiB, every level) where it reports 4K entries, else the direct-4K sweep's
+/// last latency step in the `analysis` section. None: neither knows one.
+pub fn max_4k_reach(run: &RunResults) -> Option<(u64, &'static str)> {
+    let acc: Vec<&BenchEntry> = run.benchmarks.iter().filter(|e| is_access(e)).collect();
+    let (_, variants) = access_points(run, &unit_of(&acc));
+    let analysis = run
+        .analysis
+        .clone()
+        .or_else(|| crate::report::tlb_analysis::analyze(run));
+    let mut best: Option<(u64, &'static str)> = None;
+    for v in &variants {
+        let cpuid = crate::report::tlb::cpuid_entries(run, v)
+            .into_iter()
+            .filter(|(_, ps, _)| ps == "4K")
+            .map(|(_, _, n)| n * 4096)
+            .max();
+        let reach = match cpuid {
+            Some(b) => Some((b, "CPUID")),
+            None => analysis
+                .iter()
+                .flat_map(|a| &a.tlb)
+                .filter(|t| t.variant == *v)
+                .flat_map(|t| &t.mappings)
+                .filter(|m| m.mapping == "direct-4K")
+                .flat_map(|m| m.levels.iter().map(|l| l.bytes_max))
+                .max()
+                .map(|b| (b, "inferred from the latency steps")),
+        };
+        if let Some(r) = reach {
+            if best.is_none_or(|b| r.0 > b.0) {
+                best = Some(r);
+            }
+        }
+    }
+    best
+}
+
 const MAPPING_ORDER: [&str; 5] = [
     "direct-4K",
     "direct-2M",
