@@ -167,6 +167,16 @@ fn hang_is_killed_by_the_timeout_and_partial_results_kept() {
 
 #[test]
 fn sigint_kills_the_guest_and_keeps_results() {
+    signal_kills_the_guest_and_keeps_results(libc::SIGINT);
+}
+
+#[test]
+fn sigterm_kills_the_guest_and_keeps_results() {
+    signal_kills_the_guest_and_keeps_results(libc::SIGTERM);
+}
+
+/// `sig` mid-run: exit 130, results.json written with complete = false.
+fn signal_kills_the_guest_and_keeps_results(sig: libc::c_int) {
     let (_t, cfg, out) = setup(
         "h.toml",
         &format!("[guest]\nfault = \"hang_after_record\"\n{TIMER}"),
@@ -186,7 +196,7 @@ fn sigint_kills_the_guest_and_keeps_results() {
         std::thread::sleep(Duration::from_millis(20));
     }
     // SAFETY: kill(2) on our own child process; no memory is touched.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    unsafe { libc::kill(child.id() as i32, sig) };
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130));
     let r = results(&out);
