@@ -14,6 +14,7 @@ use crate::error::Result;
 
 pub mod control;
 pub mod launch;
+pub mod log_echo;
 pub mod qemu;
 
 pub use control::ControlChannel;

@@ -477,20 +477,18 @@ fn tail_log(path: &Path, stop: &AtomicBool) {
     };
     let mut pos = 0u64;
     let mut buf = Vec::new();
+    let mut echo = super::log_echo::LogEcho::stderr();
     loop {
         let stopping = stop.load(Ordering::SeqCst);
         buf.clear();
         if f.seek(SeekFrom::Start(pos)).is_ok() {
             if let Ok(n) = f.read_to_end(&mut buf) {
                 pos += n as u64;
-                if n > 0 {
-                    let mut e = std::io::stderr().lock();
-                    let _ = e.write_all(&buf);
-                    let _ = e.flush();
-                }
+                echo.push(&buf);
             }
         }
         if stopping {
+            echo.finish();
             break;
         }
         thread::sleep(Duration::from_millis(20));

@@ -45,6 +45,8 @@ fn port_name(port: u16) -> &'static str {
 pub struct Devices {
     pub log: std::io::BufWriter<std::fs::File>,
     pub verbose: bool,
+    /// `-v`: the guest log echoed, sanitized, to stderr.
+    pub echo: Option<crate::backend::log_echo::LogEcho<std::io::Stderr>>,
     pub results: RecordReader,
     serial_scratch: u8,
     pub stats: VmmStats,
@@ -62,6 +64,7 @@ impl Devices {
         Devices {
             log: std::io::BufWriter::new(log),
             verbose,
+            echo: verbose.then(crate::backend::log_echo::LogEcho::stderr),
             results: RecordReader::new(),
             serial_scratch: 0,
             stats: VmmStats::default(),
@@ -107,8 +110,8 @@ impl Devices {
         match port {
             ports::SERIAL_LOG => {
                 let _ = self.log.write_all(data);
-                if self.verbose {
-                    let _ = std::io::stderr().write_all(data);
+                if let Some(echo) = &mut self.echo {
+                    echo.push(data);
                 }
             }
             p if p > ports::SERIAL_LOG && p < ports::SERIAL_LOG + 8 => {

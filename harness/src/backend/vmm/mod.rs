@@ -175,6 +175,9 @@ impl Backend for KvmVmm {
         let end = run_loop::run(&mut vm.vcpus[0], coalesced, &mut dev, &watchdog, on_event);
         watchdog.finish();
         dev.flush_partial_line(on_event);
+        if let Some(echo) = &mut dev.echo {
+            echo.finish();
+        }
         let mut stats = std::mem::take(&mut dev.stats);
         stats.total_us = t0.elapsed().as_secs_f64() * 1e6;
         stats.rss_peak_kib = peak_rss_kib();
