@@ -155,4 +155,8 @@ pub enum SessionError {
     /// The guest faulted, ended, stopped answering or would not exit.
     #[error("{what}{context}")]
     Guest { what: String, context: String },
+    /// Refused on the host before sending: an unknown op, or `arg` / `iters` outside
+    /// the range of [`kmbench_protocol::request_limits`]. The session goes on.
+    #[error("request not sent: {0}")]
+    Invalid(kmbench_protocol::request_limits::RequestError),
 }

@@ -396,7 +396,22 @@ impl GuestSession {
 
     /// Send one request and wait for its measurement. An `error` answer (unknown op, bad
     /// argument, out of memory) is an `Err`; the guest keeps serving after it.
+    /// A request outside [`kmbench_protocol::request_limits`] is refused here with
+    /// [`SessionError::Invalid`] and never sent.
     pub fn request(&mut self, op: &str, arg: u64, iters: u64) -> Result<MeasurementRecord> {
+        kmbench_protocol::request_limits::check_request(op, arg, iters)
+            .map_err(SessionError::Invalid)?;
+        self.request_unchecked(op, arg, iters)
+    }
+
+    /// [`request`](Self::request) without the host's range check: what a client that
+    /// is not this harness could send. For tests of the guest's own refusal.
+    pub fn request_unchecked(
+        &mut self,
+        op: &str,
+        arg: u64,
+        iters: u64,
+    ) -> Result<MeasurementRecord> {
         if let Some(why) = &self.dead {
             return Err(SessionError::Over { why: why.clone() }.into());
         }

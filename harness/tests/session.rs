@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use kmbench::config::Accel;
-use kmbench::session::{GuestSession, SessionOptions};
+use kmbench::error::HarnessError;
+use kmbench::session::{GuestSession, SessionError, SessionOptions};
+use kmbench_protocol::request_limits::{check_request, RequestError};
 use kmbench_protocol::GuestExit;
 
 #[test]
@@ -35,14 +37,38 @@ fn serve_mode_measures_errors_and_quits() {
     );
     assert!(m.cycles > 0 && m.ns > 0.0, "{m:?}");
 
-    // Refused requests are errors; the guest keeps serving after them.
-    let e = s.measure("no_such_op", 0, 1).unwrap_err().to_string();
-    assert!(e.contains("unknown op"), "{e}");
-    let e = s
-        .measure("alloc_pages_pair", 99, 1)
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("MAX_ORDER"), "{e}");
+    // Out-of-range requests: the host refuses them with a typed error before sending;
+    // sent anyway, the guest refuses them with the same check, without running them
+    // (iters = u64::MAX would loop for centuries) and without panicking.
+    let bad: &[(&str, u64, u64, &str)] = &[
+        ("no_such_op", 0, 1, ""),
+        ("alloc_pages_pair", 99, 1, "arg"),
+        ("kmalloc_pair", 0, 1, "arg"),
+        ("kmalloc_pair", u64::MAX, 1, "arg"),
+        ("kzalloc_pair", 1 << 40, 1, "arg"),
+        ("vmalloc_pair", u64::MAX, 1, "arg"),
+        ("alu", u64::MAX, 1, "arg"),
+        ("nop", 0, u64::MAX, "iters"),
+        ("gate_roundtrip", 0, 0, "iters"),
+    ];
+    for &(op, arg, iters, key) in bad {
+        let want = check_request(op, arg, iters).unwrap_err();
+        match (&want, key) {
+            (RequestError::UnknownOp { .. }, "") => {}
+            (RequestError::OutOfRange { key: k, .. }, key) if *k == key => {}
+            other => panic!("{op} {arg} {iters}: {other:?}"),
+        }
+        match s.request(op, arg, iters) {
+            Err(HarnessError::Session(SessionError::Invalid(e))) => assert_eq!(e, want),
+            other => panic!("{op} {arg} {iters}: host sent it: {other:?}"),
+        }
+        match s.request_unchecked(op, arg, iters) {
+            Err(HarnessError::Session(SessionError::Refused { reason, .. })) => {
+                assert_eq!(reason, want.to_string(), "{op} {arg} {iters}")
+            }
+            other => panic!("{op} {arg} {iters}: guest did not refuse: {other:?}"),
+        }
+    }
     assert!(s.measure("gate_roundtrip", 0, 100).unwrap() > Duration::ZERO);
 
     assert_eq!(s.quit().expect("guest exits"), GuestExit::Success);

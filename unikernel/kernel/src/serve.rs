@@ -16,7 +16,9 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::hint::black_box;
 use kmbench_mm::{Gfp, GFP_KERNEL, MAX_ORDER};
-use kmbench_protocol::{ports, MeasurementRecord, Record, Request, ServeOp, SERVE_OPS};
+use kmbench_protocol::{
+    ports, request_limits, MeasurementRecord, Record, Request, ServeOp, SERVE_OPS,
+};
 
 const RBR: u16 = ports::CONTROL;
 const FCR: u16 = ports::CONTROL + 2;
@@ -24,8 +26,6 @@ const LSR: u16 = ports::CONTROL + 5;
 const LSR_DATA_READY: u8 = 1;
 /// Longest request line accepted; longer ones are answered with an error.
 const MAX_LINE: usize = 1024;
-/// Largest `vmalloc_pair` size served (the guest's memory bounds it anyway).
-const MAX_VMALLOC: u64 = 64 << 20;
 
 /// Serve requests until `quit`; the caller then ends the run as usual (End record, exit).
 pub fn run() {
@@ -149,7 +149,10 @@ fn timed(iters: u64, mut f: impl FnMut() -> bool) -> Result<u64, String> {
 }
 
 /// Run one request's `iters` iterations of `op`.
+/// Refused, before anything runs, when outside [`request_limits`]: the same check as
+/// the host's, so a request from any client is bounded.
 fn measure(label: &str, arg: u64, iters: u64) -> Result<u64, String> {
+    request_limits::check_request(label, arg, iters).map_err(|e| e.to_string())?;
     let Some(op) = ServeOp::from_label(label) else {
         return Err(format!(
             "unknown op `{label}` (known: {}, quit)",
@@ -162,9 +165,6 @@ fn measure(label: &str, arg: u64, iters: u64) -> Result<u64, String> {
             true
         }),
         ServeOp::KmallocPair | ServeOp::KzallocPair => {
-            if arg == 0 {
-                return Err(format!("{label}: arg (size) must be at least 1"));
-            }
             let size = arg as usize;
             let zero = op == ServeOp::KzallocPair;
             timed(iters, || {
@@ -182,11 +182,7 @@ fn measure(label: &str, arg: u64, iters: u64) -> Result<u64, String> {
             })
         }
         ServeOp::AllocPagesPair => {
-            if arg > MAX_ORDER as u64 {
-                return Err(format!(
-                    "alloc_pages_pair: order {arg} above MAX_ORDER ({MAX_ORDER})"
-                ));
-            }
+            debug_assert!(arg <= MAX_ORDER as u64, "request_limits::PAGES_ORDER");
             let order = arg as u8;
             timed(iters, || match mm::alloc_pages(order, Gfp(0)) {
                 Some(p) => {
@@ -197,11 +193,6 @@ fn measure(label: &str, arg: u64, iters: u64) -> Result<u64, String> {
             })
         }
         ServeOp::VmallocPair => {
-            if arg == 0 || arg > MAX_VMALLOC {
-                return Err(format!(
-                    "vmalloc_pair: size {arg} outside 1..={MAX_VMALLOC}"
-                ));
-            }
             let size = arg as usize;
             timed(iters, || {
                 let p = mm::vmalloc(size, GFP_KERNEL);

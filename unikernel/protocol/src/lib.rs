@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 pub mod channel;
 pub mod limits;
 pub mod plan;
+pub mod request_limits;
 pub mod stats;
 
 pub use limits::PlanError;
@@ -294,7 +295,8 @@ pub struct EndRecord {
 }
 
 /// Serve mode (`GuestPlan::serve`): one host → guest request on [`ports::CONTROL`],
-/// a JSON object on one line (see [`encode_request`]). The guest runs `iters` iterations
+/// a JSON object on one line (see [`encode_request`]); `arg` and `iters` must lie in the
+/// ranges of [`request_limits`] (host and guest both check). The guest runs `iters` iterations
 /// of `op` back to back, timed as a whole with the TSC, and answers with a
 /// [`Record::Measurement`] carrying the same `id`. `op = "quit"` ends the guest cleanly
 /// (it answers with the run's `End` record and exits).
