@@ -46,8 +46,25 @@ fn same_kernel_twice_is_no_regression_with_both_sides_kept() {
     let cfg = t.path().join("c.toml");
     std::fs::write(&cfg, CONFIG).unwrap();
     let out = t.path().join("job");
-    let (code, stdout, stderr) = ab(&out, &cfg, &["--boots", "4", "--format", "json"]);
+    let html = t.path().join("ab.html");
+    let (code, stdout, stderr) = ab(
+        &out,
+        &cfg,
+        &[
+            "--boots",
+            "4",
+            "--format",
+            "json",
+            "--html",
+            html.to_str().unwrap(),
+        ],
+    );
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let page = std::fs::read_to_string(&html).expect("--html writes the page");
+    assert!(
+        page.contains("<h2>Verdict</h2>") && page.contains("</html>"),
+        "{page}"
+    );
     let cmp: serde_json::Value = serde_json::from_str(&stdout).expect("--format json on stdout");
     assert_eq!(cmp["schema"], "kmbench.compare/1");
     assert_eq!(cmp["design"], "paired");

@@ -85,6 +85,9 @@ pub struct Args {
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<u64>,
     /// No ANSI colours.
+    /// Also write the verdict as an HTML page (the page `kmbench compare --html` writes).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
     #[arg(long)]
     pub no_color: bool,
     /// Progress notes on stderr off.
@@ -370,6 +373,9 @@ pub fn execute(args: &Args, out: &mut impl Write) -> Result<u8> {
         source,
     })?;
     run::output::write_atomic(&dir.join("compare.json"), &json)?;
+    if let Some(p) = &args.html {
+        run::output::write_atomic(p, crate::report::html::compare_page(&cmp).as_bytes())?;
+    }
     compare::write(&cmp, args.format, compare::use_color(args.no_color), out)
         .map_err(|e| HarnessError::io("writing the verdict", e))?;
     compare::report_to_stderr(&cmp, args.format, &mut err)
