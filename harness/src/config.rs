@@ -501,7 +501,11 @@ iterations = 10
     fn numbers_at_the_edges_are_refused_naming_the_key() {
         for (text, key) in [
             ("[run]\ntimeout_s = 0\n", "timeout_s = 0"),
-            ("[run]\ntimeout_s = 18446744073709551615\n", "`timeout_s`"),
+            // toml 0.9 reads integers up to u64::MAX: the range check refuses it.
+            (
+                "[run]\ntimeout_s = 18446744073709551615\n",
+                "[run] timeout_s = 18446744073709551615 is out of range",
+            ),
             (
                 "[run]\ntimeout_s = 9223372036854775807\n",
                 "timeout_s = 9223372036854775807",
