@@ -8,6 +8,8 @@
 //! timeout_s = 120         # per boot                (--timeout overrides)
 //! host_backing = "default"  # default | 4K | thp | hugetlbfs
 //! boots = 1               # fresh guests to pool    (--boots overrides)
+//! vcpus = 1               # CPUs of the VM, 1..=64  (--vcpus overrides)
+//! pin_vcpus = false       # embedded VMM: pin vCPU thread i to host CPU i mod ncpus
 //! [guest]          # becomes protocol::GuestPlan
 //! cpl = "auto"            # auto | 0 | 3            (--cpl overrides)
 //! direct_map_page = "2M"  # 4K | 2M | 1G
@@ -16,6 +18,7 @@
 //! seed = 1
 //! selftest = false
 //! fault = "panic"         # optional: see protocol::FaultInjection
+//! fault_cpu = 0           # the CPU that raises `fault` (< vcpus; an AP: panic, page_fault, invalid_opcode, hang)
 //! [suites.timer]   # protocol::Suites; an absent suite does not run
 //! samples = 10000
 //! [compare]        # verdicts of `kmbench compare` / `kmbench ab` (see compare::policy)
@@ -170,6 +173,8 @@ pub struct RunSection {
     pub timeout_s: u64,
     pub host_backing: HostBacking,
     pub boots: u32,
+    pub vcpus: u32,
+    pub pin_vcpus: bool,
 }
 
 impl Default for RunSection {
@@ -181,6 +186,8 @@ impl Default for RunSection {
             timeout_s: 120,
             host_backing: HostBacking::Default,
             boots: 1,
+            vcpus: 1,
+            pin_vcpus: false,
         }
     }
 }
@@ -195,6 +202,7 @@ pub struct GuestSection {
     pub seed: u64,
     pub selftest: bool,
     pub fault: Option<FaultInjection>,
+    pub fault_cpu: u32,
 }
 
 impl Default for GuestSection {
@@ -208,6 +216,7 @@ impl Default for GuestSection {
             seed: p.seed,
             selftest: p.selftest,
             fault: None,
+            fault_cpu: 0,
         }
     }
 }
@@ -275,11 +284,13 @@ impl Config {
         p.seed = self.guest.seed;
         p.selftest = self.guest.selftest;
         p.fault = self.guest.fault;
+        p.fault_cpu = self.guest.fault_cpu;
         p.suites = self.suites.clone();
         p.canary = self
             .noise
             .canaries
             .then(kmbench_protocol::CanaryPlan::default);
+        p.cpus = self.run.vcpus;
         p
     }
 
@@ -296,6 +307,13 @@ impl Config {
         run("memory_mib", self.run.memory_mib, MEMORY_MIB)?;
         run("timeout_s", self.run.timeout_s, TIMEOUT_S)?;
         run("boots", self.run.boots.into(), BOOTS)?;
+        run("vcpus", self.run.vcpus.into(), VCPUS)?;
+        // The plan's own cross-key checks (fault_cpu and the fault kind). Against the
+        // largest vcpus here, since --vcpus may raise the file's; `kmbench run` checks the
+        // plan again once the flag is applied.
+        let mut p = self.plan(3);
+        p.cpus = VCPUS.max as u32;
+        p.check().map_err(|e| e.to_string())?;
         self.suites.check().map_err(|e| e.to_string())?;
         if let Some(t) = &self.suites.tlb {
             let mem = self.run.memory_mib << 20;
@@ -346,6 +364,8 @@ pub const MEMORY_MIB: Range = Range::new(64, 1 << 20);
 pub const TIMEOUT_S: Range = Range::new(1, 7 * 24 * 3600);
 /// `[run] boots` and `--boots`.
 pub const BOOTS: Range = Range::new(1, 1000);
+/// `[run] vcpus` and `--vcpus`: what the guest supports (protocol `limits::CPUS`).
+pub const VCPUS: Range = kmbench_protocol::limits::CPUS;
 
 /// A config plus where it came from.
 #[derive(Clone, Debug)]
@@ -514,6 +534,8 @@ iterations = 10
             ("[run]\nmemory_mib = 17592186044480\n", "memory_mib"),
             ("[run]\nmemory_mib = 63\n", "memory_mib = 63"),
             ("[run]\nboots = 1001\n", "boots = 1001"),
+            ("[run]\nvcpus = 0\n", "vcpus = 0"),
+            ("[run]\nvcpus = 65\n", "vcpus = 65"),
             (
                 "[suites.kmalloc]\nsamples = 4294967295\n",
                 "[suites.kmalloc] samples",
@@ -542,6 +564,17 @@ iterations = 10
         assert!(e.contains("`memory_mib`") && e.contains("[run]"), "{e}");
         // The edges themselves are accepted.
         parse("[run]\ntimeout_s = 604800\nmemory_mib = 64\nboots = 1000\n").unwrap();
+        let e = parse("[guest]\nfault = \"panic\"\nfault_cpu = 64\n").unwrap_err();
+        assert!(e.contains("fault_cpu = 64"), "{e}");
+        let e = parse("[guest]\nfault = \"double_free\"\nfault_cpu = 1\n").unwrap_err();
+        assert!(e.contains("fault_cpu"), "{e}");
+        let c = parse("[guest]\nfault = \"panic\"\nfault_cpu = 3\n").unwrap();
+        let mut p = c.plan(3);
+        assert!(p.check().is_err(), "fault_cpu 3 with 1 vCPU");
+        p.cpus = 4;
+        p.check().unwrap();
+        let c = parse("[run]\nvcpus = 64\npin_vcpus = true\n").unwrap();
+        assert_eq!((c.run.vcpus, c.plan(3).cpus), (64, 64));
     }
 
     #[test]

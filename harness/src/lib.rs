@@ -17,3 +17,4 @@ pub mod run_dir;
 pub mod safe_fs;
 pub mod session;
 pub mod stats;
+pub mod topology;

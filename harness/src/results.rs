@@ -51,6 +51,10 @@ pub struct RejectedRecord {
     pub line: String,
 }
 
+fn one_vcpu() -> u32 {
+    1
+}
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Env {
     /// "kvm" or "tcg".
@@ -90,6 +94,10 @@ pub struct Env {
     pub flush_mode: String,
     #[serde(default)]
     pub boots: u32,
+    /// CPUs of the VM (`[run] vcpus`); the host's topology and where the vCPU threads ran
+    /// are in `extra` (`host_topology`, `vcpu_host_cpus`).
+    #[serde(default = "one_vcpu")]
+    pub vcpus: u32,
     /// The guest's own Hello record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guest: Option<Hello>,

@@ -252,6 +252,8 @@ impl GuestSession {
             kernel: kernel.clone(),
             cmdline: format!("{CMDLINE_PLAN_KEY}{plan_json}"),
             memory_mib: opts.memory_mib,
+            vcpus: 1,
+            pin_vcpus: false,
             machine: opts.machine,
             accel,
             cpu_model: cpu_model.clone(),

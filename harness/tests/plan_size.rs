@@ -29,6 +29,8 @@ fn spec(dir: &Path, accel: AccelKind, plan: &str) -> LaunchSpec {
         kernel: common::kernel().to_path_buf(),
         cmdline: format!("{CMDLINE_PLAN_KEY}{plan}"),
         memory_mib: 256,
+        vcpus: 1,
+        pin_vcpus: false,
         machine: Machine::Microvm,
         accel,
         cpu_model: "max".into(),

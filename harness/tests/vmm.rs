@@ -60,6 +60,8 @@ fn spec(plan: &GuestPlan, dir: &Path, timeout: Duration, backing: HostBacking) -
         kernel: kernel().to_path_buf(),
         cmdline: format!("{CMDLINE_PLAN_KEY}{}", serde_json::to_string(plan).unwrap()),
         memory_mib: 256,
+        vcpus: plan.cpus,
+        pin_vcpus: false,
         machine: Machine::Microvm,
         accel: AccelKind::Kvm,
         cpu_model: "host".into(),

@@ -54,6 +54,10 @@ pub struct LaunchSpec {
     /// Full kernel command line (`kmbench=<GuestPlan JSON>`).
     pub cmdline: String,
     pub memory_mib: u64,
+    /// CPUs of the VM (1 = the boot CPU only).
+    pub vcpus: u32,
+    /// Embedded VMM: pin vCPU thread i to host CPU i mod (online CPUs).
+    pub pin_vcpus: bool,
     pub machine: Machine,
     pub accel: AccelKind,
     /// QEMU `-cpu` value.

@@ -25,12 +25,39 @@ use crate::error::{HarnessError, Result};
 pub struct Qemu {
     pub binary: PathBuf,
     sh: Shell,
+    /// Host CPUs each vCPU thread was seen on during the last boot (`vcpu_host_cpus`).
+    last_vcpu_cpus: BTreeMap<String, std::collections::BTreeSet<u32>>,
+}
+
+/// QEMU's vCPU threads (named `CPU <n>/KVM` or `CPU <n>/TCG` with `debug-threads=on`) and
+/// the host CPU each last ran on, added to `seen`.
+fn sample_vcpu_threads(pid: u32, seen: &mut BTreeMap<String, std::collections::BTreeSet<u32>>) {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return;
+    };
+    for t in tasks.flatten() {
+        let Some(tid) = t.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        let comm = comm.trim();
+        let Some(n) = comm.strip_prefix("CPU ").and_then(|r| r.split('/').next()) else {
+            continue;
+        };
+        if let Some(cpu) = crate::topology::last_cpu_of(pid, tid) {
+            seen.entry(format!("vcpu{n}")).or_default().insert(cpu);
+        }
+    }
 }
 
 impl Qemu {
     pub fn new(binary: PathBuf) -> Result<Qemu> {
         let sh = Shell::new().map_err(HarnessError::Shell)?;
-        Ok(Qemu { binary, sh })
+        Ok(Qemu {
+            binary,
+            sh,
+            last_vcpu_cpus: BTreeMap::new(),
+        })
     }
 
     /// `-M` value.
@@ -82,9 +109,20 @@ impl Qemu {
     fn command(&self, spec: &LaunchSpec) -> xshell::Cmd<'_> {
         let qemu = &self.binary;
         let machine = Self::machine_arg(spec);
-        let accel = spec.accel.label();
+        // Several vCPUs under TCG: one host thread per vCPU (MTTCG), not round-robin.
+        let accel = match (spec.accel, spec.vcpus) {
+            (super::AccelKind::Tcg, n) if n > 1 => "tcg,thread=multi".to_string(),
+            (a, _) => a.label().to_string(),
+        };
         let cpu = &spec.cpu_model;
         let mem = spec.memory_mib.to_string();
+        let smp = spec.vcpus.to_string();
+        // Named vCPU threads, so the host CPUs they ran on can be recorded.
+        let names: Vec<&str> = if spec.vcpus > 1 {
+            vec!["-name", "kmbench,debug-threads=on"]
+        } else {
+            vec![]
+        };
         let kernel = &spec.kernel;
         // The plan travels as boot module 0 (`-initrd`, see [`write_plan_file`]), so its
         // size is not bounded by QEMU's 4 KiB command line.
@@ -105,7 +143,7 @@ impl Qemu {
         let control = Self::control_args(spec);
         cmd!(
             self.sh,
-            "{qemu} -M {machine} -accel {accel} -cpu {cpu} -m {mem} -smp 1 {backing...}
+            "{qemu} -M {machine} -accel {accel} -cpu {cpu} -m {mem} -smp {smp} {names...} {backing...}
              -nodefaults -no-user-config -display none -no-reboot
              -kernel {kernel} {plan...} -append {cmdline}
              -device {exit_dev}
@@ -173,6 +211,9 @@ impl Backend for Qemu {
         let mut child = spawn(&mut self.command(spec).into(), &self.binary)?;
         let started = Instant::now();
         on_event(Event::Launched);
+        self.last_vcpu_cpus.clear();
+        let sample_threads = spec.vcpus > 1;
+        let mut last_sample: Option<Instant> = None;
 
         // stdout → records over a channel.
         let (tx, rx) = mpsc::channel::<Line>();
@@ -224,6 +265,12 @@ impl Backend for Qemu {
                 break Stop::Timeout;
             }
             let wait = (deadline - now).min(Duration::from_millis(50));
+            if sample_threads
+                && last_sample.is_none_or(|t| t.elapsed() >= Duration::from_millis(20))
+            {
+                sample_vcpu_threads(child.id(), &mut self.last_vcpu_cpus);
+                last_sample = Some(Instant::now());
+            }
             if stderr_buf.lock().unwrap().contains(KVM_INTERNAL_ERROR) {
                 // Let QEMU finish printing its register dump, then stop the paused VM.
                 thread::sleep(Duration::from_millis(200));
@@ -274,6 +321,17 @@ impl Backend for Qemu {
             },
         };
         Ok(BootReport { end, stderr })
+    }
+
+    fn extra(&self) -> BTreeMap<String, serde_json::Value> {
+        let mut m = BTreeMap::new();
+        if !self.last_vcpu_cpus.is_empty() {
+            m.insert(
+                "vcpu_host_cpus".into(),
+                serde_json::json!(self.last_vcpu_cpus),
+            );
+        }
+        m
     }
 }
 

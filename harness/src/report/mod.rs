@@ -289,6 +289,7 @@ mod tests {
                 rip: Some(0x1234),
                 cr2: None,
                 cpl: None,
+                cpu: None,
             }],
             noise: None,
         }

@@ -410,6 +410,7 @@ mod tests {
             rip: Some(0x1234),
             cr2: Some(0x1000),
             cpl: Some(3),
+            cpu: None,
         };
         assert_eq!(
             describe_fault(&f),

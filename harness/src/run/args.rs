@@ -58,6 +58,10 @@ pub struct Args {
     /// matches its name, and only matching benchmarks are kept.
     #[arg(long, value_name = "PATTERN")]
     pub filter: Option<String>,
+    /// CPUs of the VM (overrides [run] vcpus); the guest brings the others online.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32)
+        .range(crate::config::VCPUS.min as i64..=crate::config::VCPUS.max as i64))]
+    pub vcpus: Option<u32>,
     /// Do not build the kernel; boot the existing ELF.
     #[arg(long)]
     pub no_build: bool,

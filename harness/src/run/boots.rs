@@ -156,6 +156,8 @@ fn boot_one(
         kernel: plan.kernel.clone(),
         cmdline: run.cmdline.clone(),
         memory_mib: plan.cfg.run.memory_mib,
+        vcpus: plan.cfg.run.vcpus,
+        pin_vcpus: plan.cfg.run.pin_vcpus,
         machine: plan.cfg.run.machine,
         accel: plan.host.accel,
         cpu_model: plan.cpu_model.clone(),

@@ -112,6 +112,24 @@ pub fn plan(args: &Args) -> Result<Plan> {
         }
         None => None,
     };
+    if let Some(n) = args.vcpus {
+        // clap checks the flag; this also covers callers that build `Args` themselves.
+        if !crate::config::VCPUS.contains(n.into()) {
+            return Err(HarnessError::OutOfRange {
+                flag: "--vcpus",
+                value: n.into(),
+                expected: crate::config::VCPUS.to_string(),
+            });
+        }
+        cfg.run.vcpus = n;
+    }
+    // fault_cpu against the vCPUs the run really has (the file alone was checked at load).
+    cfg.plan(3).check().map_err(|e| {
+        HarnessError::Config(crate::config::ConfigError {
+            file: config_path.clone(),
+            message: format!("{e} (with vcpus = {})", cfg.run.vcpus),
+        })
+    })?;
 
     // Host facts and the backend: the embedded VMM needs KVM and boots microvm-style only.
     let (cpl_setting, cpl_from) = match args.cpl {
@@ -217,8 +235,19 @@ pub fn plan(args: &Args) -> Result<Plan> {
         mm_debug: cfg.guest.mm_debug,
         flush_mode: cfg.guest.flush_mode.label().into(),
         boots,
+        vcpus: cfg.run.vcpus,
         ..Env::default()
     };
+    env.extra.insert(
+        "host_topology".into(),
+        serde_json::to_value(crate::topology::host()).unwrap_or_default(),
+    );
+    if cfg.run.pin_vcpus {
+        env.extra.insert(
+            "vcpu_pinning".into(),
+            serde_json::json!(backend.name() == "kvm"),
+        );
+    }
     env.extra.insert("host_thp".into(), serde_json::json!(thp));
     env.extra.insert(
         "host_shmem_thp".into(),

@@ -91,7 +91,14 @@ pub fn of_boot(end: &BootEnd, data: &BootData, timeout_s: u64) -> Verdict {
         }
         BootEnd::Exited { exit, raw } => {
             let message = match data.faults.last() {
-                Some(f) => format!("guest {}", table::with_exit_kind(*exit, &f.message)),
+                Some(f) => match f.cpu {
+                    // Several vCPUs: say which one failed, unless the message already does.
+                    Some(cpu) if !f.message.contains(&format!("CPU {cpu}")) => format!(
+                        "guest CPU {cpu}: {}",
+                        table::with_exit_kind(*exit, &f.message)
+                    ),
+                    _ => format!("guest {}", table::with_exit_kind(*exit, &f.message)),
+                },
                 None => format!("guest {} (exit code {})", exit.describe(), exit.code()),
             };
             mk(
@@ -201,6 +208,7 @@ mod tests {
             rip: Some(0x1234),
             cr2: Some(0xdead000),
             cpl: Some(0),
+            cpu: None,
         });
         let v = of_boot(
             &BootEnd::Exited {

@@ -27,6 +27,12 @@ pub fn fatal_exception(frame: &TrapFrame) -> ! {
         cr2,
         cpl: Some(cpl),
     };
+    let on_ap = crate::arch::smp::current_cpu() != 0;
+    if let Some(addr) = cr2.filter(|_| on_ap) {
+        let cpu = crate::arch::smp::current_cpu();
+        die(GuestExit::Exception,
+            format_args!("page fault (#PF) on CPU {cpu} at 0x{addr:x} (boot page tables), RIP 0x{:x}, error 0x{:x}, CPL{cpl}", frame.rip, frame.error_code), info);
+    }
     if let Some(addr) = cr2 {
         if let Some(stack) = mm::stacks::guard_hit(addr, 0) {
             die(GuestExit::StackOverflow,

@@ -54,7 +54,12 @@ pub fn die(exit: GuestExit, message: fmt::Arguments, info: FaultInfo) -> ! {
     let msg = core::str::from_utf8(msg.as_bytes()).unwrap_or("(unprintable message)");
 
     let mut log = LineBuf::new();
-    let _ = write!(log, "\n[FATAL] {}: {}\n", exit.describe(), msg);
+    if crate::arch::smp::smp_active() {
+        let cpu = crate::arch::smp::current_cpu();
+        let _ = write!(log, "\n[FATAL] CPU {cpu}: {}: {}\n", exit.describe(), msg);
+    } else {
+        let _ = write!(log, "\n[FATAL] {}: {}\n", exit.describe(), msg);
+    }
     port::outsb(ports::SERIAL_LOG, log.as_bytes());
 
     let mut rec = LineBuf::new();
@@ -79,7 +84,13 @@ pub fn die(exit: GuestExit, message: fmt::Arguments, info: FaultInfo) -> ! {
     if let Some(v) = info.cpl {
         let _ = write!(rec, ",\"cpl\":{v}");
     }
+    if crate::arch::smp::smp_active() {
+        let _ = write!(rec, ",\"cpu\":{}", crate::arch::smp::current_cpu());
+    }
     let _ = rec.write_str("}\n");
+    // One fault record at a time (several CPUs may fail at once); a CPU that faulted while
+    // holding the lock itself still gets its record out after a bounded wait.
+    let _guard = crate::report::lock_channel_bounded();
     port::outsb(ports::RESULTS, rec.as_bytes());
     arch::exit(exit)
 }

@@ -4,7 +4,7 @@
 //! runs the plan (self-tests, fault injection, the suites or serve mode), then reports
 //! the `end` record and exits.
 use crate::arch::{cpuid, gdt, idt, privileged, pvh, tsc, usermode};
-use crate::{arch, bench, console, fault, mm, report, selftest, serve, timing};
+use crate::{arch, bench, console, fault, mm, report, selftest, serve, smp, timing};
 use alloc::string::{String, ToString};
 use core::sync::atomic::{AtomicU64, Ordering};
 use kmbench_protocol::{
@@ -175,6 +175,7 @@ extern "C" fn run_main(start_info: u64) -> ! {
         tsc_ring0_done: Some(RING0_DONE_TSC.load(Ordering::Relaxed)),
     };
     report::emit(&Record::Hello(hello));
+    smp::start(&plan);
     let mm_report = mm::init(&plan, &boot);
     report_mm(&mm_report, &plan);
     let plan = alloc::boxed::Box::leak(alloc::boxed::Box::new(plan));
@@ -275,7 +276,7 @@ fn run_plan(plan: &GuestPlan) -> ! {
     if plan.selftest {
         selftest::run();
     }
-    if let Some(kind) = plan.fault {
+    if let Some(kind) = plan.fault.filter(|_| plan.fault_cpu == 0) {
         inject_fault(kind);
     }
     if plan.serve {

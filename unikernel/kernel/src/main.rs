@@ -42,6 +42,8 @@ pub mod selftest;
 #[cfg(target_os = "none")]
 pub mod serve;
 #[cfg(target_os = "none")]
+pub mod smp;
+#[cfg(target_os = "none")]
 pub mod timing;
 
 #[cfg(not(target_os = "none"))]

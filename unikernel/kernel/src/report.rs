@@ -11,6 +11,20 @@ use kmbench_protocol::{
 };
 
 static BENCHMARKS: AtomicU32 = AtomicU32::new(0);
+/// Serializes writers of the results channel (several CPUs may emit records).
+static CHANNEL: spinning_top::Spinlock<()> = spinning_top::Spinlock::new(());
+
+/// The channel lock for fault paths: taken if it frees up within ~10^7 polls, else
+/// `None` (the holder may be the faulting CPU itself) and the caller writes anyway.
+pub fn lock_channel_bounded() -> Option<spinning_top::guard::SpinlockGuard<'static, ()>> {
+    for _ in 0..10_000_000u32 {
+        if let Some(g) = CHANNEL.try_lock() {
+            return Some(g);
+        }
+        core::hint::spin_loop();
+    }
+    None
+}
 static SELFTESTS_FAILED: AtomicU32 = AtomicU32::new(0);
 
 pub fn emit(record: &Record) {
@@ -25,6 +39,7 @@ pub fn emit(record: &Record) {
     }
     let mut line = encode_record(record);
     line.push('\n');
+    let _guard = CHANNEL.lock();
     port::outsb(ports::RESULTS, line.as_bytes());
 }
 

@@ -285,6 +285,9 @@ pub struct FaultRecord {
     pub cr2: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpl: Option<u8>,
+    /// The CPU that failed (0 = boot CPU), in runs with several vCPUs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -70,6 +70,11 @@ pub const REFILL_PAGES: Range = Range::new(0, 1_000_000);
 pub const MAP_BYTES: Range = Range::new(4096, 1 << 30);
 /// Entries in one list (sizes, orders, …).
 pub const LIST_LEN: usize = 64;
+/// `[run] vcpus` / `--vcpus` and the plan's `cpus`: the boot CPU plus up to 63 APs (the
+/// guest keeps a static per-CPU area and AP stack for each, `MAX_CPUS`).
+pub const CPUS: Range = Range::new(1, 64);
+/// The largest CPU count a guest supports ([`CPUS`]`.max`).
+pub const MAX_CPUS: usize = 64;
 
 /// What is wrong with a plan: names the table (`suites.kmalloc`) and the key.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -310,6 +315,28 @@ impl Suites {
 impl GuestPlan {
     /// The plan's numbers are all in their documented ranges and no list repeats an entry.
     pub fn check(&self) -> Result<(), PlanError> {
+        num("run", "vcpus", self.cpus.into(), CPUS)?;
+        if self.fault_cpu != 0 {
+            num(
+                "guest",
+                "fault_cpu",
+                self.fault_cpu.into(),
+                Range::new(0, self.cpus as u64 - 1),
+            )?;
+            use crate::FaultInjection as F;
+            if !matches!(
+                self.fault,
+                Some(F::Panic | F::PageFault | F::InvalidOpcode | F::Hang)
+            ) {
+                return Err(PlanError::Inconsistent {
+                    table: "guest",
+                    message: alloc::format!(
+                        "fault_cpu = {} needs fault = \"panic\", \"page_fault\", \"invalid_opcode\" or \"hang\" (an AP has no mm, runs on the boot page tables, which map page 0, and runs no suites)",
+                        self.fault_cpu
+                    ),
+                });
+            }
+        }
         if self.cpl != 0 && self.cpl != 3 {
             return Err(PlanError::OutOfRange {
                 table: "guest",

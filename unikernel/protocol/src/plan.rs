@@ -121,6 +121,25 @@ pub struct GuestPlan {
     /// Noise guard: reference workloads between suites ([`crate::CanaryRecord`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary: Option<CanaryPlan>,
+    /// CPUs the VM has (`[run] vcpus`): the boot CPU brings the other `cpus - 1` online.
+    /// Omitted when 1, so single-CPU command lines are unchanged.
+    #[serde(default = "default_cpus", skip_serializing_if = "is_one")]
+    pub cpus: u32,
+    /// The CPU on which `fault` fires (0 = the boot CPU; an AP raises panic, page_fault,
+    /// invalid_opcode or hang right after it comes online).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub fault_cpu: u32,
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
+}
+
+fn default_cpus() -> u32 {
+    1
+}
+fn is_one(v: &u32) -> bool {
+    *v == 1
 }
 
 /// The noise guard's two reference workloads. Fixed sizes, so readings from different
@@ -172,6 +191,8 @@ impl GuestPlan {
             serve: false,
             tsc_khz: None,
             canary: None,
+            cpus: 1,
+            fault_cpu: 0,
         }
     }
 }

@@ -37,6 +37,7 @@ use super::{AccelKind, Backend, BootEnd, BootReport, Event, LaunchSpec};
 use crate::config::HostBacking;
 use crate::error::{HarnessError, Result};
 
+pub mod aps;
 pub mod boot_params;
 pub mod cpuid;
 pub mod devices;
@@ -74,6 +75,29 @@ pub struct VmmStats {
     pub total_us: f64,
     /// getrusage(RUSAGE_SELF).ru_maxrss after the boot (KiB): peak of this whole process.
     pub rss_peak_kib: u64,
+    /// Host CPUs the boot vCPU's thread was seen on (after each exit).
+    pub boot_vcpu_host_cpus: std::collections::BTreeSet<u32>,
+    /// Per vCPU (`vcpu0`, `vcpu1`, …): host CPUs its thread was seen on (vcpus > 1).
+    pub vcpu_host_cpus: BTreeMap<String, std::collections::BTreeSet<u32>>,
+    /// What `pin_vcpus` did, per vCPU thread.
+    pub pinning: Vec<String>,
+}
+
+/// The calling thread's CPU affinity, to restore after pinning the boot vCPU.
+fn current_affinity() -> Option<libc::cpu_set_t> {
+    // SAFETY: sched_getaffinity fills the zeroed set for this thread (pid 0).
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        (libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0)
+            .then_some(set)
+    }
+}
+
+fn restore_affinity(set: &libc::cpu_set_t) {
+    // SAFETY: `set` came from sched_getaffinity for this thread.
+    unsafe {
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set);
+    }
 }
 
 /// The embedded KVM micro-VMM backend.
@@ -117,7 +141,7 @@ impl Backend for KvmVmm {
             "entry=ELF e_entry (64-bit kmb_start64), rdi=hvm_start_info".into(),
             format!("memory={}M", spec.memory_mib),
             format!("host_backing={}", spec.host_backing.label()),
-            "vcpus=1".into(),
+            format!("vcpus={}", spec.vcpus),
             if spec.control.is_some() {
                 "control=com2@0x2f8(requests)".into()
             } else {
@@ -169,10 +193,42 @@ impl Backend for KvmVmm {
         dev.has_pit = vm.has_pit;
         dev.stats.setup_us = t0.elapsed().as_secs_f64() * 1e6;
 
-        // One vCPU, run on this thread (the watchdog's kick target).
+        // The boot vCPU runs on this thread (the watchdog's kick target), each AP on its
+        // own thread (aps.rs), which forwards its port exits here.
         let mut watchdog = Watchdog::start(deadline, spec.interrupt, vec![watchdog::this_thread()]);
         let coalesced = vm.coalesced;
-        let end = run_loop::run(&mut vm.vcpus[0], coalesced, &mut dev, &watchdog, on_event);
+        let pins = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let saved_affinity = spec.pin_vcpus.then(current_affinity).flatten();
+        if let Some(n) = aps::maybe_pin(spec.pin_vcpus, 0) {
+            pins.lock().unwrap().push(n);
+        }
+        let ap_vcpus = vm.vcpus.split_off(1);
+        let (ap_threads, link) = if ap_vcpus.is_empty() {
+            (None, None)
+        } else {
+            let (t, l) = aps::ApThreads::start(ap_vcpus, spec.pin_vcpus, pins.clone());
+            (Some(t), Some(l))
+        };
+        let end = run_loop::run(
+            &mut vm.vcpus[0],
+            coalesced,
+            &mut dev,
+            &watchdog,
+            link.as_ref(),
+            on_event,
+        );
+        if let Some(t) = ap_threads {
+            let seen = t.stop();
+            let boot = std::mem::take(&mut dev.stats.boot_vcpu_host_cpus);
+            dev.stats.vcpu_host_cpus.insert("vcpu0".into(), boot);
+            for (i, s) in seen.into_iter().enumerate() {
+                dev.stats.vcpu_host_cpus.insert(format!("vcpu{}", i + 1), s);
+            }
+        }
+        if let Some(set) = &saved_affinity {
+            restore_affinity(set);
+        }
+        dev.stats.pinning = std::mem::take(&mut *pins.lock().unwrap());
         watchdog.finish();
         dev.flush_partial_line(on_event);
         if let Some(echo) = &mut dev.echo {
@@ -205,6 +261,12 @@ impl Backend for KvmVmm {
             return m;
         };
         m.insert("vmm_exits".into(), json!(s.exits));
+        if !s.vcpu_host_cpus.is_empty() {
+            m.insert("vcpu_host_cpus".into(), json!(s.vcpu_host_cpus));
+        }
+        if !s.pinning.is_empty() {
+            m.insert("vcpu_pinning".into(), json!(s.pinning));
+        }
         if !s.unknown_ports.is_empty() {
             m.insert("vmm_unhandled".into(), json!(s.unknown_ports));
         }

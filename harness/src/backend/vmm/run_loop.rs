@@ -4,6 +4,7 @@
 //! are older than the exit that returned.
 use kvm_ioctls::VcpuExit;
 
+use super::aps::{ApAction, ApLink};
 use super::devices::{bump, Devices};
 use super::vcpu::Vcpu;
 use super::watchdog::{StopReason, Watchdog};
@@ -77,22 +78,66 @@ fn run_once(vcpu: &mut Vcpu, dev: &mut Devices) -> Exit {
     }
 }
 
+/// Serve the APs' forwarded I/O (after draining the ring, which holds older writes);
+/// `Some(end)` when an AP ended the guest.
+fn serve_aps(
+    aps: &ApLink,
+    vcpu: &mut Vcpu,
+    coalesced: bool,
+    dev: &mut Devices,
+    on_event: &mut dyn FnMut(Event),
+) -> Option<BootEnd> {
+    while let Ok(req) = aps.requests.try_recv() {
+        if coalesced {
+            dev.drain_ring(&mut vcpu.fd, on_event);
+        }
+        match req.action {
+            ApAction::Out(port, data) => {
+                let end = dev.out(port, &data, on_event);
+                let _ = req.reply.send(Vec::new());
+                if end.is_some() {
+                    return end;
+                }
+            }
+            ApAction::In(port, len) => {
+                let mut buf = vec![0u8; len];
+                dev.input(port, &mut buf);
+                let _ = req.reply.send(buf);
+            }
+            ApAction::Died(message) => {
+                bump(&mut dev.stats.exits, "ap_died");
+                return Some(unexpected(format!("CPU {}: {message}", req.cpu)));
+            }
+        }
+    }
+    None
+}
+
 /// Run `vcpu` until the guest ends; `coalesced` = drain the coalesced-PIO ring after
-/// every exit.
+/// every exit; `aps` = the application processors' forwarded I/O, served between exits.
 pub fn run(
     vcpu: &mut Vcpu,
     coalesced: bool,
     dev: &mut Devices,
     watchdog: &Watchdog,
+    aps: Option<&ApLink>,
     on_event: &mut dyn FnMut(Event),
 ) -> BootEnd {
     let end = loop {
+        if let Some(aps) = aps {
+            if let Some(end) = serve_aps(aps, vcpu, coalesced, dev, on_event) {
+                break end;
+            }
+        }
         match watchdog.reason() {
             Some(StopReason::Timeout) => break BootEnd::Timeout,
             Some(StopReason::Interrupted) => break BootEnd::Interrupted,
             None => {}
         }
         let exit = run_once(vcpu, dev);
+        if let Some(c) = crate::topology::current_cpu() {
+            dev.stats.boot_vcpu_host_cpus.insert(c);
+        }
         if coalesced {
             dev.drain_ring(&mut vcpu.fd, on_event);
         }

@@ -20,7 +20,8 @@
 //! [`Vcpu`] owns one vCPU fd; a VM holds a list of them, so running one thread per vCPU
 //! means moving a [`Vcpu`] to each thread (the fd is `Send`) and giving each its own
 //! CPUID table ([`super::cpuid::for_vcpu`] with its index). Only vCPU 0 gets the entry
-//! registers; application processors would start in wait-for-SIPI as on hardware.
+//! registers ([`Vcpu::configure`]); application processors ([`Vcpu::configure_ap`]) start
+//! in wait-for-SIPI as on hardware (see [`super::aps`]).
 use kmbench_bootabi::gdt;
 use kvm_bindings::{kvm_fpu, kvm_msr_entry, kvm_regs, kvm_segment, kvm_sregs, CpuId, Msrs};
 use kvm_ioctls::{VcpuFd, VmFd};
@@ -175,6 +176,26 @@ impl Vcpu {
     /// Give the vCPU its CPUID table, MSRs, and (the boot vCPU) the 64-bit entry state.
     /// Returns a note when KVM took fewer MSRs than offered (kvm_pvm may ignore some).
     pub fn configure(&self, cpuid: &CpuId, entry: u64) -> Result<Option<String>> {
+        let note = self.configure_ap(cpuid)?;
+        let sregs = self
+            .fd
+            .get_sregs()
+            .map_err(VmmError::kvm("KVM_GET_SREGS"))?;
+        self.fd
+            .set_sregs(&long_mode_sregs(sregs))
+            .map_err(VmmError::kvm("KVM_SET_SREGS"))?;
+        self.fd
+            .set_regs(&entry_regs(entry))
+            .map_err(VmmError::kvm("KVM_SET_REGS"))?;
+        self.fd
+            .set_fpu(&boot_fpu())
+            .map_err(VmmError::kvm("KVM_SET_FPU"))?;
+        Ok(note)
+    }
+
+    /// An application processor: its CPUID table and the boot MSRs, no entry registers
+    /// (it stays in wait-for-SIPI until the guest starts it, see `super::aps`).
+    pub fn configure_ap(&self, cpuid: &CpuId) -> Result<Option<String>> {
         self.fd
             .set_cpuid2(cpuid)
             .map_err(VmmError::kvm("KVM_SET_CPUID2"))?;
@@ -202,19 +223,6 @@ impl Vcpu {
                 wanted[set].0
             )
         });
-        let sregs = self
-            .fd
-            .get_sregs()
-            .map_err(VmmError::kvm("KVM_GET_SREGS"))?;
-        self.fd
-            .set_sregs(&long_mode_sregs(sregs))
-            .map_err(VmmError::kvm("KVM_SET_SREGS"))?;
-        self.fd
-            .set_regs(&entry_regs(entry))
-            .map_err(VmmError::kvm("KVM_SET_REGS"))?;
-        self.fd
-            .set_fpu(&boot_fpu())
-            .map_err(VmmError::kvm("KVM_SET_FPU"))?;
         Ok(note)
     }
 }

@@ -148,8 +148,14 @@ pub fn create(spec: &LaunchSpec, stats: &mut VmmStats) -> Result<Vm> {
         // Hardware difference 3.
         stats.cpuid.push(note);
     }
-    phases.mark(stats, "vcpu+cpuid+regs");
     let mut vcpus = vec![boot_vcpu];
+    for index in 1..spec.vcpus.max(1) {
+        let ap = Vcpu::create(&vm, index)?;
+        let (table, _) = cpuid::for_vcpu(&kvm, index, tsc_khz)?;
+        ap.configure_ap(&table)?;
+        vcpus.push(ap);
+    }
+    phases.mark(stats, "vcpu+cpuid+regs");
     // Log and record bytes need no answer: let KVM queue them in the coalesced ring
     // (one exit per full ring instead of one per byte of `rep outsb`).
     let coalesced = std::env::var_os("KMBENCH_VMM_NO_COALESCE").is_none()

@@ -66,6 +66,15 @@ pub fn this_thread() -> libc::pthread_t {
     unsafe { libc::pthread_self() }
 }
 
+/// Kick `thread` out of `KVM_RUN` once (it must be alive: a vCPU thread of this boot).
+pub fn kick(thread: libc::pthread_t) {
+    install_kick_handler();
+    // SAFETY: the caller guarantees `thread` has not exited; the signal's handler is a no-op.
+    unsafe {
+        libc::pthread_kill(thread, kick_signal());
+    }
+}
+
 pub struct Watchdog {
     done: Arc<AtomicBool>,
     reason: Arc<AtomicU8>,

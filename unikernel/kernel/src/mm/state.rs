@@ -11,7 +11,9 @@
 //! per-call `kmalloc`/`kfree` wrappers stay within a cycle or two of a direct call. That
 //! is sound because the kernel runs on one CPU with interrupts off: the only code that
 //! can interleave with a borrow is a synchronous exception handler, and those only peek.
-//! An SMP kernel must replace the flag with a real lock (or per-CPU state).
+//! An SMP kernel must replace the flag with a real lock (or per-CPU state). Until then mm
+//! belongs to the boot CPU: application processors (`crate::smp`) are refused by both
+//! accessors ([`with`] panics, [`try_peek`] yields nothing), so the flag stays sound.
 use super::paging::KernelPageTable;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -71,6 +73,9 @@ pub fn with<R>(f: impl FnOnce(&mut KernelMm) -> R) -> R {
     if MM.borrowed.load(Ordering::Acquire) {
         reentered();
     }
+    if crate::arch::smp::current_cpu() != 0 {
+        not_boot_cpu();
+    }
     MM.borrowed.store(true, Ordering::Release);
     // SAFETY: the flag was clear, so no other `&mut` to the value exists (one CPU; a nested
     // `with` stops at the check above; exception paths only `try_peek`, which refuses while
@@ -88,7 +93,10 @@ pub fn with<R>(f: impl FnOnce(&mut KernelMm) -> R) -> R {
 /// Shared access for exception and fault paths: `None` before init and while the state is
 /// lent out by [`with`] (the fault may have interrupted it mid-update).
 pub fn try_peek<R>(f: impl FnOnce(&KernelMm) -> R) -> Option<R> {
-    if !is_initialized() || MM.borrowed.load(Ordering::Acquire) {
+    if !is_initialized()
+        || MM.borrowed.load(Ordering::Acquire)
+        || crate::arch::smp::current_cpu() != 0
+    {
         return None;
     }
     // SAFETY: initialised and not lent out; this is a synchronous exception path on the one
@@ -101,6 +109,12 @@ pub fn try_peek<R>(f: impl FnOnce(&KernelMm) -> R) -> Option<R> {
 #[inline(never)]
 fn reentered() -> ! {
     panic!("mm::with re-entered: the memory manager is already borrowed")
+}
+
+#[cold]
+#[inline(never)]
+fn not_boot_cpu() -> ! {
+    panic!("mm used on an application processor: mm belongs to the boot CPU until it has a lock")
 }
 
 #[cold]

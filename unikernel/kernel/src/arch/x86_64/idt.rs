@@ -283,6 +283,18 @@ pub fn init() {
     }
 }
 
+/// Load the (already built) IDT on this CPU: application processors share the boot
+/// CPU's table.
+pub fn load() {
+    // SAFETY: `init` built the IDT in a static before any AP starts; it is never changed
+    // afterwards, so the loaded pointer stays valid.
+    unsafe {
+        if let Some(idt) = (*core::ptr::addr_of!(IDT)).as_ref() {
+            idt.load_unsafe();
+        }
+    }
+}
+
 pub fn exception_name(vector: u64) -> &'static str {
     match vector {
         0 => "divide error (#DE)",

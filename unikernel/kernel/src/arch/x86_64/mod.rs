@@ -1,5 +1,6 @@
 //! Everything instruction-level about x86_64: boot, descriptor tables, exceptions, the
 //! CPL3→CPL0 gate, port I/O, CPUID and the TSC. Nothing outside `arch` writes assembly.
+pub mod apic;
 pub mod boot;
 pub mod cpuid;
 pub mod cpuid_tlb;
@@ -10,6 +11,7 @@ pub mod pmu;
 pub mod port;
 pub mod privileged;
 pub mod pvh;
+pub mod smp;
 pub mod tsc;
 pub mod usermode;
 
