@@ -5,6 +5,7 @@
 mod common;
 
 use common::{kmbench_run, kvm_usable, Opts, Run};
+use kmbench_protocol::BenchStatus;
 
 const SMP: &str = "configs/smp.toml";
 
@@ -63,6 +64,19 @@ fn assert_all_online(r: &Run, cpus: u64, label: &str) {
         res.benchmarks.iter().any(|b| b.name == "timer/rdtsc"),
         "{label}"
     );
+    // The IPI round trip to CPU 1 was acknowledged (its name carries `cpus`).
+    let ipi = res
+        .benchmarks
+        .iter()
+        .find(|b| b.name == "ipi/roundtrip")
+        .unwrap_or_else(|| panic!("{label}: no ipi/roundtrip"));
+    assert_eq!(ipi.status, BenchStatus::Ok, "{label}: {:?}", ipi.record);
+    assert_eq!(ipi.params["cpus"], cpus, "{label}");
+    assert!(
+        ipi.samples > 0 && ipi.median > 0.0,
+        "{label}: {:?}",
+        ipi.record
+    );
 }
 
 fn assert_ap_fault(r: &Run, code: i32, status: &str, cpu: u32, label: &str) {
@@ -86,6 +100,19 @@ fn tcg_four_vcpus_come_online() {
         cmd.contains("tcg,thread=multi") && cmd.contains(r#""-smp","4""#),
         "{cmd}"
     );
+}
+
+#[test]
+fn one_vcpu_runs_as_before_and_the_ipi_row_says_unsupported() {
+    let r = run("tcg", &["--vcpus", "1"], None);
+    assert_eq!(r.code, 0, "{}", r.context("1 vCPU"));
+    assert!(!r.results.info.contains_key("smp"));
+    let ipi = r
+        .results
+        .benchmarks
+        .iter()
+        .find(|b| b.name == "ipi/roundtrip");
+    assert_eq!(ipi.map(|b| b.status), Some(BenchStatus::Unsupported));
 }
 
 #[test]

@@ -12,7 +12,8 @@
 //! only the Rust heap (talc, behind a spin lock) and the results channel (behind a lock).
 //!
 //! The boot CPU then sends `smp` ({cpus, online, apic_ids, x2apic_cpuid, method,
-//! bringup_ms}). A CPU that does not check in within 2 s ends the run with exit 8
+//! bringup_ms}) and, with `[suites.ipi]`, times `ipi/roundtrip` (param `cpus`): a fixed
+//! IPI to CPU 1, whose handler counts it (APs then park with `sti; hlt`). A CPU that does not check in within 2 s ends the run with exit 8
 //! (the platform cannot do what the config asks), naming the CPU.
 use crate::arch::{apic, privileged, smp as arch_smp, tsc};
 use crate::{fault, report, timing};
@@ -34,6 +35,9 @@ const PER_CPU_INIT: PerCpu = PerCpu {
 };
 /// The per-CPU table.
 pub static PER_CPU: [PerCpu; MAX_CPUS] = [PER_CPU_INIT; MAX_CPUS];
+
+/// APs park with interrupts on (the plan runs `ipi/roundtrip`).
+static PARK_WITH_INTERRUPTS: AtomicBool = AtomicBool::new(false);
 
 /// The fault the plan asks an AP to raise: (cpu, kind as u8 + 1; 0 = none).
 static AP_FAULT_CPU: AtomicU32 = AtomicU32::new(0);
@@ -84,6 +88,14 @@ fn delay_us(us: u64) {
 pub fn start(plan: &GuestPlan) {
     let cpus = plan.cpus as usize;
     if cpus <= 1 {
+        if plan.suites.ipi.is_some() {
+            report::Bench::new("ipi", "ipi/roundtrip".into())
+                .param("cpus", cpus)
+                .emit_status(
+                    kmbench_protocol::BenchStatus::Unsupported,
+                    "needs vcpus >= 2",
+                );
+        }
         return;
     }
     let t0 = tsc::rdtsc();
@@ -91,6 +103,7 @@ pub fn start(plan: &GuestPlan) {
         AP_FAULT_KIND.store(fault_code(kind), Ordering::Relaxed);
         AP_FAULT_CPU.store(plan.fault_cpu, Ordering::Relaxed);
     }
+    PARK_WITH_INTERRUPTS.store(plan.suites.ipi.is_some(), Ordering::Relaxed);
     PER_CPU[0].apic_id.store(apic::id(), Ordering::Relaxed);
     PER_CPU[0].online.store(true, Ordering::Relaxed);
     apic::enable();
@@ -141,6 +154,9 @@ pub fn start(plan: &GuestPlan) {
             "bringup_ms": ms,
         }),
     );
+    if let Some(s) = &plan.suites.ipi {
+        ipi_roundtrip(s, cpus);
+    }
     if AP_FAULT_CPU.load(Ordering::Relaxed) != 0 {
         // The AP named by fault_cpu ends the run; the boot CPU must not finish first.
         log::warn!(
@@ -151,6 +167,59 @@ pub fn start(plan: &GuestPlan) {
             core::hint::spin_loop();
         }
     }
+}
+
+/// `ipi/roundtrip`: boot CPU → fixed IPI → CPU 1's handler counts it → the boot CPU sees
+/// the count change. Each sample is one round trip in TSC cycles (timer overhead not
+/// subtracted: the round trip is thousands of cycles on every platform seen).
+fn ipi_roundtrip(s: &kmbench_protocol::IpiSuite, cpus: usize) {
+    const TARGET: u32 = 1;
+    let hz = timing::tsc_hz().max(1);
+    let mut samples = alloc::vec::Vec::with_capacity(s.samples as usize);
+    let mut lost = 0u32;
+    for i in 0..(s.warmup + s.samples) {
+        let before = arch_smp::ipi_acks();
+        let t0 = tsc::start();
+        apic::send_fixed(TARGET, apic::IPI_VECTOR);
+        let give_up = tsc::rdtsc().saturating_add(hz / 10);
+        let mut seen = true;
+        while arch_smp::ipi_acks() == before {
+            if tsc::rdtsc() > give_up {
+                seen = false;
+                break;
+            }
+            core::hint::spin_loop();
+        }
+        let t1 = tsc::stop();
+        if !seen {
+            lost += 1;
+            if lost >= 3 {
+                return report::Bench::new("ipi", "ipi/roundtrip".into())
+                    .param("cpus", cpus)
+                    .param("target", TARGET)
+                    .emit_status(
+                        kmbench_protocol::BenchStatus::Error,
+                        "CPU 1 did not acknowledge the IPI within 100 ms (3 times)",
+                    );
+            }
+            continue;
+        }
+        if i >= s.warmup {
+            samples.push(t1.saturating_sub(t0));
+        }
+    }
+    report::Bench::new("ipi", "ipi/roundtrip".into())
+        .param("cpus", cpus)
+        .param("target", TARGET)
+        .extra("apic_mode", "xapic")
+        .extra("sender_cpl", privileged::current_cpl())
+        .extra("lost", lost)
+        .extra(
+            "note",
+            "fixed IPI (vector 0xf0) from the boot CPU's ICR write until it sees CPU 1's \
+             handler count it; CPU 1 waits in sti;hlt at CPL0; timer overhead not subtracted",
+        )
+        .emit_cycles(&mut samples);
 }
 
 fn ap_fault(cpu: usize, code: u32) {
@@ -176,6 +245,8 @@ extern "C" fn smp_ap_main(cpu: u64) -> ! {
     let cpu = cpu as usize;
     // SAFETY: first thing on this AP, at CPL0, once.
     unsafe { arch_smp::init_ap_tables(cpu) };
+    // Software-enable the APIC: after INIT it accepts only INIT/SIPI/NMI, not fixed IPIs.
+    apic::enable();
     let apic_id = apic::id();
     PER_CPU[cpu].apic_id.store(apic_id, Ordering::Relaxed);
     report::info(
@@ -187,5 +258,5 @@ extern "C" fn smp_ap_main(cpu: u64) -> ! {
     if AP_FAULT_CPU.load(Ordering::Relaxed) as usize == cpu {
         ap_fault(cpu, AP_FAULT_KIND.load(Ordering::Relaxed));
     }
-    arch_smp::park()
+    arch_smp::park(PARK_WITH_INTERRUPTS.load(Ordering::Relaxed))
 }

@@ -194,6 +194,10 @@ impl Suites {
         if let Some(s) = &self.gate {
             num("suites.gate", "samples", s.samples.into(), SAMPLES)?;
         }
+        if let Some(s) = &self.ipi {
+            num("suites.ipi", "samples", s.samples.into(), SAMPLES)?;
+            num("suites.ipi", "warmup", s.warmup.into(), WARMUP)?;
+        }
         if let Some(s) = &self.alu {
             num("suites.alu", "samples", s.samples.into(), SAMPLES)?;
             num(
@@ -368,6 +372,7 @@ mod tests {
             tlb: Some(Default::default()),
             tlbflush: Some(Default::default()),
             map: Some(Default::default()),
+            ipi: Some(Default::default()),
         }
     }
 

@@ -223,6 +223,26 @@ pub struct Suites {
     pub tlbflush: Option<TlbFlushSuite>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub map: Option<MapSuite>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipi: Option<IpiSuite>,
+}
+
+/// `ipi/roundtrip` (vcpus ≥ 2): the boot CPU sends a fixed IPI to CPU 1, whose handler
+/// counts it in memory; timed from before the ICR write until the boot CPU sees the count
+/// change. Runs during SMP bring-up (before `mm::init`, while the xAPIC is mapped).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IpiSuite {
+    pub samples: u32,
+    pub warmup: u32,
+}
+impl Default for IpiSuite {
+    fn default() -> Self {
+        IpiSuite {
+            samples: 1000,
+            warmup: 50,
+        }
+    }
 }
 
 /// `timer/rdtsc` (two plain `rdtsc` back to back) and `timer/serialized` (the

@@ -20,6 +20,11 @@ const REG_ID: u64 = 0x20;
 const REG_SVR: u64 = 0xf0;
 const REG_ICR_LOW: u64 = 0x300;
 const REG_ICR_HIGH: u64 = 0x310;
+const REG_EOI: u64 = 0xb0;
+/// The vector of the benchmark IPI (`ipi/roundtrip`), handled by `smp_ipi_stub`.
+pub const IPI_VECTOR: u8 = 0xf0;
+/// The spurious-interrupt vector programmed into the SVR.
+pub const SPURIOUS_VECTOR: u8 = 0xff;
 /// ICR delivery status: 1 while the IPI is being sent.
 const ICR_PENDING: u32 = 1 << 12;
 /// ICR level assert (INIT and STARTUP are sent asserted).
@@ -72,6 +77,16 @@ fn send(dest: u32, icr_low: u32, spins: u32) -> bool {
 /// INIT to `dest` (the AP resets and waits for a STARTUP IPI).
 pub fn send_init(dest: u32) -> bool {
     send(dest, ICR_INIT | ICR_ASSERT, 100_000)
+}
+
+/// A fixed-delivery IPI with `vector` to `dest` (edge-triggered).
+pub fn send_fixed(dest: u32, vector: u8) -> bool {
+    send(dest, vector as u32, 100_000)
+}
+
+/// End of interrupt (the handler stubs write it in assembly; this is for Rust callers).
+pub fn eoi() {
+    write(REG_EOI, 0);
 }
 
 /// STARTUP to `dest`: the AP starts in real mode at `vector << 12` (CS = vector << 8, IP 0).

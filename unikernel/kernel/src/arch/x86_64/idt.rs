@@ -279,6 +279,10 @@ pub fn init() {
         idt.hv_injection_exception.set_handler_addr(at(28));
         idt.vmm_communication_exception.set_handler_addr(at(29));
         idt.security_exception.set_handler_addr(at(30));
+        // APIC interrupts (SMP): the benchmark IPI and the spurious vector.
+        let (ipi, spurious) = super::smp::interrupt_stubs();
+        idt[super::apic::IPI_VECTOR].set_handler_addr(VirtAddr::new(ipi));
+        idt[super::apic::SPURIOUS_VECTOR].set_handler_addr(VirtAddr::new(spurious));
         idt.load_unsafe();
     }
 }

@@ -103,6 +103,20 @@ smp_tramp_cpu:
 smp_trampoline_end:
 
     .text
+    /* The benchmark IPI: count it, EOI the local APIC (xAPIC MMIO), return. */
+    .global smp_ipi_stub
+smp_ipi_stub:
+    lock incq smp_ipi_acks(%rip)
+    pushq %rax
+    movabsq $0xfee000b0, %rax
+    movl $0, (%rax)
+    popq %rax
+    iretq
+    /* A spurious APIC interrupt: no EOI. */
+    .global smp_spurious_stub
+smp_spurious_stub:
+    iretq
+
     .global smp_ap_entry64
 smp_ap_entry64:
     cli
@@ -116,7 +130,13 @@ smp_ap_entry64:
     options(att_syntax)
 );
 
+/// IPIs taken by `smp_ipi_stub` (on any CPU).
+#[no_mangle]
+pub static smp_ipi_acks: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
 extern "C" {
+    fn smp_ipi_stub();
+    fn smp_spurious_stub();
     static smp_trampoline_start: u8;
     static smp_trampoline_end: u8;
     static smp_tramp_cr3: u8;
@@ -268,10 +288,31 @@ pub unsafe fn init_ap_tables(cpu: usize) {
     super::idt::load();
 }
 
-/// Park this CPU for good: interrupts off, `hlt` (INIT or NMI are the only ways out).
-pub fn park() -> ! {
+/// Addresses of the IPI and spurious-interrupt stubs, for the IDT.
+pub fn interrupt_stubs() -> (u64, u64) {
+    (
+        smp_ipi_stub as *const () as u64,
+        smp_spurious_stub as *const () as u64,
+    )
+}
+
+/// IPIs counted by the benchmark handler so far.
+pub fn ipi_acks() -> u64 {
+    smp_ipi_acks.load(Ordering::Acquire)
+}
+
+/// Park this CPU for good. With `interrupts`, `sti; hlt`: the CPU wakes for IPIs (only
+/// the benchmark vector and the spurious vector have handlers; the APs' LVT entries stay
+/// masked, so nothing else arrives); else `cli; hlt` (INIT or NMI are the only ways out).
+pub fn park(interrupts: bool) -> ! {
     loop {
-        // SAFETY: cli; hlt only stops this CPU until the next INIT/NMI/SMI.
-        unsafe { core::arch::asm!("cli; hlt", options(nomem, nostack)) };
+        if interrupts {
+            // SAFETY: the IDT has handlers for every vector this CPU can receive (above);
+            // each returns to the loop.
+            unsafe { core::arch::asm!("sti; hlt; cli", options(nomem, nostack)) };
+        } else {
+            // SAFETY: cli; hlt only stops this CPU until the next INIT/NMI/SMI.
+            unsafe { core::arch::asm!("cli; hlt", options(nomem, nostack)) };
+        }
     }
 }
