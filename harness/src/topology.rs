@@ -206,6 +206,7 @@ mod tests {
     #[test]
     fn this_thread_has_a_cpu() {
         let c = current_cpu().unwrap();
+        // SAFETY: gettid(2) takes no arguments, touches no memory and cannot fail.
         let tid = unsafe { libc::gettid() } as u32;
         assert!(last_cpu_of(std::process::id(), tid).is_some());
         assert!((c as usize) < 4096);
