@@ -14,6 +14,7 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::hint::black_box;
+use core::sync::atomic::{AtomicPtr, Ordering};
 use kmbench_mm::{Gfp, GFP_KERNEL, MAX_ORDER};
 use kmbench_protocol::{
     BenchStatus, GuestPlan, KmallocSuite, PagesSuite, StackVsHeapSuite, TalcVsSlabSuite,
@@ -419,41 +420,39 @@ fn with_kmalloc_buffer(size: usize) -> bool {
 }
 
 /// A one-CPU "per-CPU" scratch cache: one buffer kept for reuse, refilled from kmalloc.
-static mut PERCPU_SCRATCH: *mut u8 = core::ptr::null_mut();
+/// An atomic slot, so no `static mut` and no unsafe access. Taken with a Relaxed load then
+/// store (plain `mov`s, like the old raw-pointer read/write; a `swap` would be a locked
+/// `xchg` and change what the benchmark measures): only one CPU runs this benchmark.
+static PERCPU_SCRATCH: AtomicPtr<u8> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Empty the slot and return what it held (null if nothing).
+#[inline(always)]
+fn take_percpu_scratch() -> *mut u8 {
+    let p = PERCPU_SCRATCH.load(Ordering::Relaxed);
+    PERCPU_SCRATCH.store(core::ptr::null_mut(), Ordering::Relaxed);
+    p
+}
 
 /// The scratch buffer: `false` (nothing touched) when refilling it from kmalloc failed.
 #[inline(never)]
 fn with_percpu_buffer(size: usize) -> bool {
-    // SAFETY: single CPU, interrupts off: nothing else touches the scratch slot meanwhile.
-    let p = unsafe {
-        let p = core::ptr::replace(
-            core::ptr::addr_of_mut!(PERCPU_SCRATCH),
-            core::ptr::null_mut(),
-        );
-        if p.is_null() {
-            mm::kmalloc(size, GFP_KERNEL)
-        } else {
-            p
-        }
+    let p = take_percpu_scratch();
+    let p = if p.is_null() {
+        mm::kmalloc(size, GFP_KERNEL)
+    } else {
+        p
     };
     if p.is_null() {
         return false;
     }
     work(p, size);
-    // SAFETY: as above; the slot is empty because we took it.
-    unsafe { *core::ptr::addr_of_mut!(PERCPU_SCRATCH) = p };
+    PERCPU_SCRATCH.store(p, Ordering::Relaxed);
     true
 }
 
 /// Empty the scratch slot (so the next size starts from kmalloc again).
 fn drop_percpu_buffer() {
-    // SAFETY: single CPU, interrupts off; the pointer came from kmalloc.
-    let p = unsafe {
-        core::ptr::replace(
-            core::ptr::addr_of_mut!(PERCPU_SCRATCH),
-            core::ptr::null_mut(),
-        )
-    };
+    let p = take_percpu_scratch();
     if !p.is_null() {
         // SAFETY: kmalloc returned this pointer (or null) above; it is freed once.
         unsafe { mm::kfree(p) };

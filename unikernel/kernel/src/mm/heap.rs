@@ -8,6 +8,9 @@ use talc::source::Source;
 use talc::TalcLock;
 
 const INITIAL_HEAP: usize = 4 << 20;
+/// The heap's first arena. Only its address is taken (no reference is ever formed): it is
+/// handed to talc once, by the single `KernelHeapSource` (the global allocator's) on its
+/// first `acquire`, and from then on talc alone owns the memory.
 static mut INITIAL_ARENA: [u8; INITIAL_HEAP] = [0; INITIAL_HEAP];
 
 #[derive(Debug)]
@@ -21,7 +24,9 @@ unsafe impl Source for KernelHeapSource {
     fn acquire<B: Binning>(talc: &mut Talc<Self, B>, layout: Layout) -> Result<(), ()> {
         if !talc.source.initial_claimed {
             talc.source.initial_claimed = true;
-            // SAFETY: the arena is a static used by nothing else, claimed exactly once.
+            // SAFETY: the arena is a static used by nothing else (only its address is
+            // taken), claimed exactly once: there is one KernelHeapSource (the global
+            // allocator's) and `initial_claimed` is set before the claim, under its lock.
             return unsafe {
                 talc.claim(core::ptr::addr_of_mut!(INITIAL_ARENA).cast(), INITIAL_HEAP)
             }

@@ -54,35 +54,45 @@ const fn initial_tss() -> TaskStateSegment {
     tss
 }
 
-/// Built at compile time (no ring-0 work at boot).
+/// Built at compile time (no ring-0 work at boot). Only ever written through raw
+/// pointers (`init`, `set_kernel_stack`, `set_double_fault_stack`) on the boot CPU with
+/// interrupts off; no `&mut` to it is formed.
 static mut TSS: TssWithIoMap = TssWithIoMap {
     tss: initial_tss(),
     iomap: build_iomap(),
 };
+/// Written exactly once by `init` (through a raw pointer, before it is loaded), then only
+/// read; no `&mut` to it is formed.
 static mut GDT: GlobalDescriptorTable = GlobalDescriptorTable::empty();
 
 /// IST1: the double-fault stack (so a kernel stack overflow can still be reported).
+/// Only its address is taken; the CPU is its sole user.
 static mut DOUBLE_FAULT_STACK: [u8; 16384] = [0; 16384];
-/// RSP0 until `mm` installs a guarded kernel stack.
+/// RSP0 until `mm` installs a guarded kernel stack. Only its address is taken.
 static mut EARLY_KERNEL_STACK: [u8; 32768] = [0; 32768];
 
 pub fn init() {
-    // SAFETY: called once on the boot CPU before anything else uses the GDT/TSS;
-    // interrupts are off, so nothing observes the half-built tables.
+    // SAFETY: called once on the boot CPU before anything else uses the GDT/TSS, with
+    // interrupts off, so nothing observes the half-built tables and the raw-pointer
+    // writes race with nothing. `tss_ref` is only used to put the TSS's address and
+    // limit into its descriptor (the descriptor keeps no reference); later stores to the
+    // TSS go through raw pointers, never through it. The GDT is written once, then only
+    // a shared reference to it is formed, and it stays in the static, so the pointers
+    // `lgdt`/`ltr` load stay valid.
     unsafe {
-        let tss = &mut *core::ptr::addr_of_mut!(TSS);
-        tss.tss.interrupt_stack_table[0] = VirtAddr::from_ptr(
+        let tss = core::ptr::addr_of_mut!(TSS);
+        (*tss).tss.interrupt_stack_table[0] = VirtAddr::from_ptr(
             core::ptr::addr_of!(DOUBLE_FAULT_STACK)
                 .cast::<u8>()
                 .add(16384),
         );
-        tss.tss.privilege_stack_table[0] = VirtAddr::from_ptr(
+        (*tss).tss.privilege_stack_table[0] = VirtAddr::from_ptr(
             core::ptr::addr_of!(EARLY_KERNEL_STACK)
                 .cast::<u8>()
                 .add(32768),
         );
         let tss_ref: &'static TssWithIoMap = &*core::ptr::addr_of!(TSS);
-        let gdt = &mut *core::ptr::addr_of_mut!(GDT);
+        let mut gdt = GlobalDescriptorTable::empty();
         let kcs = gdt.append(Descriptor::kernel_code_segment());
         let kds = gdt.append(Descriptor::kernel_data_segment());
         let uds = gdt.append(Descriptor::user_data_segment());
@@ -95,7 +105,8 @@ pub fn init() {
             (kcs.0, kds.0, uds.0 | 3, ucs.0 | 3, tss_sel.0),
             (KERNEL_CS, KERNEL_DS, USER_DS, USER_CS, 0x28)
         );
-        gdt.load_unsafe();
+        core::ptr::addr_of_mut!(GDT).write(gdt);
+        (*core::ptr::addr_of!(GDT)).load_unsafe();
         CS::set_reg(kcs);
         SS::set_reg(kds);
         DS::set_reg(kds);

@@ -244,14 +244,16 @@ pub struct TrapFrame {
     pub ss: u64,
 }
 
+/// The IDT every CPU loads. Written exactly once, by [`init`] on the boot CPU through a
+/// raw pointer before any CPU loads it or any AP starts; afterwards only shared
+/// references are formed ([`init`], [`load`]), so no `&mut` to it ever exists.
 static mut IDT: Option<InterruptDescriptorTable> = None;
 
 pub fn init() {
-    // SAFETY: runs once at boot with interrupts off. The stub addresses come from the
-    // assembly table above and each stub matches its vector's frame layout (error code
-    // or not). The IDT lives in a static, so the loaded pointer stays valid.
+    let mut idt = InterruptDescriptorTable::new();
+    // SAFETY: `exc_stub_table` is an immutable table emitted by the assembly above. The
+    // stub addresses match each vector's frame layout (error code or not).
     unsafe {
-        let idt = (*core::ptr::addr_of_mut!(IDT)).insert(InterruptDescriptorTable::new());
         let stubs = &*core::ptr::addr_of!(exc_stub_table);
         let at = |v: usize| VirtAddr::new(stubs[v]);
         idt.divide_error.set_handler_addr(at(0));
@@ -283,7 +285,16 @@ pub fn init() {
         let (ipi, spurious) = super::smp::interrupt_stubs();
         idt[super::apic::IPI_VECTOR].set_handler_addr(VirtAddr::new(ipi));
         idt[super::apic::SPURIOUS_VECTOR].set_handler_addr(VirtAddr::new(spurious));
-        idt.load_unsafe();
+    }
+    // SAFETY: runs once at boot on the boot CPU with interrupts off, before any CPU has
+    // loaded the IDT or any AP starts, so this single write through a raw pointer races
+    // with nothing and no reference to `IDT` is live. The table then stays in the static
+    // unchanged for ever, so the pointer `lidt` loads stays valid.
+    unsafe {
+        core::ptr::addr_of_mut!(IDT).write(Some(idt));
+        if let Some(idt) = (*core::ptr::addr_of!(IDT)).as_ref() {
+            idt.load_unsafe();
+        }
     }
 }
 
