@@ -3,6 +3,10 @@
 //!
 //! Channels: COM1 (0x3f8) → `-serial chardev:log` → the guest log file; debugcon (0xe9) →
 //! `-chardev stdio` → our stdout pipe (records); `isa-debug-exit` (0xf4) → exit status.
+//!
+//! This file runs and watches the QEMU process (spawn, record stream, log echo, control
+//! socket, vCPU thread sampling, kill); [`args`] builds its command line, [`status`] maps
+//! how it ended to a [`BootEnd`], [`cpu_probe`] finds a `-cpu` model KVM accepts.
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -15,11 +19,18 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use kmbench_protocol::channel::{Line, RecordReader};
-use kmbench_protocol::{ports, GuestExit, CMDLINE_PLAN_KEY, PLAN_MAX};
-use xshell::{cmd, Shell};
+use kmbench_protocol::{CMDLINE_PLAN_KEY, PLAN_MAX};
+use xshell::Shell;
+
+mod args;
+mod cpu_probe;
+mod status;
+
+pub use cpu_probe::{forget_cpu_model, probe_cpu_model, probe_key, KVM_CPU_CANDIDATES};
+pub use status::classify;
+use status::{kvm_internal_error_message, KVM_INTERNAL_ERROR};
 
 use super::{Backend, BootEnd, BootReport, Event, LaunchSpec};
-use crate::config::{HostBacking, Machine};
 use crate::error::{HarnessError, Result};
 
 pub struct Qemu {
@@ -58,99 +69,6 @@ impl Qemu {
             sh,
             last_vcpu_cpus: BTreeMap::new(),
         })
-    }
-
-    /// `-M` value.
-    fn machine_arg(spec: &LaunchSpec) -> String {
-        let mut m = match spec.machine {
-            Machine::Microvm => "microvm,x-option-roms=off,rtc=off".to_string(),
-            Machine::Q35 => "q35".to_string(),
-        };
-        if spec.host_backing != HostBacking::Default {
-            m.push_str(",memory-backend=mem");
-        }
-        m
-    }
-
-    /// `-object` for the host backing, if any.
-    fn backing_args(spec: &LaunchSpec) -> Vec<String> {
-        let size = format!("size={}M", spec.memory_mib);
-        let obj = match spec.host_backing {
-            HostBacking::Default => return vec![],
-            // A shared-memory file: shmem THP is off by default, so 4 KiB host pages.
-            HostBacking::Small => {
-                format!("memory-backend-file,id=mem,{size},mem-path=/dev/shm,share=on,prealloc=off")
-            }
-            // Anonymous RAM: QEMU madvises it MADV_HUGEPAGE.
-            HostBacking::Thp => format!("memory-backend-ram,id=mem,{size}"),
-            HostBacking::Hugetlbfs => {
-                format!("memory-backend-memfd,id=mem,{size},hugetlb=on,hugetlbsize=2M,prealloc=on")
-            }
-        };
-        vec!["-object".into(), obj]
-    }
-
-    /// Serve mode: COM2 on a Unix socket QEMU connects to ([`control_socket`]).
-    fn control_args(spec: &LaunchSpec) -> Vec<String> {
-        if spec.control.is_none() {
-            return vec![];
-        }
-        vec![
-            "-chardev".into(),
-            format!(
-                "socket,id=ctl,path={}",
-                crate::safe_fs::qemu_opt_value(&control_socket(spec).display().to_string())
-            ),
-            "-device".into(),
-            format!("isa-serial,chardev=ctl,iobase={:#x},irq=3", ports::CONTROL),
-        ]
-    }
-
-    fn command(&self, spec: &LaunchSpec) -> xshell::Cmd<'_> {
-        let qemu = &self.binary;
-        let machine = Self::machine_arg(spec);
-        // Several vCPUs under TCG: one host thread per vCPU (MTTCG), not round-robin.
-        let accel = match (spec.accel, spec.vcpus) {
-            (super::AccelKind::Tcg, n) if n > 1 => "tcg,thread=multi".to_string(),
-            (a, _) => a.label().to_string(),
-        };
-        let cpu = &spec.cpu_model;
-        let mem = spec.memory_mib.to_string();
-        let smp = spec.vcpus.to_string();
-        // Named vCPU threads, so the host CPUs they ran on can be recorded.
-        let names: Vec<&str> = if spec.vcpus > 1 {
-            vec!["-name", "kmbench,debug-threads=on"]
-        } else {
-            vec![]
-        };
-        let kernel = &spec.kernel;
-        // The plan travels as boot module 0 (`-initrd`, see [`write_plan_file`]), so its
-        // size is not bounded by QEMU's 4 KiB command line.
-        let (plan, cmdline): (Vec<String>, String) = match plan_file(spec) {
-            Some(f) => (
-                vec!["-initrd".into(), f.display().to_string()],
-                kmbench_protocol::module_cmdline(&spec.cmdline[CMDLINE_PLAN_KEY.len()..]),
-            ),
-            None => (vec![], spec.cmdline.clone()),
-        };
-        let backing = Self::backing_args(spec);
-        let exit_dev = format!("isa-debug-exit,iobase={:#x},iosize=0x04", ports::EXIT);
-        let log = format!(
-            "file,id=log,path={}",
-            crate::safe_fs::qemu_opt_value(&spec.log_path.display().to_string())
-        );
-        let debugcon = format!("isa-debugcon,iobase={:#x},chardev=res", ports::RESULTS);
-        let control = Self::control_args(spec);
-        cmd!(
-            self.sh,
-            "{qemu} -M {machine} -accel {accel} -cpu {cpu} -m {mem} -smp {smp} {names...} {backing...}
-             -nodefaults -no-user-config -display none -no-reboot
-             -kernel {kernel} {plan...} -append {cmdline}
-             -device {exit_dev}
-             -chardev {log} -serial chardev:log
-             -chardev stdio,id=res -device {debugcon} {control...}"
-        )
-        .quiet()
     }
 }
 
@@ -442,90 +360,9 @@ pub(crate) fn line_event(l: Line) -> Event {
     }
 }
 
-fn kill(child: &mut Child) {
+pub(super) fn kill(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
-}
-
-const KVM_INTERNAL_ERROR: &str = "KVM internal error";
-
-/// One line for a KVM internal error (usually an instruction KVM could not emulate: under
-/// a software hypervisor everything at CPL0 is emulated), with the guest RIP and code.
-fn kvm_internal_error_message(stderr: &str) -> String {
-    let first = stderr
-        .lines()
-        .find(|l| l.contains(KVM_INTERNAL_ERROR))
-        .unwrap_or(KVM_INTERNAL_ERROR);
-    let rip = stderr
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("RIP="))
-        .map(|r| format!(", guest RIP {r}"))
-        .unwrap_or_default();
-    let code = stderr
-        .lines()
-        .find_map(|l| l.strip_prefix("Code="))
-        .and_then(|c| c.split('<').nth(1))
-        .and_then(|c| c.split('>').next())
-        .map(|b| format!(", instruction starts with byte {b}"))
-        .unwrap_or_default();
-    format!(
-        "{first} (KVM could not run or emulate a guest instruction; QEMU paused the VM){rip}{code}"
-    )
-}
-
-fn first_error_line(stderr: &str) -> String {
-    stderr
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .map(|l| l.trim_start_matches("qemu-system-x86_64: ").to_string())
-        .unwrap_or_default()
-}
-
-fn launch_failed(stderr: &str) -> BootEnd {
-    BootEnd::LaunchFailed {
-        message: format!("QEMU failed to start: {}", first_error_line(stderr)),
-    }
-}
-
-/// Map a QEMU process status to how the boot ended.
-pub fn classify(code: Option<i32>, signal: Option<i32>, records: usize, stderr: &str) -> BootEnd {
-    if let Some(c) = code {
-        if let Some(exit) = GuestExit::from_qemu_status(c) {
-            // QEMU's own startup errors also exit 1 (= guest code 0): no record means no guest.
-            if !(records == 0 && c == 1 && !stderr.trim().is_empty()) {
-                return BootEnd::Exited { exit, raw: c };
-            }
-            return launch_failed(stderr);
-        }
-        if records == 0 && !stderr.trim().is_empty() {
-            return launch_failed(stderr);
-        }
-        let detail = first_error_line(stderr);
-        return BootEnd::Unexpected {
-            code: Some(c),
-            signal: None,
-            message: if detail.is_empty() {
-                format!("QEMU exited with status {c}, which is not a guest exit code")
-            } else {
-                format!("QEMU exited with status {c}: {detail}")
-            },
-        };
-    }
-    let detail = first_error_line(stderr);
-    let sig = signal.unwrap_or(0);
-    if records == 0 && !detail.is_empty() {
-        return launch_failed(stderr);
-    }
-    BootEnd::Unexpected {
-        code: None,
-        signal,
-        message: if detail.is_empty() {
-            format!("QEMU killed by signal {sig}")
-        } else {
-            format!("QEMU killed by signal {sig}: {detail}")
-        },
-    }
 }
 
 /// Follow a growing log file, echoing it on stderr, until `stop` (then drain).
@@ -554,192 +391,3 @@ fn tail_log(path: &Path, stop: &AtomicBool) {
 }
 
 // ---------------------------------------------------------------------------------------
-// CPU model probing under KVM.
-
-/// Models tried in order under KVM. `host` aborts on some hosts ("failed to set MSR 0x10a").
-pub const KVM_CPU_CANDIDATES: [&str; 4] = [
-    "host",
-    "host,-arch-capabilities",
-    "max",
-    "max,-arch-capabilities",
-];
-
-/// Find a `-cpu` model KVM accepts, cached in `cache_file` keyed by QEMU version, host
-/// kernel and host CPU. Returns (model, came_from_cache).
-pub fn probe_cpu_model(
-    qemu: &Path,
-    machine: Machine,
-    cache_file: &Path,
-    key: &str,
-    quiet: bool,
-) -> Result<(String, bool)> {
-    let mut cache: BTreeMap<String, String> = std::fs::read_to_string(cache_file)
-        .ok()
-        .and_then(|s| serde_json::from_str(&s).ok())
-        .unwrap_or_default();
-    if let Some(m) = cache.get(key) {
-        return Ok((m.clone(), true));
-    }
-    let mut last = String::new();
-    for cpu in KVM_CPU_CANDIDATES {
-        match try_cpu(qemu, machine, cpu) {
-            Ok(()) => {
-                cache.insert(key.to_string(), cpu.to_string());
-                if let Some(dir) = cache_file.parent() {
-                    let _ = std::fs::create_dir_all(dir);
-                }
-                let _ = std::fs::write(
-                    cache_file,
-                    serde_json::to_string_pretty(&cache).unwrap_or_default(),
-                );
-                return Ok((cpu.to_string(), false));
-            }
-            Err(e) => {
-                if !quiet {
-                    eprintln!(
-                        "kmbench: -cpu {cpu} does not start under KVM ({e}); trying the next model"
-                    );
-                }
-                last = e;
-            }
-        }
-    }
-    Err(HarnessError::NoCpuModel {
-        tried: KVM_CPU_CANDIDATES.join(", "),
-        last,
-    })
-}
-
-/// Drop a cached model (after QEMU refused to start with it).
-pub fn forget_cpu_model(cache_file: &Path, key: &str) {
-    let Ok(text) = std::fs::read_to_string(cache_file) else {
-        return;
-    };
-    let Ok(mut cache) = serde_json::from_str::<BTreeMap<String, String>>(&text) else {
-        return;
-    };
-    if cache.remove(key).is_some() {
-        let _ = std::fs::write(
-            cache_file,
-            serde_json::to_string_pretty(&cache).unwrap_or_default(),
-        );
-    }
-}
-
-/// Start QEMU paused (`-S`) with `-cpu cpu`: a model KVM rejects aborts within milliseconds.
-fn try_cpu(qemu: &Path, machine: Machine, cpu: &str) -> std::result::Result<(), String> {
-    let sh = Shell::new().map_err(|e| e.to_string())?;
-    let m = machine.label();
-    let mut c: Command = cmd!(
-        sh,
-        "{qemu} -M {m} -accel kvm -cpu {cpu} -m 64 -nodefaults -no-user-config -display none -S"
-    )
-    .quiet()
-    .into();
-    c.process_group(0)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = c.spawn().map_err(|e| e.to_string())?;
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_millis(700) {
-        if let Ok(Some(status)) = child.try_wait() {
-            let mut err = String::new();
-            if let Some(mut s) = child.stderr.take() {
-                let _ = s.read_to_string(&mut err);
-            }
-            let line = first_error_line(&err);
-            return Err(if line.is_empty() {
-                format!("exited: {status}")
-            } else {
-                line
-            });
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-    kill(&mut child);
-    Ok(())
-}
-
-/// Everything that keys the CPU probe cache.
-pub fn probe_key(
-    qemu_version: &str,
-    host_kernel: &str,
-    host_cpu: &str,
-    machine: Machine,
-) -> String {
-    format!(
-        "{qemu_version} | {host_kernel} | {host_cpu} | {}",
-        machine.label()
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn exit_status_mapping() {
-        assert_eq!(
-            classify(Some(1), None, 3, ""),
-            BootEnd::Exited {
-                exit: GuestExit::Success,
-                raw: 1
-            }
-        );
-        assert_eq!(
-            classify(Some(5), None, 3, ""),
-            BootEnd::Exited {
-                exit: GuestExit::Panic,
-                raw: 5
-            }
-        );
-        assert_eq!(
-            classify(Some(7), None, 1, ""),
-            BootEnd::Exited {
-                exit: GuestExit::Exception,
-                raw: 7
-            }
-        );
-        // QEMU startup failure: status 1, no records, an error on stderr.
-        match classify(
-            Some(1),
-            None,
-            0,
-            "qemu-system-x86_64: -object memory-backend-memfd: failed\n",
-        ) {
-            BootEnd::LaunchFailed { message } => assert!(
-                message.starts_with("QEMU failed to start: -object"),
-                "{message}"
-            ),
-            other => panic!("{other:?}"),
-        }
-        // Abort (SIGABRT) before any record: launch failure with QEMU's message.
-        match classify(
-            None,
-            Some(6),
-            0,
-            "qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69\n",
-        ) {
-            BootEnd::LaunchFailed { message } => assert!(message.contains("MSR 0x10a")),
-            other => panic!("{other:?}"),
-        }
-        // Even status: not a debug-exit code.
-        assert!(matches!(
-            classify(Some(0), None, 2, ""),
-            BootEnd::Unexpected { code: Some(0), .. }
-        ));
-        assert!(matches!(
-            classify(None, Some(9), 2, ""),
-            BootEnd::Unexpected {
-                signal: Some(9),
-                ..
-            }
-        ));
-        // Odd status with an unknown guest code.
-        assert!(matches!(
-            classify(Some(41), None, 2, ""),
-            BootEnd::Unexpected { .. }
-        ));
-    }
-}
