@@ -4,6 +4,7 @@ pub mod analysis;
 pub mod backend;
 pub mod build;
 pub mod compare;
+pub mod compare_cmd;
 pub mod config;
 pub mod error;
 pub mod export;

@@ -21,7 +21,7 @@ enum Command {
     /// Build the kernel, boot it, run a config's suites and write results/<run-id>/results.json.
     Run(kmbench::run::Args),
     /// Compare two runs: change in medians, significance, exit 1 on regression.
-    Compare(kmbench::compare::Args),
+    Compare(kmbench::compare_cmd::Args),
     /// A/B in one job: boot two sides (kernel, config, backend) interleaved, verdict from
     /// paired boots, exit 1 on regression. The recommended CI workflow (docs/ci.md).
     Ab(kmbench::ab::Args),
@@ -65,7 +65,7 @@ fn main() -> ExitCode {
             let results = a.runs.dir();
             refresh(&a.base, &results);
             refresh(&a.new, &results);
-            kmbench::compare::main(a)
+            kmbench::compare_cmd::main(a)
         }
         Command::Export(a) => {
             refresh(&a.run, &a.runs.dir());

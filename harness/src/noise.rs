@@ -20,9 +20,6 @@
 use kmbench_protocol::CanaryRecord;
 use serde::{Deserialize, Serialize};
 
-use crate::results::{BenchEntry, RunResults};
-use crate::run::BootData;
-
 /// `[noise]` in a config.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -357,19 +354,17 @@ pub fn pair_agrees(a: &[CanaryRecord], b: &[CanaryRecord], band: f64) -> bool {
     la.excess_over(&lo) <= band && lb.excess_over(&lo) <= band
 }
 
-/// Mark, per benchmark, the kept boots (indices into `boot_medians`) whose suite was
-/// bracketed by a reading outside the band. `kept_boots` are the analysed boots that
-/// entered the pool, in pool order.
-pub fn flag_benchmarks(entries: &mut [BenchEntry], report: &NoiseReport) {
-    let kept: Vec<&BootNoise> = report.boots.iter().filter(|b| b.kept).collect();
-    for e in entries.iter_mut() {
-        e.unstable_boots.clear();
-        for (i, b) in kept.iter().enumerate() {
-            if suite_out_of_band(b, &e.suite, &report.reference, report.band) {
-                e.unstable_boots.push(i);
-            }
-        }
-    }
+/// The kept boots (indices into a benchmark's `boot_medians`, pool order) whose `suite`
+/// was bracketed by a reading outside the band.
+pub fn unstable_boots(report: &NoiseReport, suite: &str) -> Vec<usize> {
+    report
+        .boots
+        .iter()
+        .filter(|b| b.kept)
+        .enumerate()
+        .filter(|(_, b)| suite_out_of_band(b, suite, &report.reference, report.band))
+        .map(|(i, _)| i)
+        .collect()
 }
 
 /// The readings just before and just after `suite` in this boot, if either is out of band.
@@ -392,54 +387,10 @@ fn suite_out_of_band(b: &BootNoise, suite: &str, reference: &Level, band: f64) -
     out(&b.readings[k]) || (k > 0 && out(&b.readings[k - 1]))
 }
 
-/// Stable mode, during a run: mark boots `discarded` unless they are among the first
-/// `want` stable ones. Returns whether `want` stable boots exist (when not, nothing is
-/// discarded yet).
-pub fn mark_stable(boots: &mut [BootData], cfg: &NoiseConfig, want: usize) -> bool {
-    let canaries: Vec<Vec<CanaryRecord>> = boots.iter().map(|b| b.canaries.clone()).collect();
-    match select_stable(&canaries, cfg.band_fraction(), want) {
-        Some(keep) => {
-            for (i, b) in boots.iter_mut().enumerate() {
-                b.discarded = !keep.contains(&i);
-            }
-            true
-        }
-        None => {
-            for b in boots.iter_mut() {
-                b.discarded = false;
-            }
-            // Without canaries there is nothing to judge: every boot is as good as any.
-            canaries.iter().all(|c| c.is_empty())
-        }
-    }
-}
-
-/// Put the noise report of `boots` into `results` and flag its benchmarks.
-pub fn attach(results: &mut RunResults, boots: &[BootData], cfg: &NoiseConfig) {
-    let canaries: Vec<Vec<CanaryRecord>> = boots.iter().map(|b| b.canaries.clone()).collect();
-    let kept: Vec<bool> = boots.iter().map(|b| !b.discarded).collect();
-    let Some(mut report) = analyse(&canaries, &kept, cfg.band_fraction(), cfg.stable) else {
-        results.noise = None;
-        return;
-    };
-    if cfg.stable {
-        let stable = report.boots.iter().filter(|b| b.stable()).count();
-        let want = results.env.boots as usize;
-        if report.discarded == 0 && stable < want && boots.len() > want {
-            report.short_of_stable = Some(format!(
-                "only {stable} of the {want} stable boots wanted after {} boots: all kept",
-                boots.len()
-            ));
-            report.unstable = true;
-        }
-    }
-    flag_benchmarks(&mut results.benchmarks, &report);
-    results.noise = Some(report);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::results::BenchEntry;
 
     fn reading(seq: u32, after: Option<&str>, compute: f64, memory: f64) -> CanaryRecord {
         CanaryRecord {
@@ -472,7 +423,9 @@ mod tests {
             entry("alu/dependent-add", "alu"),
             entry("kmalloc/pair/64", "kmalloc"),
         ];
-        flag_benchmarks(&mut e, &r);
+        for x in e.iter_mut() {
+            x.unstable_boots = unstable_boots(&r, &x.suite);
+        }
         assert_eq!(e[0].unstable_boots, vec![0], "the suite before the reading");
         assert_eq!(e[1].unstable_boots, vec![0], "and the suite after it");
         assert!(pair_agrees(&b, &boot(&[1.5, 1.5, 1.5, 1.5]), 0.1));
@@ -519,7 +472,9 @@ mod tests {
             entry("kmalloc/pair/64", "kmalloc"),
             entry("timer/rdtsc", "timer"),
         ];
-        flag_benchmarks(&mut e, &r);
+        for x in e.iter_mut() {
+            x.unstable_boots = unstable_boots(&r, &x.suite);
+        }
         assert_eq!(e[0].unstable_boots, vec![1, 2]);
         assert_eq!(e[1].unstable_boots, vec![1]);
     }

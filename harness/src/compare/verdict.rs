@@ -2,7 +2,8 @@
 //!
 //! * **Data.** Per-boot medians (`boot_medians`); boots a canary flagged
 //!   (`unstable_boots`) are left out while at least [`MIN_KEPT`] remain. Paired runs
-//!   (`kmbench ab`) use the pairs ab recorded; a pair with a flagged boot is left out.
+//!   (`kmbench ab`) use the pairs ab recorded; a pair flagged on one side only is left
+//!   out (flagged on both sides, the host factor cancels in the pair's ratio).
 //! * **Scale.** Log of the values when all are positive (host-state factors then cancel
 //!   in a pair's difference), else the value relative to the base median.
 //! * **Test.** Paired: Wilcoxon signed-rank on per-pair log ratios. Unpaired: Mann–Whitney
@@ -249,7 +250,11 @@ pub fn prepare(
             let calm: Vec<(usize, usize)> = valid
                 .iter()
                 .copied()
-                .filter(|(i, j)| !b.unstable_boots.contains(i) && !n.unstable_boots.contains(j))
+                // A pair whose two boots were both in the flagged (slow) state still
+                // compares like with like: the host factor cancels in its log ratio. Only
+                // a pair flagged on one side (the host changed between its two boots
+                // during this suite) is suspect.
+                .filter(|(i, j)| b.unstable_boots.contains(i) == n.unstable_boots.contains(j))
                 .collect();
             let use_pairs = if calm.len() >= MIN_KEPT {
                 calm

@@ -112,7 +112,7 @@ fn records(base: &RunResults, runs: &[VariantRun], planned_boots: u32) -> RunRes
     };
     if !runs.iter().any(|r| r.name.is_some()) {
         let mut r = one(&runs[0]);
-        crate::noise::attach(&mut r, &runs[0].boots, &runs[0].cfg.noise);
+        crate::run::noise_guard::attach(&mut r, &runs[0].boots, &runs[0].cfg.noise);
         r.env.extra.insert(
             "compare_policy".into(),
             serde_json::to_value(&runs[0].cfg.compare).unwrap_or_default(),

@@ -102,7 +102,8 @@ pub fn run_all(
             if !run.active() {
                 break;
             }
-            let done = crate::noise::mark_stable(&mut run.boots, &noise, plan.boots as usize);
+            let done =
+                crate::run::noise_guard::mark_stable(&mut run.boots, &noise, plan.boots as usize);
             if done || run.boots.len() as u32 >= max {
                 break;
             }

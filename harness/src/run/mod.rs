@@ -31,6 +31,7 @@ pub mod boot_time;
 pub mod boots;
 pub mod clock;
 pub mod filter;
+pub mod noise_guard;
 pub mod output;
 pub mod plan;
 pub mod pool;
