@@ -50,12 +50,15 @@ fn verdict_text(c: &BenchComparison) -> String {
     }
 }
 
-const RED: &str = "\x1b[31m";
-const GREEN: &str = "\x1b[32m";
-const YELLOW: &str = "\x1b[33m";
-const DIM: &str = "\x1b[2m";
-const BOLD: &str = "\x1b[1m";
-const RESET: &str = "\x1b[0m";
+use anstyle::{AnsiColor, Style};
+
+const RED: Style = AnsiColor::Red.on_default();
+const GREEN: Style = AnsiColor::Green.on_default();
+const YELLOW: Style = AnsiColor::Yellow.on_default();
+const DIM: Style = Style::new().dimmed();
+const BOLD: Style = Style::new().bold();
+/// `{RESET}` ends any of the styles above (anstyle's reset sequence).
+const RESET: anstyle::Reset = anstyle::Reset;
 
 fn summary_line(cmp: &Comparison) -> String {
     let s = &cmp.summary;
