@@ -1,8 +1,9 @@
 //! Host-native microbenchmarks of the allocators against the host arena (no page walks,
 //! no real TLB: vmalloc numbers measure bookkeeping plus the fake page table).
-use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use kmbench_mm::testing::{FakePageTable, HostArena};
 use kmbench_mm::{FlushMode, Kmalloc, Vmalloc, GFP_KERNEL};
+use std::hint::black_box;
 
 fn kmalloc_pair(c: &mut Criterion) {
     let mut g = c.benchmark_group("kmalloc_kfree_pair");
