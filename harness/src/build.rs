@@ -91,6 +91,26 @@ pub fn ensure_target(sh: &Shell, quiet: bool) -> Result<()> {
         })
 }
 
+/// Run a build command with its output (warnings included) kept out of the way unless it
+/// fails; on failure, print the last 40 lines of its stderr and return its exit status.
+pub(crate) fn run_quietly(
+    command: &mut std::process::Command,
+    program: &str,
+) -> Result<std::result::Result<(), String>> {
+    let out = command
+        .output()
+        .map_err(|e| HarnessError::io(format!("running {program}"), e))?;
+    if out.status.success() {
+        return Ok(Ok(()));
+    }
+    let text = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = text.lines().collect();
+    for l in &lines[lines.len().saturating_sub(40)..] {
+        eprintln!("{l}");
+    }
+    Ok(Err(out.status.to_string()))
+}
+
 /// `cargo build --release -p kmbench-kernel --target x86_64-unknown-none` in the workspace root.
 pub fn build_kernel(root: &Path, quiet: bool, verbose: bool) -> Result<PathBuf> {
     let sh = Shell::new().map_err(HarnessError::Shell)?;
@@ -116,17 +136,8 @@ pub fn build_kernel(root: &Path, quiet: bool, verbose: bool) -> Result<PathBuf> 
             return Err(failed(status.to_string()));
         }
     } else {
-        // Keep cargo's output (warnings included) out of the way unless the build fails.
-        let out = command
-            .output()
-            .map_err(|e| HarnessError::io(format!("running {cargo}"), e))?;
-        if !out.status.success() {
-            let text = String::from_utf8_lossy(&out.stderr);
-            let lines: Vec<&str> = text.lines().collect();
-            for l in &lines[lines.len().saturating_sub(40)..] {
-                eprintln!("{l}");
-            }
-            return Err(failed(out.status.to_string()));
+        if let Err(status) = run_quietly(&mut command, &cargo)? {
+            return Err(failed(status));
         }
     }
     let elf = kernel_path(root);

@@ -152,18 +152,10 @@ fn cargo_build(src: &Path, root: &Path, features: &[String], quiet: bool) -> Res
     if !quiet {
         eprintln!("kmbench ab: {described}");
     }
-    let out = cmd
-        .output()
-        .map_err(|e| HarnessError::io(format!("running {cargo}"), e))?;
-    if !out.status.success() {
-        let text = String::from_utf8_lossy(&out.stderr);
-        let lines: Vec<&str> = text.lines().collect();
-        for l in &lines[lines.len().saturating_sub(40)..] {
-            eprintln!("{l}");
-        }
+    if let Err(status) = crate::build::run_quietly(&mut cmd, &cargo)? {
         return Err(HarnessError::BuildFailed {
             command: described,
-            status: out.status.to_string(),
+            status,
         });
     }
     let elf = target_dir

@@ -72,13 +72,13 @@ static mut DOUBLE_FAULT_STACK: [u8; 16384] = [0; 16384];
 static mut EARLY_KERNEL_STACK: [u8; 32768] = [0; 32768];
 
 pub fn init() {
-    // SAFETY: called once on the boot CPU before anything else uses the GDT/TSS, with
-    // interrupts off, so nothing observes the half-built tables and the raw-pointer
-    // writes race with nothing. `tss_ref` is only used to put the TSS's address and
-    // limit into its descriptor (the descriptor keeps no reference); later stores to the
-    // TSS go through raw pointers, never through it. The GDT is written once, then only
-    // a shared reference to it is formed, and it stays in the static, so the pointers
-    // `lgdt`/`ltr` load stay valid.
+    // Called once on the boot CPU before anything else uses the GDT/TSS, with interrupts
+    // off. `tss_ref` is only used to put the TSS's address and limit into its descriptor
+    // (the descriptor keeps no reference); later stores to the TSS go through raw
+    // pointers, never through it. The GDT is written once, then only shared.
+    // SAFETY: one-time init with nothing observing the half-built tables, so the raw-
+    // pointer writes race with nothing; both tables stay in their statics, so the
+    // pointers `lgdt`/`ltr` load stay valid.
     unsafe {
         let tss = core::ptr::addr_of_mut!(TSS);
         (*tss).tss.interrupt_stack_table[0] = VirtAddr::from_ptr(
