@@ -100,6 +100,7 @@ pub fn run(args: &Args, out: &mut impl Write, err: &mut impl Write) -> std::io::
     let opts = Options {
         policy,
         pairs: None,
+        suite_pairs: Default::default(),
     };
     let mut cmp = compare_runs(&base, &base_path, &new, &new_path, &opts);
     cmp.forced = args.force && !cmp.env_differences.is_empty();

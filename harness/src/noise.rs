@@ -16,7 +16,10 @@
 //!   of them neither drift nor are slow, at most `max_boots` in all; the others are
 //!   discarded (kept in `records.jsonl`, listed in `noise.boots` with `kept: false`).
 //! * **Pairs** (`kmbench ab`): a pair of boots agrees when neither drifts and their levels
-//!   are within the band of each other; pairs that disagree are left out of the verdict.
+//!   are within the band of each other ([`pair_agrees`]). Per suite, a pair agrees when
+//!   the readings around that suite show one host state in both boots
+//!   ([`suite_pair_agrees`]); a suite's benchmarks are tested on the pairs that agree for
+//!   that suite, and stable mode adds pairs until every suite has `N` of them.
 use kmbench_protocol::CanaryRecord;
 use serde::{Deserialize, Serialize};
 
@@ -354,6 +357,51 @@ pub fn pair_agrees(a: &[CanaryRecord], b: &[CanaryRecord], band: f64) -> bool {
     la.excess_over(&lo) <= band && lb.excess_over(&lo) <= band
 }
 
+/// The two readings that bracket `suite` in one boot: the one taken just before it and
+/// the one just after. `None` when the boot has no reading after `suite`.
+fn bracket<'a>(readings: &'a [CanaryRecord], suite: &str) -> Option<[&'a CanaryRecord; 2]> {
+    let k = readings
+        .iter()
+        .position(|r| r.after.as_deref() == Some(suite))?;
+    Some([&readings[k.saturating_sub(1)], &readings[k]])
+}
+
+/// Whether the two boots of an `ab` pair saw one host state while `suite` ran: in each
+/// boot the readings before and after the suite are within `band` of each other (the host
+/// did not change speed during it), and the two boots' levels over the suite (the faster
+/// of its two readings, per canary) are within `band` of each other. Then the host factor
+/// cancels in the pair's ratio for that suite's benchmarks, whether the host was in its
+/// fast or its slow state. A suite that either boot has no reading after agrees (nothing
+/// says otherwise).
+pub fn suite_pair_agrees(a: &[CanaryRecord], b: &[CanaryRecord], suite: &str, band: f64) -> bool {
+    let (Some(ba), Some(bb)) = (bracket(a, suite), bracket(b, suite)) else {
+        return true;
+    };
+    let level = |[x, y]: [&CanaryRecord; 2]| {
+        let (lx, ly) = (
+            Level {
+                compute: x.compute,
+                memory: x.memory,
+            },
+            Level {
+                compute: y.compute,
+                memory: y.memory,
+            },
+        );
+        let lo = Level::min(lx, ly);
+        let steady = lx.excess_over(&lo) <= band && ly.excess_over(&lo) <= band;
+        (lo, steady)
+    };
+    let ((la, sa), (lb, sb)) = (level(ba), level(bb));
+    let lo = Level::min(la, lb);
+    sa && sb && la.excess_over(&lo) <= band && lb.excess_over(&lo) <= band
+}
+
+/// The suites a boot's readings bracket (in the order they ran).
+pub fn suites_read(readings: &[CanaryRecord]) -> Vec<String> {
+    readings.iter().filter_map(|r| r.after.clone()).collect()
+}
+
 /// The kept boots (indices into a benchmark's `boot_medians`, pool order) whose `suite`
 /// was bracketed by a reading outside the band.
 pub fn unstable_boots(report: &NoiseReport, suite: &str) -> Vec<usize> {
@@ -500,6 +548,23 @@ mod tests {
         // Both slow and steady: the pair still measured one host state.
         assert!(pair_agrees(&boots[0], &boots[0], 0.1));
         assert!(pair_agrees(&[], &boots[0], 0.1));
+    }
+
+    #[test]
+    fn suite_pairs_agree_on_the_readings_around_that_suite() {
+        // Boot a: fast throughout. Boot b: slow from the alu suite on.
+        let a = boot(&[1.5, 1.5, 1.5, 1.5]);
+        let b = boot(&[1.5, 1.5, 3.4, 3.4]);
+        assert!(suite_pair_agrees(&a, &b, "timer", 0.1), "both fast around timer");
+        assert!(!suite_pair_agrees(&a, &b, "alu", 0.1), "b changed speed during alu");
+        assert!(!suite_pair_agrees(&a, &b, "kmalloc", 0.1), "a fast, b slow");
+        // Both slow and steady around kmalloc: one host state, the pair compares alike.
+        let c = boot(&[1.5, 1.5, 3.4, 3.3]);
+        assert!(suite_pair_agrees(&b, &c, "kmalloc", 0.1));
+        // A suite neither boot bracketed says nothing against the pair.
+        assert!(suite_pair_agrees(&a, &b, "vmalloc", 0.1));
+        assert!(suite_pair_agrees(&[], &b, "alu", 0.1));
+        assert_eq!(suites_read(&a), vec!["timer", "alu", "kmalloc"]);
     }
 
     fn entry(name: &str, suite: &str) -> BenchEntry {

@@ -170,6 +170,7 @@ fn ab_job(seed: u64, pairs: usize, effect: Option<(usize, f64)>) -> Comparison {
     let opts = Options {
         policy: ComparePolicy::default(),
         pairs: Some(agree),
+        ..Options::default()
     };
     compare_runs(
         &run("a", &specs, &a),
@@ -296,6 +297,7 @@ fn ab_flags_a_large_slowdown_everywhere_it_happens() {
     let opts = Options {
         policy: ComparePolicy::default(),
         pairs: Some((0..16).map(|i| (i, i)).collect()),
+        ..Options::default()
     };
     let c = compare_runs(
         &run("a", &specs, &a),

@@ -11,10 +11,12 @@
 //!   CONFIG) and a backend (default auto). `--new-*` override the new side only.
 //! * **Order.** Pair `i` boots A then B for even `i`, B then A for odd `i` (ABBA), so a
 //!   slow drift of the host and any first/second-in-pair effect hit both sides alike.
-//! * **Pairs and the noise guard.** A pair whose two boots' canaries disagree (one saw a
-//!   slower host, or either drifted) is left out of the verdict and counted. With
-//!   `--stable` (or `[noise] stable = true`), pairs are added until N agree, at most
-//!   `max_boots / 2` pairs (default 3 N).
+//! * **Pairs and the noise guard.** Per suite, a pair whose two boots' canaries around
+//!   that suite disagree (one saw a slower host, or the host changed speed during the
+//!   suite) is left out of that suite's verdicts and counted
+//!   (`noise::suite_pair_agrees`). With `--stable` (or `[noise] stable = true`), pairs are
+//!   added until every suite has N agreeing pairs, at most `max_boots / 2` pairs
+//!   (default 3 N).
 //! * **Verdict** from the agreeing pairs: per benchmark a Wilcoxon signed-rank test on the
 //!   per-pair log ratios (`compare::verdict`), Bonferroni across benchmarks, the new
 //!   config's `[compare]` policy.
@@ -23,6 +25,7 @@
 //! * **Exit status** as `compare`: 0 no regression, 1 regression (or a broken new side),
 //!   2 error (build or harness failure, broken base, environment differences that were
 //!   not asked for).
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -95,11 +98,14 @@ pub struct Args {
     pub quiet: bool,
 }
 
-/// Default pairs when neither --boots nor the config ask for more: 20. The signed-rank
+/// Default pairs when neither --boots nor the config ask for more: 40. The signed-rank
 /// test needs at least 11 pairs all one way to reach Bonferroni's level over ~60
-/// benchmarks (2/2^11 < 0.05/60); 20 leaves room for pairs against the trend and for
-/// pairs or boots the noise guard leaves out.
-pub const DEFAULT_PAIRS: u32 = 20;
+/// benchmarks (2/2^11 < 0.05/60). Power decides the rest: on this kind of host one
+/// pair's log ratio of `kmalloc/alloc_n/8` spreads by ~6.5% (boots land in a few speed
+/// modes even within the canaries' band), so a 5% slowdown needs ~40 pairs to clear
+/// Bonferroni's level at 90% power (20 pairs detected it in 6 of 10 jobs). A CI-sized
+/// pair boots in ~0.3 s.
+pub const DEFAULT_PAIRS: u32 = 40;
 
 /// Fields a deliberate `--new-config` may change.
 const CONFIG_FIELDS: [&str; 8] = [
@@ -270,7 +276,10 @@ pub fn execute(args: &Args, out: &mut impl Write) -> Result<u8> {
 
     let _signals = run::signals::SignalGuard::install();
     let mut progress = run::progress::Progress::new(u64::from(max_pairs) * 2, true, false);
+    // Pairs whose boots agree as a whole (reported), and per suite the pairs whose
+    // canaries agree around that suite (the verdict's data).
     let mut agreeing: Vec<(usize, usize)> = Vec::new();
+    let mut suite_pairs: BTreeMap<String, Vec<(usize, usize)>> = BTreeMap::new();
     let mut disagreeing = 0usize;
     let mut pair = 0u32;
     'job: while pair < max_pairs {
@@ -299,20 +308,48 @@ pub fn execute(args: &Args, out: &mut impl Write) -> Result<u8> {
             &a.plan.runs[0].boots.last().expect("booted").canaries,
             &b.plan.runs[0].boots.last().expect("booted").canaries,
         );
+        let p = pair as usize;
+        let mut left_out: Vec<String> = Vec::new();
+        for suite in crate::noise::suites_read(ca)
+            .into_iter()
+            .chain(crate::noise::suites_read(cb))
+        {
+            if suite_pairs.get(&suite).is_some_and(|v| v.last() == Some(&(p, p)))
+                || left_out.contains(&suite)
+            {
+                continue;
+            }
+            if crate::noise::suite_pair_agrees(ca, cb, &suite, band) {
+                suite_pairs.entry(suite).or_default().push((p, p));
+            } else {
+                suite_pairs.entry(suite.clone()).or_default();
+                left_out.push(suite);
+            }
+        }
         if crate::noise::pair_agrees(ca, cb, band) {
-            agreeing.push((pair as usize, pair as usize));
+            agreeing.push((p, p));
         } else {
             disagreeing += 1;
+        }
+        if !left_out.is_empty() {
             note(
                 args.quiet,
                 format!(
-                    "pair {}: the canaries disagree (host changed speed): left out",
-                    pair + 1
+                    "pair {}: the canaries disagree around {} (host changed speed): left out there",
+                    pair + 1,
+                    left_out.join(", ")
                 ),
             );
         }
         pair += 1;
-        if pair >= pairs && (!stable || agreeing.len() >= pairs as usize) {
+        // Stable mode: every suite needs `pairs` agreeing pairs (the verdict tests each
+        // suite's benchmarks on its own agreeing pairs).
+        let fewest = suite_pairs
+            .values()
+            .map(Vec::len)
+            .min()
+            .unwrap_or(agreeing.len());
+        if pair >= pairs && (!stable || fewest >= pairs as usize) {
             break;
         }
     }
@@ -342,7 +379,8 @@ pub fn execute(args: &Args, out: &mut impl Write) -> Result<u8> {
     }
     let opts = compare::Options {
         policy: new_cfg.config.compare.clone(),
-        pairs: Some(agreeing.clone()),
+        pairs: Some((0..pair as usize).map(|i| (i, i)).collect()),
+        suite_pairs: suite_pairs.clone(),
     };
     let mut cmp = compare::compare_runs(
         &ra,
@@ -355,11 +393,19 @@ pub fn execute(args: &Args, out: &mut impl Write) -> Result<u8> {
     // shown, not "forced".
     cmp.forced = args.force && !cmp.env_differences.is_empty();
     let wall = t0.elapsed().as_secs_f64();
+    // The fewest pairs any suite's verdicts used.
+    let fewest_used = suite_pairs
+        .values()
+        .map(Vec::len)
+        .min()
+        .unwrap_or(pair as usize);
     cmp.ab = Some(serde_json::json!({
         "order": "ABBA",
         "pairs_booted": pair,
-        "pairs_used": agreeing.len(),
-        "pairs_left_out": disagreeing,
+        "pairs_used": fewest_used,
+        "pairs_agreeing_whole_boot": agreeing.len(),
+        "pairs_disagreeing_whole_boot": disagreeing,
+        "pairs_used_by_suite": suite_pairs.iter().map(|(k, v)| (k.clone(), v.len())).collect::<BTreeMap<_, _>>(),
         "stable": stable,
         "band": band,
         "base": { "kernel": sides[0].kernel.describe(), "features": sides[0].features, "config": sides[0].config, "backend": ra.env.backend },
@@ -383,10 +429,10 @@ pub fn execute(args: &Args, out: &mut impl Write) -> Result<u8> {
     note(
         args.quiet,
         format!(
-            "{} of {} pairs used ({} left out by the noise guard), {:.1} s ({:.1} s kernels, {:.1} s boots); {}",
-            agreeing.len(),
+            "{} pairs booted; per suite at least {} used ({} disagreed somewhere, left out there); {:.1} s ({:.1} s kernels, {:.1} s boots); {}",
             pair,
-            disagreeing,
+            fewest_used,
+            pair as usize - agreeing.len(),
             wall,
             built_s,
             wall - built_s,

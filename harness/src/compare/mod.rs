@@ -138,6 +138,10 @@ pub struct Options {
     pub policy: ComparePolicy,
     /// `(base boot, new boot)` index pairs (`kmbench ab`); `None`: unpaired runs.
     pub pairs: Option<Vec<(usize, usize)>>,
+    /// Paired runs: per suite, the pairs whose canaries agree around that suite
+    /// (`noise::suite_pair_agrees`). A suite listed here is tested on exactly these pairs;
+    /// other suites use `pairs` less the pairs flagged on one side only.
+    pub suite_pairs: BTreeMap<String, Vec<(usize, usize)>>,
 }
 
 /// Compare two loaded runs (no refusals here: see [`gate`] and [`run`]).
@@ -170,7 +174,10 @@ pub fn compare_runs(
             Some(n) => prepared.push(verdict::prepare(
                 b,
                 n,
-                opts.pairs.as_deref(),
+                opts.pairs.as_deref().map(|all| match opts.suite_pairs.get(&b.suite) {
+                    Some(p) => verdict::Pairs::Agreeing(p),
+                    None => verdict::Pairs::Flagged(all),
+                }),
                 rule.threshold,
                 tsc,
             )),

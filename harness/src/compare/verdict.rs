@@ -2,7 +2,8 @@
 //!
 //! * **Data.** Per-boot medians (`boot_medians`); boots a canary flagged
 //!   (`unstable_boots`) are left out while at least [`MIN_KEPT`] remain. Paired runs
-//!   (`kmbench ab`) use the pairs ab recorded; a pair flagged on one side only is left
+//!   (`kmbench ab`) use the pairs whose canaries agree around the benchmark's suite
+//!   ([`Pairs::Agreeing`]); without such a list, a pair flagged on one side only is left
 //!   out (flagged on both sides, the host factor cancels in the pair's ratio).
 //! * **Scale.** Log of the values when all are positive (host-state factors then cancel
 //!   in a pair's difference), else the value relative to the base median.
@@ -174,12 +175,21 @@ fn ns_of(e: &BenchEntry, tsc_hz: u64, v: f64) -> Option<f64> {
     (e.unit == "cycles" && tsc_hz > 0).then(|| v * 1e9 / tsc_hz as f64)
 }
 
-/// Gather one benchmark's data. `pairs`: for paired runs, (base index, new index) into
-/// `boot_medians`. `tsc_hz`: (base, new) for the ns columns.
+/// The pairs of a paired comparison, as (base index, new index) into `boot_medians`.
+#[derive(Clone, Copy, Debug)]
+pub enum Pairs<'a> {
+    /// Already chosen by the canaries around this benchmark's suite: all are used.
+    Agreeing(&'a [(usize, usize)]),
+    /// All pairs: those flagged (`unstable_boots`) on one side only are left out.
+    Flagged(&'a [(usize, usize)]),
+}
+
+/// Gather one benchmark's data. `pairs`: for paired runs, which boots pair up.
+/// `tsc_hz`: (base, new) for the ns columns.
 pub fn prepare(
     b: &BenchEntry,
     n: &BenchEntry,
-    pairs: Option<&[(usize, usize)]>,
+    pairs: Option<Pairs<'_>>,
     threshold: f64,
     tsc_hz: (u64, u64),
 ) -> Prepared {
@@ -242,26 +252,41 @@ pub fn prepare(
     let (bv, nv, dropped) = match pairs {
         Some(pairs) => {
             let (ball, nall) = (boot_values(b), boot_values(n));
-            let valid: Vec<(usize, usize)> = pairs
+            let (list, chosen) = match pairs {
+                Pairs::Agreeing(p) => (p, true),
+                Pairs::Flagged(p) => (p, false),
+            };
+            let valid: Vec<(usize, usize)> = list
                 .iter()
                 .copied()
                 .filter(|&(i, j)| i < ball.len() && j < nall.len())
                 .collect();
-            let calm: Vec<(usize, usize)> = valid
-                .iter()
-                .copied()
-                // A pair whose two boots were both in the flagged (slow) state still
-                // compares like with like: the host factor cancels in its log ratio. Only
-                // a pair flagged on one side (the host changed between its two boots
-                // during this suite) is suspect.
-                .filter(|(i, j)| b.unstable_boots.contains(i) == n.unstable_boots.contains(j))
-                .collect();
-            let use_pairs = if calm.len() >= MIN_KEPT {
-                calm
-            } else {
+            let use_pairs = if chosen {
                 valid.clone()
+            } else {
+                let calm: Vec<(usize, usize)> = valid
+                    .iter()
+                    .copied()
+                    // A pair whose two boots were both in the flagged (slow) state still
+                    // compares like with like: the host factor cancels in its log ratio.
+                    // Only a pair flagged on one side (the host changed between its two
+                    // boots during this suite) is suspect.
+                    .filter(|(i, j)| {
+                        b.unstable_boots.contains(i) == n.unstable_boots.contains(j)
+                    })
+                    .collect();
+                if calm.len() >= MIN_KEPT {
+                    calm
+                } else {
+                    valid.clone()
+                }
             };
-            let dropped = valid.len() - use_pairs.len();
+            let dropped = if chosen {
+                // Pairs left out by the canaries around this suite.
+                ball.len().min(nall.len()).saturating_sub(use_pairs.len())
+            } else {
+                valid.len() - use_pairs.len()
+            };
             (
                 use_pairs.iter().map(|&(i, _)| ball[i]).collect::<Vec<_>>(),
                 use_pairs.iter().map(|&(_, j)| nall[j]).collect::<Vec<_>>(),
