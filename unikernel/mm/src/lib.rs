@@ -17,13 +17,18 @@
 //!   `page_alloc`, mapped through the [`vmalloc::VmallocHw`] trait (the kernel writes
 //!   real PTEs; tests use a fake page table), with guard pages, 2 MiB leaves
 //!   (`vmalloc_huge`) and three TLB flush policies (per-page, full, lazy purge).
+//! * [`percpu`] — per-CPU sheaves in front of the slab caches and per-CPU page lists in
+//!   front of the buddy (one [`percpu::Sheaf`] type: a CPU-local array refilled and
+//!   flushed in batches under the shared lock), with threaded host tests of the
+//!   cross-CPU (remote free) path.
 //! * [`error`] — [`MmError`], what every misuse check reports.
 //! * `testing` (feature `testing`, host only) — an arena standing in for RAM and a fake
 //!   page table, shared by the unit tests, property tests and benches.
 //!
 //! Layering: `buddy → page_alloc → slab/kmalloc`, and `vmalloc` over
-//! `page_alloc + VmallocHw`. Nothing here locks: the kernel is single-CPU and the caller
-//! serialises access (e.g. holds the allocator in one `static` behind a spin lock).
+//! `page_alloc + VmallocHw`. Nothing here locks: the caller serialises access to the
+//! shared allocators (the kernel holds them in one `static` behind its mm lock), and the
+//! per-CPU sheaves of [`percpu`] are each used by one CPU only.
 //!
 //! Safety model: the allocator methods are safe functions that dereference addresses
 //! they derive from the direct map. They rely on one invariant the kernel establishes
@@ -46,6 +51,7 @@ pub mod error;
 pub mod gfp;
 pub mod kmalloc;
 pub mod page_alloc;
+pub mod percpu;
 pub mod slab;
 pub mod vmalloc;
 

@@ -57,6 +57,14 @@ pub const TEST_NR_PAGES: Range = Range::new(0, 1 << 18);
 /// Purge cycles of `vmalloc/lazy_amortized` (each keeps up to 8,193 samples of 8 bytes).
 pub const LAZY_PURGES: Range = Range::new(1, 64);
 /// `alu` iterations per sample.
+/// Operations per sample in the SMP suites.
+pub const SMP_OPS: Range = Range::new(1, 100_000);
+/// kmalloc sizes of the SMP suite: the slab classes (up to 8 KiB).
+pub const SMP_KMALLOC_BYTES: Range = Range::new(1, 8192);
+/// vmalloc sizes of the SMP suite.
+pub const SMP_VMALLOC_BYTES: Range = Range::new(1, 1 << 20);
+/// Range sizes of a shootdown, in 4K pages (one 2 MiB region at most).
+pub const SHOOTDOWN_PAGES: Range = Range::new(1, 512);
 pub const ALU_ITERATIONS: Range = Range::new(1, 100_000_000);
 /// `tlb` working-set bounds in bytes.
 pub const TLB_BYTES: Range = Range::new(4096, 1 << 36);
@@ -197,6 +205,19 @@ impl Suites {
         if let Some(s) = &self.ipi {
             num("suites.ipi", "samples", s.samples.into(), SAMPLES)?;
             num("suites.ipi", "warmup", s.warmup.into(), WARMUP)?;
+        }
+        if let Some(s) = &self.smp {
+            let t = "suites.smp";
+            num(t, "samples", s.samples.into(), SAMPLES)?;
+            num(t, "ops", s.ops.into(), SMP_OPS)?;
+            list(t, "sizes", &s.sizes, |v| Some(*v), SMP_KMALLOC_BYTES)?;
+            list(t, "vmalloc_sizes", &s.vmalloc_sizes, |v| Some(*v), SMP_VMALLOC_BYTES)?;
+        }
+        if let Some(s) = &self.tlb_shootdown {
+            let t = "suites.tlb_shootdown";
+            num(t, "samples", s.samples.into(), SAMPLES)?;
+            num(t, "warmup", s.warmup.into(), WARMUP)?;
+            list(t, "pages", &s.pages, |v| Some(*v), SHOOTDOWN_PAGES)?;
         }
         if let Some(s) = &self.alu {
             num("suites.alu", "samples", s.samples.into(), SAMPLES)?;
@@ -373,6 +394,8 @@ mod tests {
             tlbflush: Some(Default::default()),
             map: Some(Default::default()),
             ipi: Some(Default::default()),
+            smp: Some(Default::default()),
+            tlb_shootdown: Some(Default::default()),
         }
     }
 

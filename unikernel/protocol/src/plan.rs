@@ -225,6 +225,67 @@ pub struct Suites {
     pub map: Option<MapSuite>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipi: Option<IpiSuite>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smp: Option<SmpSuite>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tlb_shootdown: Option<ShootdownSuite>,
+}
+
+/// The SMP allocator suites (vcpus ≥ 1; each benchmark runs at 1..=vcpus CPUs, named
+/// `…/cpus=<n>` with param `cpus`): `smp/kmalloc/pair/<size>` (every CPU runs
+/// kmalloc+kfree pairs through its per-CPU sheaf), `smp/kmalloc/remote_free/<size>`
+/// (CPU 0 allocates, CPU 1 frees: the cross-CPU path), `smp/alloc_pages/pair/0` (order-0
+/// pages through the per-CPU page lists) and `smp/vmalloc/pair/<size>`. A sample is the
+/// mean cost per operation over `ops` operations on one CPU.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmpSuite {
+    pub samples: u32,
+    pub ops: u32,
+    /// kmalloc sizes (slab classes only).
+    pub sizes: Vec<u64>,
+    /// vmalloc sizes (bytes) for `smp/vmalloc/pair`.
+    pub vmalloc_sizes: Vec<u64>,
+    pub pages: bool,
+    pub remote_free: bool,
+}
+impl Default for SmpSuite {
+    fn default() -> Self {
+        SmpSuite {
+            samples: 200,
+            ops: 1000,
+            sizes: vec![64],
+            vmalloc_sizes: vec![4096],
+            pages: true,
+            remote_free: true,
+        }
+    }
+}
+
+/// `tlb_shootdown/<pages>/<leaf>/targets=<t>` (vcpus ≥ 2): CPU 0 asks `t` other CPUs to
+/// invalidate a range they have touched (`pages` 4K leaves, or one 2M leaf with
+/// `huge`), by IPI, and waits for every ack; above 33 pages a target flushes everything,
+/// as Linux's `tlb_single_page_flush_ceiling`. Each sample is one shootdown; `extra`
+/// has the breakdown (send, remote handler, ack wait).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShootdownSuite {
+    pub samples: u32,
+    pub warmup: u32,
+    /// Range sizes in 4K pages (each ≤ 512).
+    pub pages: Vec<u64>,
+    /// Also one 2 MiB range mapped by a single 2M leaf.
+    pub huge: bool,
+}
+impl Default for ShootdownSuite {
+    fn default() -> Self {
+        ShootdownSuite {
+            samples: 200,
+            warmup: 10,
+            pages: vec![1, 33, 512],
+            huge: true,
+        }
+    }
 }
 
 /// `ipi/roundtrip` (vcpus ≥ 2): the boot CPU sends a fixed IPI to CPU 1, whose handler
