@@ -4,6 +4,7 @@
 pub mod alloc;
 pub mod basic;
 pub mod canary;
+pub mod smp;
 pub mod test_vmalloc;
 pub mod tlb;
 pub mod vmalloc;
@@ -69,5 +70,14 @@ fn run_suites(plan: &GuestPlan, done: &mut dyn FnMut(&str)) {
     if let Some(m) = &s.map {
         tlb::map_suite(m);
         done("map");
+    }
+    // Last: starting SMP workers puts mm in SMP mode (its lock) for the rest of the boot.
+    if let Some(x) = &s.smp {
+        smp::smp_suite(x, plan);
+        done("smp");
+    }
+    if let Some(x) = &s.tlb_shootdown {
+        smp::shootdown_suite(x, plan);
+        done("tlb_shootdown");
     }
 }

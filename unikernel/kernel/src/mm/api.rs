@@ -17,6 +17,23 @@ pub fn misuse(call: &str, e: MmError) -> ! {
     )
 }
 
+/// Map the xAPIC page (uncached, at its physical address, as the boot tables do) into the
+/// kernel page tables, for the SMP suites' IPIs after `mm::init`. Idempotent.
+pub fn map_xapic() {
+    use x86_64::structures::paging::PageTableFlags as F;
+    let base = crate::arch::apic::XAPIC_BASE;
+    with(|m| {
+        if m.pt.translate(base).is_some() {
+            return;
+        }
+        let flags = m.pt.leaf_flags(true, false) | F::NO_CACHE | F::WRITE_THROUGH;
+        let mut frames = super::window::BuddyFrames { pages: &mut m.pages };
+        m.pt
+            .map_leaf(base, base, kmbench_protocol::PageSize::Size4K, flags, &mut frames)
+            .expect("map the xAPIC page");
+    });
+}
+
 // ---- the kernel's memory API (Linux names) ----------------------------------------
 
 pub fn alloc_pages(order: u8, gfp: Gfp) -> Option<NonNull<u8>> {

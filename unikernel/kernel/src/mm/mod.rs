@@ -42,13 +42,14 @@ pub mod bootmem;
 pub mod heap;
 pub mod init;
 pub mod paging;
+pub mod percpu;
 pub mod stacks;
 pub mod state;
 pub mod window;
 
 pub use api::*;
 pub use init::{init, InitReport};
-pub use state::{is_initialized, try_peek, with, KernelMm};
+pub use state::{enable_smp, is_initialized, smp_enabled, try_peek, with, KernelMm};
 
 pub const PAGE_OFFSET: u64 = 0xffff_8880_0000_0000;
 pub const VMALLOC_START: u64 = 0xffff_c900_0000_0000;

@@ -48,6 +48,27 @@ fn map_stack<A: FrameAllocator<Size4KiB>>(
     base + STACK_SIZE
 }
 
+/// The first worker-stack slot: CPU `c`'s SMP worker stack is slot `WORKER_SLOT0 + c`
+/// (slots 0–2 are the boot CPU's; CPU 0 has no worker stack, its slot stays empty).
+const WORKER_SLOT0: u64 = 3;
+
+/// Where worker stacks live, for `arch::smp::set_worker_stacks`: (base, bytes per CPU).
+pub fn worker_stack_layout() -> (u64, u64) {
+    (STACKS_START + WORKER_SLOT0 * SLOT, SLOT)
+}
+
+/// Map CPU `cpu`'s worker stack (16 KiB, guard below) and register its guard; returns its
+/// top. Boot CPU only, once per CPU.
+pub fn map_worker_stack(cpu: usize, name: &'static str) -> u64 {
+    let top = super::with(|m| {
+        let mut frames = super::window::BuddyFrames { pages: &mut m.pages };
+        map_stack(&mut m.pt, &mut frames, WORKER_SLOT0 + cpu as u64)
+    });
+    let bottom = top - STACK_SIZE;
+    register_guard(bottom - (SLOT - STACK_SIZE), bottom, name);
+    top
+}
+
 pub fn build<A: FrameAllocator<Size4KiB>>(pt: &mut KernelPageTable, frames: &mut A) -> StackSet {
     StackSet {
         kernel_top: map_stack(pt, frames, 0),

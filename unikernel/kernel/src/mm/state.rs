@@ -7,16 +7,21 @@
 //! the middle of a timed loop), use [`try_peek`]: it yields nothing while the state is lent
 //! out, so a fault report never reads half-updated allocator state.
 //!
-//! Cost: the borrow flag is a plain load and two stores (no locked instruction), so the
-//! per-call `kmalloc`/`kfree` wrappers stay within a cycle or two of a direct call. That
-//! is sound because the kernel runs on one CPU with interrupts off: the only code that
-//! can interleave with a borrow is a synchronous exception handler, and those only peek.
-//! An SMP kernel must replace the flag with a real lock (or per-CPU state). Until then mm
-//! belongs to the boot CPU: application processors (`crate::smp`) are refused by both
-//! accessors ([`with`] panics, [`try_peek`] yields nothing), so the flag stays sound.
+//! Two modes, like Linux's SMP alternatives (which patch the `lock` prefixes out while one
+//! CPU is online):
+//! * **One CPU** (the default): the borrow flag is a plain load and two stores (no
+//!   locked instruction), so the per-call `kmalloc`/`kfree` wrappers stay within a cycle
+//!   or two of a direct call. Sound because only the boot CPU runs mm, with interrupts
+//!   off: the only code that can interleave with a borrow is a synchronous exception
+//!   handler, and those only peek. Application processors are refused ([`with`] panics,
+//!   [`try_peek`] yields nothing).
+//! * **SMP** ([`enable_smp`], once, by the boot CPU before it hands work to other CPUs;
+//!   never switched back): [`with`] takes a spin lock (`lock cmpxchg` on the owner word,
+//!   owner = CPU + 1) on every CPU. A nested `with` on the CPU that holds the lock still
+//!   panics instead of deadlocking. Interrupt handlers (the TLB-flush IPI) never use mm.
 use super::paging::KernelPageTable;
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use kmbench_mm::{Kmalloc, PageAllocator, Vmalloc};
 use kmbench_protocol::PageSize;
 
@@ -36,19 +41,69 @@ struct MmCell {
     value: UnsafeCell<Option<KernelMm>>,
     /// True while a `with` closure holds the `&mut`.
     borrowed: AtomicBool,
+    /// SMP mode: 0 when free, else the holding CPU + 1.
+    owner: AtomicU32,
+    /// SMP mode is on (see the module doc).
+    smp: AtomicBool,
     /// Set once by `install`; never cleared.
     ready: AtomicBool,
 }
 
-// SAFETY: one CPU, interrupts off (see the module doc): accesses never run concurrently,
-// and the borrow flag keeps them from overlapping through re-entry.
+// SAFETY: one-CPU mode: one CPU, interrupts off (see the module doc), so accesses never
+// run concurrently, and the borrow flag keeps them from overlapping through re-entry.
+// SMP mode: every `with` holds the owner lock, which serialises CPUs.
 unsafe impl Sync for MmCell {}
 
 static MM: MmCell = MmCell {
     value: UnsafeCell::new(None),
     borrowed: AtomicBool::new(false),
+    owner: AtomicU32::new(0),
+    smp: AtomicBool::new(false),
     ready: AtomicBool::new(false),
 };
+
+/// Switch to SMP mode: from now on every [`with`] takes the lock. Called by the boot CPU,
+/// outside any `with`, before other CPUs may use mm.
+pub fn enable_smp() {
+    assert!(
+        !MM.borrowed.load(Ordering::Acquire),
+        "mm::enable_smp inside mm::with"
+    );
+    MM.smp.store(true, Ordering::SeqCst);
+}
+
+/// Whether mm is in SMP mode.
+pub fn smp_enabled() -> bool {
+    MM.smp.load(Ordering::Relaxed)
+}
+
+/// [`with`] in SMP mode: spin for the owner word, then lend the value.
+#[inline(never)]
+fn with_locked<R>(f: impl FnOnce(&mut KernelMm) -> R) -> R {
+    let me = crate::arch::smp::current_cpu() as u32 + 1;
+    loop {
+        match MM
+            .owner
+            .compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed)
+        {
+            Ok(_) => break,
+            Err(o) if o == me => reentered(),
+            Err(_) => core::hint::spin_loop(),
+        }
+    }
+    MM.borrowed.store(true, Ordering::Relaxed);
+    // SAFETY: this CPU holds the owner lock, so no other `&mut` to the value exists on
+    // any CPU; a nested `with` on this CPU stops at the owner check; `ready` was checked.
+    let m = unsafe { (*MM.value.get()).as_mut() };
+    let m = match m {
+        Some(m) if MM.ready.load(Ordering::Relaxed) => m,
+        _ => not_ready(),
+    };
+    let r = f(m);
+    MM.borrowed.store(false, Ordering::Relaxed);
+    MM.owner.store(0, Ordering::Release);
+    r
+}
 
 /// Install the state built by `mm::init`. Panics if called twice.
 pub(super) fn install(mm: KernelMm) {
@@ -70,6 +125,9 @@ pub fn is_initialized() -> bool {
 /// `&mut KernelMm` you already hold.
 #[inline(always)]
 pub fn with<R>(f: impl FnOnce(&mut KernelMm) -> R) -> R {
+    if MM.smp.load(Ordering::Relaxed) {
+        return with_locked(f);
+    }
     if MM.borrowed.load(Ordering::Acquire) {
         reentered();
     }
@@ -95,6 +153,7 @@ pub fn with<R>(f: impl FnOnce(&mut KernelMm) -> R) -> R {
 pub fn try_peek<R>(f: impl FnOnce(&KernelMm) -> R) -> Option<R> {
     if !is_initialized()
         || MM.borrowed.load(Ordering::Acquire)
+        || MM.owner.load(Ordering::Acquire) != 0
         || crate::arch::smp::current_cpu() != 0
     {
         return None;

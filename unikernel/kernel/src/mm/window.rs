@@ -38,8 +38,8 @@ const _: () = assert!(
 static OPEN: AtomicBool = AtomicBool::new(false);
 
 /// New page-table pages straight from the buddy.
-struct BuddyFrames<'a> {
-    pages: &'a mut PageAllocator,
+pub(super) struct BuddyFrames<'a> {
+    pub(super) pages: &'a mut PageAllocator,
 }
 
 // SAFETY: the buddy hands each block out once; the frames are used only as page tables.

@@ -10,8 +10,9 @@
 //! (MSRs 0x800+, CPUID.1:ECX bit 21) is reported ([`x2apic_supported`]) but not switched
 //! on: its `wrmsr` would need the gate at CPL3.
 //!
-//! Only valid while the boot page tables are live (before `mm::init` switches CR3): the
-//! kernel's own tables do not map the APIC page.
+//! The boot page tables map the APIC page; the kernel's own tables map it (uncached, at
+//! the same address) only when the SMP suites run (`crate::smp::worker::start` through
+//! `mm::map_xapic`).
 use super::cpuid;
 
 /// The architectural xAPIC base (IA32_APIC_BASE after reset).
@@ -23,6 +24,8 @@ const REG_ICR_HIGH: u64 = 0x310;
 const REG_EOI: u64 = 0xb0;
 /// The vector of the benchmark IPI (`ipi/roundtrip`), handled by `smp_ipi_stub`.
 pub const IPI_VECTOR: u8 = 0xf0;
+/// The TLB-shootdown IPI (`crate::smp::shootdown`), handled by `smp_flush_stub`.
+pub const FLUSH_VECTOR: u8 = 0xf1;
 /// The spurious-interrupt vector programmed into the SVR.
 pub const SPURIOUS_VECTOR: u8 = 0xff;
 /// ICR delivery status: 1 while the IPI is being sent.

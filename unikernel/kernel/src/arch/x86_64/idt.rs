@@ -282,8 +282,9 @@ pub fn init() {
         idt.vmm_communication_exception.set_handler_addr(at(29));
         idt.security_exception.set_handler_addr(at(30));
         // APIC interrupts (SMP): the benchmark IPI and the spurious vector.
-        let (ipi, spurious) = super::smp::interrupt_stubs();
+        let (ipi, flush, spurious) = super::smp::interrupt_stubs();
         idt[super::apic::IPI_VECTOR].set_handler_addr(VirtAddr::new(ipi));
+        idt[super::apic::FLUSH_VECTOR].set_handler_addr(VirtAddr::new(flush));
         idt[super::apic::SPURIOUS_VECTOR].set_handler_addr(VirtAddr::new(spurious));
     }
     // SAFETY: runs once at boot on the boot CPU with interrupts off, before any CPU has

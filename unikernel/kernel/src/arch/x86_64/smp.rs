@@ -19,7 +19,7 @@
 //! no APIC access and no GS base, so it works at any CPL and in fault paths.
 use core::arch::global_asm;
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use kmbench_protocol::limits::MAX_CPUS;
 use x86_64::instructions::segmentation::{Segment, CS, DS, ES, SS};
 use x86_64::instructions::tables::load_tss;
@@ -112,6 +112,32 @@ smp_ipi_stub:
     movl $0, (%rax)
     popq %rax
     iretq
+    /* The TLB-flush IPI: save the caller-saved registers, call the Rust handler
+       (crate::smp::shootdown), restore, return. 40-byte frame + 72 bytes of registers
+       leave RSP 16-aligned before the call, as the ABI wants. */
+    .global smp_flush_stub
+smp_flush_stub:
+    cld
+    pushq %rax
+    pushq %rcx
+    pushq %rdx
+    pushq %rsi
+    pushq %rdi
+    pushq %r8
+    pushq %r9
+    pushq %r10
+    pushq %r11
+    call smp_flush_ipi
+    popq %r11
+    popq %r10
+    popq %r9
+    popq %r8
+    popq %rdi
+    popq %rsi
+    popq %rdx
+    popq %rcx
+    popq %rax
+    iretq
     /* A spurious APIC interrupt: no EOI. */
     .global smp_spurious_stub
 smp_spurious_stub:
@@ -136,6 +162,7 @@ pub static smp_ipi_acks: core::sync::atomic::AtomicU64 = core::sync::atomic::Ato
 
 extern "C" {
     fn smp_ipi_stub();
+    fn smp_flush_stub();
     fn smp_spurious_stub();
     static smp_trampoline_start: u8;
     static smp_trampoline_end: u8;
@@ -192,7 +219,8 @@ pub fn ap_stack_ranges(cpus: usize) -> impl Iterator<Item = (usize, u64, u64)> {
     })
 }
 
-/// The CPU the caller runs on: 0 for the boot CPU, `n` on AP `n` (by stack pointer).
+/// The CPU the caller runs on: 0 for the boot CPU, `n` on AP `n` (by stack pointer: its
+/// static stacks, or its worker stack once it runs work).
 #[inline]
 pub fn current_cpu() -> usize {
     if !SMP_ACTIVE.load(Ordering::Relaxed) {
@@ -206,7 +234,12 @@ pub fn current_cpu() -> usize {
     let first = APS[0].0.get() as u64;
     let size = core::mem::size_of::<ApCpu>() as u64;
     if rsp >= first && rsp < first + size * (MAX_CPUS as u64 - 1) {
-        ((rsp - first) / size) as usize + 1
+        return ((rsp - first) / size) as usize + 1;
+    }
+    let base = WORKER_BASE.load(Ordering::Relaxed);
+    let slot = WORKER_SLOT.load(Ordering::Relaxed);
+    if base != 0 && rsp >= base && rsp < base + slot * MAX_CPUS as u64 {
+        ((rsp - base) / slot) as usize
     } else {
         0
     }
@@ -288,12 +321,47 @@ pub unsafe fn init_ap_tables(cpu: usize) {
     super::idt::load();
 }
 
-/// Addresses of the IPI and spurious-interrupt stubs, for the IDT.
-pub fn interrupt_stubs() -> (u64, u64) {
+/// Addresses of the benchmark-IPI, TLB-flush-IPI and spurious-interrupt stubs, for the IDT.
+pub fn interrupt_stubs() -> (u64, u64, u64) {
     (
         smp_ipi_stub as *const () as u64,
+        smp_flush_stub as *const () as u64,
         smp_spurious_stub as *const () as u64,
     )
+}
+
+/// Wait for the next interrupt with interrupts on (`sti; hlt`), then turn them off again.
+/// At CPL0 only.
+pub fn wait_for_interrupt() {
+    // SAFETY: the IDT has a handler for every vector this CPU can receive (`park`'s doc);
+    // each returns here.
+    unsafe { core::arch::asm!("sti; hlt; cli", options(nomem, nostack)) };
+}
+
+/// Invalidate one 4K (or the 2M) TLB entry covering `addr`. CPL0 only (the flush IPI).
+#[inline(always)]
+pub fn invlpg_cpl0(addr: u64) {
+    // SAFETY: called at CPL0 (interrupt handler); INVLPG has no other precondition.
+    unsafe { core::arch::asm!("invlpg [{0}]", in(reg) addr, options(nostack, preserves_flags)) };
+}
+
+/// Flush all non-global TLB entries by reloading CR3. CPL0 only (the flush IPI).
+#[inline(always)]
+pub fn flush_all_cpl0() {
+    // SAFETY: at CPL0; reloading CR3 with its own value only flushes the TLB.
+    unsafe {
+        core::arch::asm!("mov {0}, cr3", "mov cr3, {0}", out(reg) _, options(nostack, preserves_flags))
+    };
+}
+
+/// Worker stacks (`mm::stacks`): CPU `c` runs on `[base + c·slot, base + (c+1)·slot)`.
+static WORKER_BASE: AtomicU64 = AtomicU64::new(0);
+static WORKER_SLOT: AtomicU64 = AtomicU64::new(0);
+
+/// Tell [`current_cpu`] where the worker stacks are (before any worker runs on one).
+pub fn set_worker_stacks(base: u64, slot: u64) {
+    WORKER_SLOT.store(slot, Ordering::Relaxed);
+    WORKER_BASE.store(base, Ordering::Release);
 }
 
 /// IPIs counted by the benchmark handler so far.

@@ -31,6 +31,31 @@ pub unsafe fn enter(entry: extern "C" fn(u64) -> !, stack_top: u64, arg: u64) ->
     }
 }
 
+/// Continue at `entry(arg)` in ring 3 on the stack whose top is `stack_top`, with
+/// interrupts on (RFLAGS.IF = 1): an SMP worker, which must take TLB-flush IPIs.
+///
+/// # Safety
+/// As [`enter`]; and the IDT must handle every interrupt this CPU can receive.
+pub unsafe fn enter_with_interrupts(entry: extern "C" fn(u64) -> !, stack_top: u64, arg: u64) -> ! {
+    // SAFETY: as in `enter`, with IF set in the pushed RFLAGS.
+    unsafe {
+        asm!(
+            "push {uds}",
+            "push {rsp}",
+            "push 0x202",
+            "push {ucs}",
+            "push {rip}",
+            "iretq",
+            uds = in(reg) USER_DS as u64,
+            rsp = in(reg) stack_top & !0xf,
+            ucs = in(reg) USER_CS as u64,
+            rip = in(reg) entry as usize as u64,
+            in("rdi") arg,
+            options(noreturn)
+        )
+    }
+}
+
 /// Continue at `entry(arg)` on another stack at the current privilege level.
 ///
 /// # Safety

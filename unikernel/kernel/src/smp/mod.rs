@@ -8,13 +8,19 @@
 //! Each AP, in [`smp_ap_main`]: its own GDT/TSS, the shared IDT, reads its APIC ID, records
 //! itself in the per-CPU table, sends an `info` record `smp/cpu/<n>` ({cpu, apic_id, cpl})
 //! on the results channel, marks itself online, runs the plan's fault if `fault_cpu` names
-//! it, and parks (`cli; hlt`). APs never touch `mm` (its accessor refuses them); they use
-//! only the Rust heap (talc, behind a spin lock) and the results channel (behind a lock).
+//! it, and parks (`cli; hlt`, or `sti; hlt` when the plan has IPI or SMP suites). Until
+//! the SMP suites start workers on them ([`worker`]), APs never touch `mm` (its accessor
+//! refuses them); they use only the Rust heap (talc, behind a spin lock) and the results
+//! channel (behind a lock). [`shootdown`] is the TLB-shootdown protocol the workers
+//! answer.
 //!
 //! The boot CPU then sends `smp` ({cpus, online, apic_ids, x2apic_cpuid, method,
 //! bringup_ms}) and, with `[suites.ipi]`, times `ipi/roundtrip` (param `cpus`): a fixed
 //! IPI to CPU 1, whose handler counts it (APs then park with `sti; hlt`). A CPU that does not check in within 2 s ends the run with exit 8
 //! (the platform cannot do what the config asks), naming the CPU.
+pub mod shootdown;
+pub mod worker;
+
 use crate::arch::{apic, privileged, smp as arch_smp, tsc};
 use crate::{fault, report, timing};
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -42,6 +48,11 @@ static PARK_WITH_INTERRUPTS: AtomicBool = AtomicBool::new(false);
 /// The fault the plan asks an AP to raise: (cpu, kind as u8 + 1; 0 = none).
 static AP_FAULT_CPU: AtomicU32 = AtomicU32::new(0);
 static AP_FAULT_KIND: AtomicU32 = AtomicU32::new(0);
+
+/// Whether the plan runs suites that need workers on the APs (`worker::start`).
+pub fn wants_workers(plan: &GuestPlan) -> bool {
+    plan.cpus > 1 && (plan.suites.smp.is_some() || plan.suites.tlb_shootdown.is_some())
+}
 
 /// The CPU the caller runs on.
 pub fn current_cpu() -> usize {
@@ -103,7 +114,10 @@ pub fn start(plan: &GuestPlan) {
         AP_FAULT_KIND.store(fault_code(kind), Ordering::Relaxed);
         AP_FAULT_CPU.store(plan.fault_cpu, Ordering::Relaxed);
     }
-    PARK_WITH_INTERRUPTS.store(plan.suites.ipi.is_some(), Ordering::Relaxed);
+    PARK_WITH_INTERRUPTS.store(
+        plan.suites.ipi.is_some() || wants_workers(plan),
+        Ordering::Relaxed,
+    );
     PER_CPU[0].apic_id.store(apic::id(), Ordering::Relaxed);
     PER_CPU[0].online.store(true, Ordering::Relaxed);
     apic::enable();
@@ -258,5 +272,5 @@ extern "C" fn smp_ap_main(cpu: u64) -> ! {
     if AP_FAULT_CPU.load(Ordering::Relaxed) as usize == cpu {
         ap_fault(cpu, AP_FAULT_KIND.load(Ordering::Relaxed));
     }
-    arch_smp::park(PARK_WITH_INTERRUPTS.load(Ordering::Relaxed))
+    worker::park(cpu, PARK_WITH_INTERRUPTS.load(Ordering::Relaxed))
 }
