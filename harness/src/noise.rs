@@ -555,8 +555,14 @@ mod tests {
         // Boot a: fast throughout. Boot b: slow from the alu suite on.
         let a = boot(&[1.5, 1.5, 1.5, 1.5]);
         let b = boot(&[1.5, 1.5, 3.4, 3.4]);
-        assert!(suite_pair_agrees(&a, &b, "timer", 0.1), "both fast around timer");
-        assert!(!suite_pair_agrees(&a, &b, "alu", 0.1), "b changed speed during alu");
+        assert!(
+            suite_pair_agrees(&a, &b, "timer", 0.1),
+            "both fast around timer"
+        );
+        assert!(
+            !suite_pair_agrees(&a, &b, "alu", 0.1),
+            "b changed speed during alu"
+        );
         assert!(!suite_pair_agrees(&a, &b, "kmalloc", 0.1), "a fast, b slow");
         // Both slow and steady around kmalloc: one host state, the pair compares alike.
         let c = boot(&[1.5, 1.5, 3.4, 3.3]);

@@ -314,7 +314,9 @@ pub fn execute(args: &Args, out: &mut impl Write) -> Result<u8> {
             .into_iter()
             .chain(crate::noise::suites_read(cb))
         {
-            if suite_pairs.get(&suite).is_some_and(|v| v.last() == Some(&(p, p)))
+            if suite_pairs
+                .get(&suite)
+                .is_some_and(|v| v.last() == Some(&(p, p)))
                 || left_out.contains(&suite)
             {
                 continue;

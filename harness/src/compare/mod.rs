@@ -174,10 +174,12 @@ pub fn compare_runs(
             Some(n) => prepared.push(verdict::prepare(
                 b,
                 n,
-                opts.pairs.as_deref().map(|all| match opts.suite_pairs.get(&b.suite) {
-                    Some(p) => verdict::Pairs::Agreeing(p),
-                    None => verdict::Pairs::Flagged(all),
-                }),
+                opts.pairs
+                    .as_deref()
+                    .map(|all| match opts.suite_pairs.get(&b.suite) {
+                        Some(p) => verdict::Pairs::Agreeing(p),
+                        None => verdict::Pairs::Flagged(all),
+                    }),
                 rule.threshold,
                 tsc,
             )),

@@ -271,9 +271,7 @@ pub fn prepare(
                     // compares like with like: the host factor cancels in its log ratio.
                     // Only a pair flagged on one side (the host changed between its two
                     // boots during this suite) is suspect.
-                    .filter(|(i, j)| {
-                        b.unstable_boots.contains(i) == n.unstable_boots.contains(j)
-                    })
+                    .filter(|(i, j)| b.unstable_boots.contains(i) == n.unstable_boots.contains(j))
                     .collect();
                 if calm.len() >= MIN_KEPT {
                     calm

@@ -49,6 +49,10 @@ pub extern "C" fn kmain(start_info: u64) -> ! {
     ENTRY_TSC.store(tsc::rdtsc(), Ordering::Relaxed);
     gdt::init();
     idt::init();
+    // Mask both 8259 PICs: nothing is wired to them, and an SMP boot CPU later runs with
+    // interrupts on (its pins would otherwise deliver legacy IRQs on vectors 8–15).
+    arch::port::outb(0x21, 0xff);
+    arch::port::outb(0xa1, 0xff);
     let cpl = peek_cpl(start_info);
     privileged::set_run_cpl(cpl);
     RING0_DONE_TSC.store(tsc::rdtsc(), Ordering::Relaxed);

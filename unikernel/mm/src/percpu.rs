@@ -312,7 +312,10 @@ mod tests {
         });
         producer.join().unwrap();
         let stats = consumer.join().unwrap();
-        assert!(stats.flushes > 0, "the consumer's sheaf overflowed into the shared pool");
+        assert!(
+            stats.flushes > 0,
+            "the consumer's sheaf overflowed into the shared pool"
+        );
         let g = sh.lock().unwrap();
         let set: BTreeSet<usize> = g.free.iter().copied().collect();
         assert_eq!((set.len(), g.free.len()), (N, N));

@@ -211,7 +211,13 @@ impl Suites {
             num(t, "samples", s.samples.into(), SAMPLES)?;
             num(t, "ops", s.ops.into(), SMP_OPS)?;
             list(t, "sizes", &s.sizes, |v| Some(*v), SMP_KMALLOC_BYTES)?;
-            list(t, "vmalloc_sizes", &s.vmalloc_sizes, |v| Some(*v), SMP_VMALLOC_BYTES)?;
+            list(
+                t,
+                "vmalloc_sizes",
+                &s.vmalloc_sizes,
+                |v| Some(*v),
+                SMP_VMALLOC_BYTES,
+            )?;
         }
         if let Some(s) = &self.tlb_shootdown {
             let t = "suites.tlb_shootdown";

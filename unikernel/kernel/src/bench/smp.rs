@@ -15,10 +15,10 @@
 //! * `tlb_shootdown/<pages>/<leaf>/targets=<t>`: `smp::shootdown` from CPU 0 to CPUs
 //!   1..=t over a range the targets have just touched; a sample is one shootdown, `extra`
 //!   the medians of its breakdown.
-use crate::smp::worker::{self, Barrier};
-use crate::smp::shootdown;
-use crate::{mm, report, timing};
 use crate::arch::tsc;
+use crate::smp::shootdown;
+use crate::smp::worker::{self, Barrier};
+use crate::{mm, report, timing};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use kmbench_protocol::limits::MAX_CPUS;
@@ -28,6 +28,10 @@ use kmbench_protocol::{BenchStatus, GuestPlan, ShootdownSuite, SmpSuite};
 enum Kind {
     KmallocPair,
     PagePair,
+    VmallocPair,
+    /// The control: a dependent add per op, no memory at all. What it does at n CPUs is
+    /// the host's doing (SMT siblings, frequency), not the allocators'.
+    Alu,
 }
 
 /// What one concurrent run shares between its CPUs.
@@ -73,6 +77,16 @@ fn pair_job(cpu: usize, arg: u64) -> u64 {
             unsafe { core::ptr::write_volatile(p, 22) };
             mm::percpu::free_page_pcpu(p);
         }
+        Kind::VmallocPair => {
+            let p = mm::vzone::vmalloc_pcpu(ctx.size);
+            if p.is_null() {
+                panic!("vmalloc_pcpu({}) failed on CPU {cpu}", ctx.size);
+            }
+            mm::vzone::vfree_pcpu(p);
+        }
+        Kind::Alu => {
+            core::hint::black_box(crate::arch::loops::dependent_adds(1));
+        }
     };
     for _ in 0..ctx.ops.min(1000) {
         op();
@@ -93,7 +107,16 @@ fn pair_job(cpu: usize, arg: u64) -> u64 {
 }
 
 fn concurrent(kind: Kind, size: usize, s: &SmpSuite, n: usize) -> Vec<Vec<f64>> {
-    let mut bufs: Vec<Vec<f64>> = (0..n).map(|_| alloc::vec![0.0; s.samples as usize]).collect();
+    concurrent_on(kind, size, s, &(0..n).collect::<Vec<_>>())
+}
+
+/// The run on exactly the CPUs `on` (results in `on`'s order).
+fn concurrent_on(kind: Kind, size: usize, s: &SmpSuite, on: &[usize]) -> Vec<Vec<f64>> {
+    let n = on.len();
+    let mut bufs: Vec<Vec<f64>> = (0..n)
+        .map(|_| alloc::vec![0.0; s.samples as usize])
+        .collect();
+    let max = on.iter().copied().max().unwrap_or(0);
     let ctx = Ctx {
         kind,
         size,
@@ -103,11 +126,11 @@ fn concurrent(kind: Kind, size: usize, s: &SmpSuite, n: usize) -> Vec<Vec<f64>> 
         barrier: Barrier::new(),
         out: [const { AtomicUsize::new(0) }; MAX_CPUS],
     };
-    for (c, b) in bufs.iter_mut().enumerate() {
+    debug_assert!(max < MAX_CPUS);
+    for (&c, b) in on.iter().zip(bufs.iter_mut()) {
         ctx.out[c].store(b.as_mut_ptr() as usize, Ordering::Release);
     }
-    let on: Vec<usize> = (0..n).collect();
-    worker::run_on(&on, pair_job, &ctx as *const Ctx as u64);
+    worker::run_on(on, pair_job, &ctx as *const Ctx as u64);
     bufs
 }
 
@@ -118,20 +141,34 @@ fn median(v: &[f64]) -> f64 {
 }
 
 fn emit_curve(name: &str, kind: Kind, size: usize, s: &SmpSuite, cpus: usize, what: &str) {
-    for n in 1..=cpus {
-        let per_cpu = concurrent(kind, size, s, n);
+    // Measured: the curve, then each CPU alone. CPUs differ by themselves (this host
+    // places their vCPU threads; their stacks and per-CPU slots sit at other addresses),
+    // so scaling compares a CPU at n CPUs with the same CPU alone, warm in both.
+    let curve: Vec<Vec<Vec<f64>>> = (1..=cpus).map(|n| concurrent(kind, size, s, n)).collect();
+    let alone: Vec<f64> = (0..cpus)
+        .map(|c| median(&concurrent_on(kind, size, s, &[c])[0]))
+        .collect();
+    let hz = timing::tsc_hz().max(1) as f64;
+    for (i, per_cpu) in curve.into_iter().enumerate() {
+        let n = i + 1;
         let medians: Vec<f64> = per_cpu.iter().map(|v| median(v)).collect();
-        let hz = timing::tsc_hz().max(1) as f64;
         let mops: f64 = medians
             .iter()
             .filter(|&&m| m > 0.0)
             .map(|m| hz / m / 1e6)
             .sum();
+        let vs_alone: Vec<f64> = medians
+            .iter()
+            .zip(&alone)
+            .map(|(m, a)| if *a > 0.0 { m / a } else { 0.0 })
+            .collect();
         let mut all: Vec<f64> = per_cpu.into_iter().flatten().collect();
         report::Bench::new("smp", alloc::format!("{name}/cpus={n}"))
             .param("cpus", n)
             .param("size", size)
             .extra("per_cpu_median", medians)
+            .extra("alone_median_by_cpu", alone.clone())
+            .extra("per_cpu_vs_alone", vs_alone)
             .extra("throughput_mops", mops)
             .extra("path", what)
             .extra("sheaves_bypassed", mm::percpu::bypassed())
@@ -195,11 +232,17 @@ fn remote_free(size: usize, s: &SmpSuite) {
         let t1 = tsc::stop();
         samples.push((t1 - t0) as f64 / ops as f64);
     }
-    report::Bench::new("smp", alloc::format!("smp/kmalloc/remote_free/{size}/cpus=2"))
-        .param("cpus", 2)
-        .param("size", size)
-        .extra("path", "CPU 0 kmalloc_pcpu → ring → CPU 1 kfree_pcpu (its sheaf, flushed to the shared slab)")
-        .emit_cycles_f64(&mut samples);
+    report::Bench::new(
+        "smp",
+        alloc::format!("smp/kmalloc/remote_free/{size}/cpus=2"),
+    )
+    .param("cpus", 2)
+    .param("size", size)
+    .extra(
+        "path",
+        "CPU 0 kmalloc_pcpu → ring → CPU 1 kfree_pcpu (its sheaf, flushed to the shared slab)",
+    )
+    .emit_cycles_f64(&mut samples);
 }
 
 pub fn smp_suite(s: &SmpSuite, plan: &GuestPlan) {
@@ -231,25 +274,52 @@ pub fn smp_suite(s: &SmpSuite, plan: &GuestPlan) {
             if cpus >= 2 {
                 remote_free(size as usize, s);
             } else {
-                report::Bench::new("smp", alloc::format!("smp/kmalloc/remote_free/{size}/cpus=2"))
-                    .param("cpus", 2)
-                    .emit_status(BenchStatus::Unsupported, "needs vcpus >= 2");
+                report::Bench::new(
+                    "smp",
+                    alloc::format!("smp/kmalloc/remote_free/{size}/cpus=2"),
+                )
+                .param("cpus", 2)
+                .emit_status(BenchStatus::Unsupported, "needs vcpus >= 2");
             }
         }
     }
     for &size in &s.vmalloc_sizes {
-        report::Bench::new("smp", alloc::format!("smp/vmalloc/pair/{size}"))
-            .param("size", size)
-            .emit_status(
-                BenchStatus::Unsupported,
-                "concurrent vmalloc needs per-CPU vmap blocks and a lazy purge that can \
-                 shoot down the boot CPU (which runs with interrupts off at CPL3); not built yet",
-            );
+        if size as usize > kmbench_mm::vmalloc::zone::ZONE_MAX_PAGES * 4096 {
+            report::Bench::new("smp", alloc::format!("smp/vmalloc/pair/{size}"))
+                .param("size", size)
+                .emit_status(
+                    BenchStatus::Unsupported,
+                    "per-CPU vmap zones take at most 16 KiB",
+                );
+            continue;
+        }
+        emit_curve(
+            &alloc::format!("smp/vmalloc/pair/{size}"),
+            Kind::VmallocPair,
+            size as usize,
+            s,
+            cpus,
+            "vmalloc_pcpu + vfree_pcpu: the CPU's vmap zone (its own lock), pages from its page \
+             list, PTEs written into the zone's tables, lazy purge = one global shootdown \
+             per 1024 freed pages; the pages are not touched",
+        );
     }
-    worker::run_on(&(0..cpus).collect::<Vec<_>>(), |_, _| {
-        mm::percpu::drain_this_cpu();
-        0
-    }, 0);
+    emit_curve(
+        "smp/alu/dependent-add",
+        Kind::Alu,
+        0,
+        s,
+        cpus,
+        "control: one dependent add per op on every CPU, no memory (the host's SMT/frequency effect)",
+    );
+    worker::run_on(
+        &(0..cpus).collect::<Vec<_>>(),
+        |_, _| {
+            mm::percpu::drain_this_cpu();
+            0
+        },
+        0,
+    );
 }
 
 /// Touch every page of the range (so the targets hold TLB entries for it).
@@ -259,7 +329,9 @@ fn touch_job(_cpu: usize, arg: u64) -> u64 {
     let mut x = 0u64;
     for i in 0..pages {
         // SAFETY: the range is a mapped buffer of `pages` × `stride` bytes.
-        x = x.wrapping_add(unsafe { core::ptr::read_volatile((start + i * stride) as *const u8) } as u64);
+        x = x.wrapping_add(
+            unsafe { core::ptr::read_volatile((start + i * stride) as *const u8) } as u64,
+        );
     }
     x
 }
@@ -279,20 +351,34 @@ pub fn shootdown_suite(s: &ShootdownSuite, plan: &GuestPlan) {
         ranges.push((1, "2M"));
     }
     for (pages, leaf) in ranges {
-        let (stride, bytes) = if leaf == "2M" { (2u64 << 20, 2usize << 20) } else { (4096, pages as usize * 4096) };
+        let (stride, bytes) = if leaf == "2M" {
+            (2u64 << 20, 2usize << 20)
+        } else {
+            (4096, pages as usize * 4096)
+        };
         let p = if leaf == "2M" {
             mm::vmalloc_huge(bytes, kmbench_mm::GFP_KERNEL)
         } else {
             mm::vmalloc(bytes, kmbench_mm::GFP_KERNEL)
         };
         let got = (!p.is_null()).then(|| mm::translate(p as u64)).flatten();
-        let want = if leaf == "2M" { kmbench_protocol::PageSize::Size2M } else { kmbench_protocol::PageSize::Size4K };
+        let want = if leaf == "2M" {
+            kmbench_protocol::PageSize::Size2M
+        } else {
+            kmbench_protocol::PageSize::Size4K
+        };
         if got.map(|g| g.1) != Some(want) {
-            report::Bench::new("tlb_shootdown", alloc::format!("tlb_shootdown/{pages}/{leaf}"))
-                .emit_status(
-                    BenchStatus::Error,
-                    &alloc::format!("the range is not mapped by {leaf} leaves (page-table walk: {:?})", got.map(|g| g.1)),
-                );
+            report::Bench::new(
+                "tlb_shootdown",
+                alloc::format!("tlb_shootdown/{pages}/{leaf}"),
+            )
+            .emit_status(
+                BenchStatus::Error,
+                &alloc::format!(
+                    "the range is not mapped by {leaf} leaves (page-table walk: {:?})",
+                    got.map(|g| g.1)
+                ),
+            );
             if !p.is_null() {
                 mm::vfree(p);
             }
@@ -309,7 +395,10 @@ pub fn shootdown_suite(s: &ShootdownSuite, plan: &GuestPlan) {
                 match shootdown::flush_tlb_kernel_range(&targets, range.0, pages, stride) {
                     Ok(b) if i >= s.warmup => {
                         total.push(b.total);
-                        for (k, v) in [b.local, b.send, b.delivery, b.remote, b.ack_wait].into_iter().enumerate() {
+                        for (k, v) in [b.local, b.send, b.delivery, b.remote, b.ack_wait]
+                            .into_iter()
+                            .enumerate()
+                        {
                             parts[k].push(v);
                         }
                     }
@@ -327,14 +416,20 @@ pub fn shootdown_suite(s: &ShootdownSuite, plan: &GuestPlan) {
                 .param("leaf", leaf)
                 .param("cpus", cpus);
             if let Some(cpu) = lost {
-                b.emit_status(BenchStatus::Error, &alloc::format!("CPU {cpu} did not acknowledge the flush IPI within 100 ms"));
+                b.emit_status(
+                    BenchStatus::Error,
+                    &alloc::format!("CPU {cpu} did not acknowledge the flush IPI within 100 ms"),
+                );
                 continue;
             }
             let med = |v: &mut Vec<u64>| {
                 v.sort_unstable();
                 v.get(v.len() / 2).copied().unwrap_or(0)
             };
-            for (k, key) in ["local", "send", "delivery", "remote", "ack_wait"].into_iter().enumerate() {
+            for (k, key) in ["local", "send", "delivery", "remote", "ack_wait"]
+                .into_iter()
+                .enumerate()
+            {
                 b = b.extra(key, med(&mut parts[k]));
             }
             b.extra("full_flush", pages > shootdown::FLUSH_CEILING)

@@ -27,10 +27,17 @@ pub fn map_xapic() {
             return;
         }
         let flags = m.pt.leaf_flags(true, false) | F::NO_CACHE | F::WRITE_THROUGH;
-        let mut frames = super::window::BuddyFrames { pages: &mut m.pages };
-        m.pt
-            .map_leaf(base, base, kmbench_protocol::PageSize::Size4K, flags, &mut frames)
-            .expect("map the xAPIC page");
+        let mut frames = super::window::BuddyFrames {
+            pages: &mut m.pages,
+        };
+        m.pt.map_leaf(
+            base,
+            base,
+            kmbench_protocol::PageSize::Size4K,
+            flags,
+            &mut frames,
+        )
+        .expect("map the xAPIC page");
     });
 }
 

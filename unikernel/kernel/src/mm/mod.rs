@@ -22,6 +22,9 @@
 //!                       │   again with a chosen leaf (4K/2M/1G) by the tlb/map suites
 //! 0xffff_d100_0000_0000 ├ one 1 GiB probe mapping at boot (do 1G leaves really work?)
 //!                       ┆
+//! 0xffff_e000_0000_0000 ├ per-CPU vmap zones (VZONE_START, 128 MiB per CPU): small
+//!                       │   vmallocs of the SMP suite, 8-page slots (≤ 4 used + guard)
+//!                       ┆
 //! 0xffff_e900_0000_0000 ├ kernel stacks: 16 KiB each, 16 KiB unmapped below each
 //!                       ┆
 //! 0xffff_ffff_ffff_ffff ┴
@@ -36,7 +39,8 @@
 //! tables, the buddy, kmalloc and vmalloc), [`api`] (the Linux-named memory API the
 //! benchmarks call), [`paging`] (page-table writes through the `x86_64` crate),
 //! [`window`] (the benchmark window), [`stacks`] (guarded stacks and their guard registry),
-//! [`bootmem`] (the boot-time frame allocator), [`heap`] (the Rust heap).
+//! [`bootmem`] (the boot-time frame allocator), [`heap`] (the Rust heap), [`percpu`] (each
+//! CPU's sheaves and page list), [`vzone`] (each CPU's vmap zone).
 pub mod api;
 pub mod bootmem;
 pub mod heap;
@@ -45,6 +49,7 @@ pub mod paging;
 pub mod percpu;
 pub mod stacks;
 pub mod state;
+pub mod vzone;
 pub mod window;
 
 pub use api::*;
@@ -57,5 +62,7 @@ pub const VMALLOC_END: u64 = VMALLOC_START + (1 << 40);
 /// Benchmark mapping window: buffers re-mapped with a chosen leaf size (tlb/map suites).
 pub const BENCH_MAP_START: u64 = 0xffff_d000_0000_0000;
 pub const BENCH_MAP_END: u64 = BENCH_MAP_START + (1 << 40);
+/// Per-CPU vmap zones (`vzone`): `vzone::ZONE_BYTES` per CPU.
+pub const VZONE_START: u64 = 0xffff_e000_0000_0000;
 pub const STACKS_START: u64 = 0xffff_e900_0000_0000;
 pub const STACKS_END: u64 = STACKS_START + (1 << 30);

@@ -209,6 +209,24 @@ impl KernelPageTable {
         Ok(Some(pt_phys))
     }
 
+    /// The direct-map address of the PTE table that holds `virt`'s 4K entry, if the
+    /// tables down to it exist (no 1G/2M leaf on the way).
+    pub fn pte_table(&self, virt: u64) -> Option<u64> {
+        let v = VirtAddr::new(virt);
+        let mut table_phys = self.pml4_phys;
+        for index in [v.p4_index(), v.p3_index(), v.p2_index()] {
+            // SAFETY: table_phys is a page-table page of this hierarchy (the root or the
+            // target of a present non-huge entry), mapped at phys + phys_offset; only read.
+            let table = unsafe { &*((table_phys + self.phys_offset) as *const PageTable) };
+            let e = &table[index];
+            if !e.flags().contains(F::PRESENT) || e.flags().contains(F::HUGE_PAGE) {
+                return None;
+            }
+            table_phys = e.addr().as_u64();
+        }
+        Some(table_phys + self.phys_offset)
+    }
+
     /// Walk the tables: physical address and leaf size behind `virt`.
     pub fn translate(&mut self, virt: u64) -> Option<(u64, PageSize, F)> {
         let m = self.mapper();

@@ -81,7 +81,9 @@ pub fn kmalloc_pcpu(size: usize) -> *mut u8 {
             .alloc(idx, |sheaf| {
                 with(|m| {
                     sheaf.refill(|| {
-                        let p = m.kmalloc.kmalloc(&mut m.pages, KMALLOC_SIZES[idx], GFP_KERNEL);
+                        let p = m
+                            .kmalloc
+                            .kmalloc(&mut m.pages, KMALLOC_SIZES[idx], GFP_KERNEL);
                         (!p.is_null()).then_some(p)
                     });
                 })
@@ -135,11 +137,8 @@ pub fn alloc_page_pcpu() -> *mut u8 {
         }
         s.page_stats.refills += 1;
         with(|m| {
-            s.pages.refill(|| {
-                m.pages
-                    .alloc_pages(0, GFP_KERNEL)
-                    .map(|p| p.as_ptr())
-            });
+            s.pages
+                .refill(|| m.pages.alloc_pages(0, GFP_KERNEL).map(|p| p.as_ptr()));
         });
         s.pages.pop().unwrap_or(core::ptr::null_mut())
     })

@@ -61,7 +61,9 @@ pub fn worker_stack_layout() -> (u64, u64) {
 /// top. Boot CPU only, once per CPU.
 pub fn map_worker_stack(cpu: usize, name: &'static str) -> u64 {
     let top = super::with(|m| {
-        let mut frames = super::window::BuddyFrames { pages: &mut m.pages };
+        let mut frames = super::window::BuddyFrames {
+            pages: &mut m.pages,
+        };
         map_stack(&mut m.pt, &mut frames, WORKER_SLOT0 + cpu as u64)
     });
     let bottom = top - STACK_SIZE;

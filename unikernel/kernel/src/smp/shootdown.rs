@@ -31,16 +31,21 @@ struct FlushInfo {
     gen: AtomicU64,
 }
 
-static INFO: FlushInfo = FlushInfo {
+#[allow(clippy::declare_interior_mutable_const)]
+const INFO_INIT: FlushInfo = FlushInfo {
     start: AtomicU64::new(0),
     pages: AtomicU64::new(0),
     stride: AtomicU64::new(4096),
     gen: AtomicU64::new(0),
 };
+/// One request per initiating CPU (Linux: the `flush_tlb_info` each initiator passes in
+/// its call-function data), so CPUs may shoot down concurrently.
+static INFO: [FlushInfo; MAX_CPUS] = [INFO_INIT; MAX_CPUS];
 
 #[repr(align(64))]
 struct Ack {
-    gen: AtomicU64,
+    /// Per initiator: the last generation this CPU flushed.
+    gen: [AtomicU64; MAX_CPUS],
     entered: AtomicU64,
     done: AtomicU64,
     full_flushes: AtomicU64,
@@ -48,37 +53,43 @@ struct Ack {
 
 #[allow(clippy::declare_interior_mutable_const)]
 const ACK_INIT: Ack = Ack {
-    gen: AtomicU64::new(0),
+    gen: [const { AtomicU64::new(0) }; MAX_CPUS],
     entered: AtomicU64::new(0),
     done: AtomicU64::new(0),
     full_flushes: AtomicU64::new(0),
 };
 static ACKS: [Ack; MAX_CPUS] = [ACK_INIT; MAX_CPUS];
 
-/// The flush IPI's handler (from `smp_flush_stub`, CPL0, interrupts off).
+/// The flush IPI's handler (from `smp_flush_stub`, CPL0, interrupts off): serve every
+/// initiator whose request this CPU has not acknowledged yet.
 #[no_mangle]
 extern "C" fn smp_flush_ipi() {
     let t0 = tsc::rdtsc();
     let cpu = arch_smp::current_cpu();
-    let gen = INFO.gen.load(Ordering::Acquire);
-    let (start, pages, stride) = (
-        INFO.start.load(Ordering::Relaxed),
-        INFO.pages.load(Ordering::Relaxed),
-        INFO.stride.load(Ordering::Relaxed),
-    );
-    if pages > FLUSH_CEILING {
-        arch_smp::flush_all_cpl0();
-        ACKS[cpu].full_flushes.fetch_add(1, Ordering::Relaxed);
-    } else {
-        for i in 0..pages {
-            arch_smp::invlpg_cpl0(start + i * stride);
-        }
-    }
-    let t1 = tsc::rdtsc();
     let a = &ACKS[cpu];
-    a.entered.store(t0, Ordering::Relaxed);
-    a.done.store(t1, Ordering::Relaxed);
-    a.gen.store(gen, Ordering::Release);
+    for (from, info) in INFO.iter().enumerate().take(crate::smp::worker::cpus()) {
+        let gen = info.gen.load(Ordering::Acquire);
+        if from == cpu || a.gen[from].load(Ordering::Relaxed) == gen {
+            continue;
+        }
+        let (start, pages, stride) = (
+            info.start.load(Ordering::Relaxed),
+            info.pages.load(Ordering::Relaxed),
+            info.stride.load(Ordering::Relaxed),
+        );
+        if pages > FLUSH_CEILING {
+            arch_smp::flush_all_cpl0();
+            a.full_flushes.fetch_add(1, Ordering::Relaxed);
+        } else {
+            for i in 0..pages {
+                arch_smp::invlpg_cpl0(start + i * stride);
+            }
+        }
+        let t1 = tsc::rdtsc();
+        a.entered.store(t0, Ordering::Relaxed);
+        a.done.store(t1, Ordering::Relaxed);
+        a.gen[from].store(gen, Ordering::Release);
+    }
     apic::eoi();
 }
 
@@ -97,19 +108,23 @@ pub struct Breakdown {
 }
 
 /// Flush `[start, start + pages·stride)` on this CPU and on every CPU in `targets`, and
-/// wait for them. `stride` is 4096 (4K leaves) or 2 MiB (2M leaves). Boot CPU only, with
-/// workers running on the targets. Err: a target did not acknowledge within 100 ms.
+/// wait for them. `stride` is 4096 (4K leaves) or 2 MiB (2M leaves). Any CPU with a
+/// worker (or the boot CPU once it takes interrupts), with workers running on the
+/// targets; never from an interrupt handler. Err: a target did not acknowledge within
+/// 100 ms.
 pub fn flush_tlb_kernel_range(
     targets: &[usize],
     start: u64,
     pages: u64,
     stride: u64,
 ) -> Result<Breakdown, usize> {
-    let gen = INFO.gen.load(Ordering::Relaxed) + 1;
-    INFO.start.store(start, Ordering::Relaxed);
-    INFO.pages.store(pages, Ordering::Relaxed);
-    INFO.stride.store(stride, Ordering::Relaxed);
-    INFO.gen.store(gen, Ordering::Release);
+    let me = arch_smp::current_cpu();
+    let info = &INFO[me];
+    let gen = info.gen.load(Ordering::Relaxed) + 1;
+    info.start.store(start, Ordering::Relaxed);
+    info.pages.store(pages, Ordering::Relaxed);
+    info.stride.store(stride, Ordering::Relaxed);
+    info.gen.store(gen, Ordering::Release);
     let t0 = tsc::start();
     if pages > FLUSH_CEILING {
         privileged::flush_tlb_all();
@@ -128,7 +143,7 @@ pub fn flush_tlb_kernel_range(
     let t2 = tsc::rdtsc();
     let give_up = t2 + crate::timing::tsc_hz().max(1) / 10;
     for &t in targets {
-        while ACKS[t].gen.load(Ordering::Acquire) != gen {
+        while ACKS[t].gen[me].load(Ordering::Acquire) != gen {
             if tsc::rdtsc() > give_up {
                 return Err(t);
             }
@@ -145,11 +160,26 @@ pub fn flush_tlb_kernel_range(
     };
     for &t in targets {
         let a = &ACKS[t];
-        let (e, d) = (a.entered.load(Ordering::Relaxed), a.done.load(Ordering::Relaxed));
+        let (e, d) = (
+            a.entered.load(Ordering::Relaxed),
+            a.done.load(Ordering::Relaxed),
+        );
         b.remote = b.remote.max(d.saturating_sub(e));
         b.delivery = b.delivery.max(e.saturating_sub(sent[t]));
     }
     Ok(b)
+}
+
+/// Flush `[start, start + pages·stride)` on every online CPU (this one included): the
+/// global shootdown a lazy vmalloc purge needs. Panics if a CPU does not answer.
+pub fn flush_tlb_all_cpus(start: u64, pages: u64, stride: u64) {
+    let me = arch_smp::current_cpu();
+    let others: alloc::vec::Vec<usize> = (0..crate::smp::worker::cpus())
+        .filter(|&c| c != me)
+        .collect();
+    if let Err(cpu) = flush_tlb_kernel_range(&others, start, pages, stride) {
+        panic!("TLB shootdown: CPU {cpu} did not acknowledge within 100 ms");
+    }
 }
 
 /// Full flushes CPU `cpu`'s handler has done (ranges above the ceiling).

@@ -89,7 +89,12 @@ pub fn start(cpus: usize, mm_debug: bool) -> Result<(), alloc::string::String> {
         }
     }
     ONLINE.store(cpus, Ordering::Release);
-    log::info!("smp: workers on CPUs 1..{cpus} (kernel page tables, CPL{})", privileged::run_cpl());
+    // The boot CPU takes flush IPIs from now on (a purge on another CPU shoots it down).
+    privileged::enable_interrupts();
+    log::info!(
+        "smp: workers on CPUs 1..{cpus} (kernel page tables, CPL{})",
+        privileged::run_cpl()
+    );
     Ok(())
 }
 

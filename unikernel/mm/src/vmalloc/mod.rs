@@ -630,5 +630,7 @@ impl Vmalloc {
     }
 }
 
+pub mod zone;
+
 #[cfg(test)]
 mod tests;

@@ -28,6 +28,8 @@ pub mod gate_op {
     pub const INVPCID: u64 = 8;
     pub const READ_CR4: u64 = 9;
     pub const WRITE_CR4: u64 = 10;
+    /// Return to the caller with RFLAGS.IF set (an SMP boot CPU at CPL3 takes flush IPIs).
+    pub const STI: u64 = 11;
 }
 
 global_asm!(
@@ -144,6 +146,8 @@ gate_entry:
     je 90f
     cmp rax, 10
     je 100f
+    cmp rax, 11
+    je 110f
     push 0
     push 3
     jmp exc_common
@@ -181,6 +185,8 @@ gate_entry:
 90: mov rax, cr4
     iretq
 100: mov cr4, rdi
+    iretq
+110: or qword ptr [rsp + 16], 0x200
     iretq
 
     /* Probe: read one byte at rdi; eax = byte, edx = 0, or edx = 1 if it faulted. */

@@ -97,6 +97,19 @@ pub fn invlpg_batch(addrs: &[u64]) {
     }
 }
 
+/// Turn interrupts on for the rest of the run (`sti`, or at CPL3 the gate returning with
+/// RFLAGS.IF set). Only once every vector that can arrive has a handler: the SMP boot CPU
+/// after `smp::worker::start` (the PIC is masked at boot, the LVT entries stay masked).
+pub fn enable_interrupts() {
+    if run_cpl() == 0 {
+        // SAFETY: the caller guarantees every deliverable vector is handled.
+        unsafe { asm!("sti", options(nomem, nostack)) };
+    } else {
+        // SAFETY: as above; the gate only sets IF in the frame it returns through.
+        unsafe { gate(gate_op::STI, 0, 0) };
+    }
+}
+
 /// Flush all non-global TLB entries (CR3 reload).
 pub fn flush_tlb_all() {
     if run_cpl() == 0 {
