@@ -1,7 +1,9 @@
 //! Several vCPUs (issue 15's foundation): every CPU comes online on each backend, and a
 //! fault raised on an application processor is reported with its CPU number and the same
 //! exit statuses as on the boot CPU. TCG runs 4 vCPUs (multi-threaded TCG); KVM runs 2
-//! on both the embedded VMM and QEMU (skipped without a usable /dev/kvm). No timings.
+//! on both the embedded VMM and QEMU (skipped without a usable /dev/kvm). The SMP suites
+//! (per-CPU allocator curves, remote free, shootdowns) run on every CPU count and every
+//! shootdown is acknowledged (TCG: the workers at CPL0; kvm_pvm: at CPL3). No timings.
 mod common;
 
 use common::{kmbench_run, kvm_usable, Opts, Run};
@@ -9,16 +11,80 @@ use kmbench_protocol::BenchStatus;
 
 const SMP: &str = "configs/smp.toml";
 
+/// `configs/smp.toml` with the SMP suites cut down to a functional size.
+fn small() -> String {
+    let text = std::fs::read_to_string(common::root().join(SMP)).unwrap();
+    let mut doc: toml::Table = text.parse().unwrap();
+    let suites = doc["suites"].as_table_mut().unwrap();
+    for (suite, key, v) in [
+        ("smp", "samples", 3),
+        ("smp", "ops", 50),
+        ("tlb_shootdown", "samples", 3),
+        ("tlb_shootdown", "warmup", 1),
+        ("ipi", "samples", 20),
+    ] {
+        suites[suite]
+            .as_table_mut()
+            .unwrap()
+            .insert(key.into(), toml::Value::Integer(v));
+    }
+    toml::to_string(&doc).unwrap()
+}
+
 fn run(accel: &str, extra: &[&str], text: Option<String>) -> Run {
     kmbench_run(
         SMP,
         Opts {
             accel: Some(accel),
             extra,
-            config_text: text,
+            config_text: Some(text.unwrap_or_else(small)),
             ..Opts::default()
         },
     )
+}
+
+/// The SMP suites ran on every CPU count, each record with its `cpus` (or `targets`)
+/// param and the per-CPU / breakdown extras; every shootdown was acknowledged.
+fn assert_smp_suites(r: &Run, cpus: u64, label: &str) {
+    let res = &r.results;
+    let get = |name: &str| {
+        res.benchmarks
+            .iter()
+            .find(|b| b.name == name)
+            .unwrap_or_else(|| panic!("{label}: no {name}"))
+    };
+    for family in [
+        "smp/kmalloc/pair/64",
+        "smp/alloc_pages/pair/0",
+        "smp/vmalloc/pair/4096",
+        "smp/alu/dependent-add",
+    ] {
+        for n in 1..=cpus {
+            let b = get(&format!("{family}/cpus={n}"));
+            assert_eq!(b.status, BenchStatus::Ok, "{label}: {:?}", b.record);
+            assert_eq!(b.params["cpus"], n, "{label}");
+            let per = b.extra["per_cpu_median"].as_array().unwrap();
+            assert_eq!(per.len() as u64, n, "{label}: {family} at {n}");
+            assert_eq!(b.samples as u64, 3 * n, "{label}: 3 samples per CPU");
+            let alone = b.extra["alone_median_by_cpu"].as_array().unwrap();
+            assert_eq!(alone.len() as u64, cpus, "{label}");
+        }
+    }
+    let rf = get("smp/kmalloc/remote_free/64/cpus=2");
+    assert_eq!(rf.status, BenchStatus::Ok, "{label}: {:?}", rf.record);
+    for (pages, leaf) in [(1, "4K"), (33, "4K"), (512, "4K"), (1, "2M")] {
+        for t in 1..cpus {
+            let b = get(&format!("tlb_shootdown/{pages}/{leaf}/targets={t}"));
+            assert_eq!(b.status, BenchStatus::Ok, "{label}: {:?}", b.record);
+            assert_eq!(b.params["targets"], t, "{label}");
+            assert_eq!(b.params["leaf"], leaf, "{label}");
+            assert_eq!(b.extra["full_flush"], pages > 33, "{label}: the 33-page ceiling");
+            for k in ["local", "send", "delivery", "remote", "ack_wait"] {
+                assert!(b.extra[k].as_u64().is_some(), "{label}: {k} in {:?}", b.extra);
+            }
+            assert!(b.extra["remote"].as_u64().unwrap() > 0, "{label}: the handler ran");
+        }
+    }
 }
 
 /// `configs/smp.toml` with `fault` raised on CPU `cpu`.
@@ -95,6 +161,7 @@ fn assert_ap_fault(r: &Run, code: i32, status: &str, cpu: u32, label: &str) {
 fn tcg_four_vcpus_come_online() {
     let r = run("tcg", &["--vcpus", "4"], None);
     assert_all_online(&r, 4, "tcg 4 vCPUs");
+    assert_smp_suites(&r, 4, "tcg 4 vCPUs");
     let cmd = r.results.env.extra["qemu_command"].to_string();
     assert!(
         cmd.contains("tcg,thread=multi") && cmd.contains(r#""-smp","4""#),
@@ -141,6 +208,7 @@ fn kvm_two_vcpus_on_both_backends() {
         let label = format!("kvm 2 vCPUs, --backend {backend}");
         let r = run("kvm", &["--vcpus", "2", "--backend", backend], None);
         assert_all_online(&r, 2, &label);
+        assert_smp_suites(&r, 2, &label);
         assert_eq!(r.results.env.backend, backend, "{label}");
         let r = run(
             "kvm",
@@ -158,7 +226,12 @@ fn kvm_vmm_pins_vcpu_threads_when_asked() {
     if !kvm_usable() {
         return;
     }
-    let text = common::derive_config(SMP, &[("run", "pin_vcpus", toml::Value::Boolean(true))]);
+    let mut doc: toml::Table = small().parse().unwrap();
+    doc["run"]
+        .as_table_mut()
+        .unwrap()
+        .insert("pin_vcpus".into(), toml::Value::Boolean(true));
+    let text = toml::to_string(&doc).unwrap();
     let r = run("kvm", &["--backend", "kvm"], Some(text));
     assert_all_online(&r, 2, "pinned");
     let pins = r.results.env.extra["vcpu_pinning"]
