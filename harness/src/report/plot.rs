@@ -5,13 +5,16 @@
 //!
 //! Conventions every chart follows (the reader should not have to check each one):
 //! * x is a size on a log2 axis: bytes (`4 KiB`, `2 MiB`) or page orders (`order 9`),
-//!   never an order read as bytes;
+//!   never an order read as bytes; or a count (CPUs, target CPUs) on a linear axis with
+//!   integer ticks;
 //! * y is latency on a log axis (so 1 ns and 200 ns are both readable) in the unit the
 //!   data has: ns when every plotted entry has ns, otherwise the records' unit;
 //!   ratio charts use a linear y with a reference line at 1;
 //! * several panels share one y range, so side-by-side panels compare by eye;
 //! * the legend sits right of the plot area, never over the data.
-use plotters::coord::ranged1d::{Ranged, ValueFormatter};
+use plotters::coord::ranged1d::{
+    AsRangedCoord, DefaultFormatting, KeyPointHint, Ranged, ValueFormatter,
+};
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
@@ -65,6 +68,8 @@ pub enum XKind {
     Bytes,
     /// Bytes of an order-n block (4 KiB << n), labelled `order n`.
     Order,
+    /// A count (CPUs, target CPUs): linear axis, integer ticks, may start at 0.
+    Count,
 }
 
 /// What the y values are.
@@ -115,7 +120,8 @@ impl Chart {
             y0 = y0.min(p.lo.min(p.y));
             y1 = y1.max(p.hi.max(p.y));
         }
-        (x0.is_finite() && x0 > 0.0 && y1 > 0.0).then_some((x0, x1, y0, y1))
+        let x_ok = x0 > 0.0 || (self.x_kind == XKind::Count && x0 >= 0.0);
+        (x0.is_finite() && x_ok && y1 > 0.0).then_some((x0, x1, y0, y1))
     }
 }
 
@@ -150,6 +156,23 @@ pub fn pow2_points(lo: f64, hi: f64, max: usize) -> Vec<f64> {
     let count = (b - a + 1) as usize;
     let stride = count.div_ceil(max.max(1)).max(1);
     (a..=b).step_by(stride).map(|e| 2f64.powi(e)).collect()
+}
+
+/// Integers in `[lo, hi]` (from 0 up), thinned to at most `max` by a 1-2-5 stride.
+pub fn int_points(lo: f64, hi: f64, max: usize) -> Vec<f64> {
+    let (a, b) = (lo.max(0.0).ceil() as u64, hi.max(0.0).floor() as u64);
+    if b < a {
+        return vec![];
+    }
+    let span = b - a + 1;
+    let stride = [1u64, 2, 5, 10, 20, 50, 100, 200, 500, 1000]
+        .into_iter()
+        .find(|s| span.div_ceil(*s) <= max.max(1) as u64)
+        .unwrap_or(span);
+    (a..=b)
+        .filter(|v| v % stride == 0)
+        .map(|v| v as f64)
+        .collect()
 }
 
 /// 1-2-5 ticks per decade in `[lo, hi]` (only 1×10^k when that would be too many).
@@ -205,6 +228,7 @@ pub fn fmt_x(kind: XKind, x: f64) -> String {
     match kind {
         XKind::Bytes => human_size(x.round() as u64),
         XKind::Order => format!("order {}", (x / 4096.0).log2().round() as i64),
+        XKind::Count => format!("{}", x.round() as i64),
     }
 }
 
@@ -245,10 +269,7 @@ pub fn render(chart: &Chart) -> Result<String, BoxErr> {
             .any(|p| p.lo < p.y || p.hi > p.y);
         draw_legend(&legend_area, &legend, bands)?;
         let panels = plots.split_evenly((1, n as usize));
-        // Pad so single points and flat lines have room; one y range for every panel.
-        let (x0, x1) = (x0 / 1.6, x1 * 1.6);
         for (i, (area, panel)) in panels.iter().zip(&chart.panels).enumerate() {
-            let xr = (x0..x1).log_scale().with_key_points(pow2_points(x0, x1, 8));
             let mut b = ChartBuilder::on(area);
             b.margin(10)
                 .margin_right(18)
@@ -257,36 +278,97 @@ pub fn render(chart: &Chart) -> Result<String, BoxErr> {
             if n > 1 || !panel.title.is_empty() {
                 b.caption(panel.title.clone(), ("sans-serif", 16));
             }
-            match &chart.y {
-                YKind::Latency { unit } => {
-                    let (lo, hi) = (y0 / 1.5, y1 * 1.5);
-                    let yr = (lo..hi).log_scale().with_key_points(decade_points(lo, hi));
-                    let mut c = b.build_cartesian_2d(xr, yr)?;
-                    let ns = unit == "ns";
-                    let unit = unit.clone();
-                    let yf = move |y: &f64| {
-                        if ns {
-                            fmt_ns_axis(*y)
-                        } else {
-                            format!("{} {unit}", fmt_count(*y))
-                        }
-                    };
-                    body_of(&mut c, chart, panel, &legend, &yf, y0, y1, None)?;
-                }
-                YKind::Ratio => {
-                    let lo = y0.min(1.0);
-                    let hi = y1.max(1.0);
-                    let pad = ((hi - lo) * 0.1).max(0.05);
-                    let yr: RangedCoordf64 = ((lo - pad).max(0.0)..hi + pad).into();
-                    let mut c = b.build_cartesian_2d(xr, yr)?;
-                    let yf = |y: &f64| format!("{y:.2}");
-                    body_of(&mut c, chart, panel, &legend, &yf, lo, hi, Some(1.0))?;
-                }
+            // Pad so single points and flat lines have room; one y range for every panel.
+            let y = (y0, y1);
+            if chart.x_kind == XKind::Count {
+                let pad = ((x1 - x0) * 0.08).max(0.5);
+                let (a, z) = (x0 - pad, x1 + pad);
+                let ticks = int_points(a, z, 10);
+                let xr = CountAxis {
+                    lo: a,
+                    hi: z,
+                    ticks,
+                };
+                draw_panel(&mut b, xr, chart, panel, &legend, y)?;
+            } else {
+                let (a, z) = (x0 / 1.6, x1 * 1.6);
+                let xr = (a..z).log_scale().with_key_points(pow2_points(a, z, 8));
+                draw_panel(&mut b, xr, chart, panel, &legend, y)?;
             }
         }
         root.present()?;
     }
     Ok(buf)
+}
+
+/// A linear axis with integer ticks (plotters' linear f64 axis picks fractional ones, and
+/// its key-point wrapper has no label formatter for it).
+struct CountAxis {
+    lo: f64,
+    hi: f64,
+    ticks: Vec<f64>,
+}
+
+impl Ranged for CountAxis {
+    type FormatOption = DefaultFormatting;
+    type ValueType = f64;
+
+    fn map(&self, v: &f64, limit: (i32, i32)) -> i32 {
+        RangedCoordf64::from(self.lo..self.hi).map(v, limit)
+    }
+
+    fn key_points<H: KeyPointHint>(&self, hint: H) -> Vec<f64> {
+        if hint.weight().allow_light_points() {
+            vec![]
+        } else {
+            self.ticks.clone()
+        }
+    }
+
+    fn range(&self) -> std::ops::Range<f64> {
+        self.lo..self.hi
+    }
+}
+
+/// One panel on x axis `xr`: the y axis of `chart.y`, then [`body_of`].
+fn draw_panel<X>(
+    b: &mut ChartBuilder<SVGBackend>,
+    xr: X,
+    chart: &Chart,
+    panel: &Panel,
+    legend: &[(String, bool)],
+    (y0, y1): (f64, f64),
+) -> Result<(), BoxErr>
+where
+    X: AsRangedCoord<Value = f64>,
+    X::CoordDescType: ValueFormatter<f64>,
+{
+    match &chart.y {
+        YKind::Latency { unit } => {
+            let (lo, hi) = (y0 / 1.5, y1 * 1.5);
+            let yr = (lo..hi).log_scale().with_key_points(decade_points(lo, hi));
+            let mut c = b.build_cartesian_2d(xr, yr)?;
+            let ns = unit == "ns";
+            let unit = unit.clone();
+            let yf = move |y: &f64| {
+                if ns {
+                    fmt_ns_axis(*y)
+                } else {
+                    format!("{} {unit}", fmt_count(*y))
+                }
+            };
+            body_of(&mut c, chart, panel, legend, &yf, y0, y1, None)
+        }
+        YKind::Ratio => {
+            let lo = y0.min(1.0);
+            let hi = y1.max(1.0);
+            let pad = ((hi - lo) * 0.1).max(0.05);
+            let yr: RangedCoordf64 = ((lo - pad).max(0.0)..hi + pad).into();
+            let mut c = b.build_cartesian_2d(xr, yr)?;
+            let yf = |y: &f64| format!("{y:.2}");
+            body_of(&mut c, chart, panel, legend, &yf, lo, hi, Some(1.0))
+        }
+    }
 }
 
 fn draw_legend(
@@ -546,5 +628,12 @@ mod tests {
         assert_eq!(fmt_ns_axis(1500.0), "1.5 µs");
         assert_eq!(fmt_x(XKind::Order, 4096.0 * 512.0), "order 9");
         assert_eq!(fmt_x(XKind::Bytes, 2097152.0), "2 MiB");
+        assert_eq!(fmt_x(XKind::Count, 4.0), "4");
+        assert_eq!(int_points(0.5, 4.5, 10), [1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(int_points(-0.5, 0.5, 10), [0.0]);
+        assert_eq!(
+            int_points(0.0, 64.0, 10),
+            [0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0]
+        );
     }
 }
