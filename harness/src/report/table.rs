@@ -56,6 +56,13 @@ fn status_text(e: &BenchEntry) -> String {
     }
 }
 
+/// A param as a table cell: strings bare, other values as JSON.
+fn param_text(v: &serde_json::Value) -> String {
+    v.as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| v.to_string())
+}
+
 fn hz(h: u64) -> String {
     if h == 0 {
         "unknown".into()
@@ -262,8 +269,10 @@ fn print_access_groups(entries: &[&BenchEntry], out: &mut dyn Write) -> io::Resu
     Ok(())
 }
 
-/// One table per suite: size (when any benchmark has one), statistics in the suite's unit
-/// and in ns, samples, boots (multi-boot runs) and status.
+/// One table per suite: size (when any benchmark has one), the SMP counts `cpus` and
+/// `targets` (when any benchmark has the param: entries may share a name and differ only
+/// there), statistics in the suite's unit and in ns, samples, boots (multi-boot runs) and
+/// status.
 fn print_benchmarks(run: &RunResults, out: &mut dyn Write, compact: bool) -> io::Result<()> {
     if run.benchmarks.is_empty() {
         return writeln!(out, "\nno benchmarks");
@@ -291,10 +300,15 @@ fn print_benchmarks(run: &RunResults, out: &mut dyn Write, compact: bool) -> io:
             .map(|b| b.unit.as_str())
             .find(|u| !u.is_empty())
             .unwrap_or("cycles");
+        let counts: Vec<&'static str> = ["cpus", "targets"]
+            .into_iter()
+            .filter(|k| entries.iter().any(|b| b.params.contains_key(*k)))
+            .collect();
         let mut headers = vec!["benchmark"];
         if has_sizes {
             headers.push("size");
         }
+        headers.extend(&counts);
         headers.extend([
             "min",
             "median",
@@ -313,6 +327,9 @@ fn print_benchmarks(run: &RunResults, out: &mut dyn Write, compact: bool) -> io:
             let mut r = vec![b.name.clone()];
             if has_sizes {
                 r.push(bench_size(b).map(human_size).unwrap_or_default());
+            }
+            for k in &counts {
+                r.push(b.params.get(*k).map(param_text).unwrap_or_default());
             }
             let ok = b.status == BenchStatus::Ok;
             let cell = |v: f64| if ok { fmt_num(v) } else { "-".into() };
