@@ -1,14 +1,19 @@
 //! One latency chart per suite whose benchmarks have sizes.
 use super::group::{is_access, panels_of, size_of, unit_of};
+use super::smp::is_smp;
 use super::{run_tag, slug, y_desc};
 use crate::report::plot::{Chart, XKind, YKind};
 use crate::results::{BenchEntry, RunResults};
 
-/// One chart per suite whose benchmarks have sizes (access benchmarks excluded).
+/// One chart per suite whose benchmarks have sizes (access benchmarks and SMP records,
+/// which have their own charts against CPU counts, excluded).
 pub fn suite_charts(run: &RunResults) -> Vec<Chart> {
     let mut out = Vec::new();
     for (suite, entries) in crate::report::table::by_suite(run) {
-        let entries: Vec<&BenchEntry> = entries.into_iter().filter(|e| !is_access(e)).collect();
+        let entries: Vec<&BenchEntry> = entries
+            .into_iter()
+            .filter(|e| !is_access(e) && !is_smp(e))
+            .collect();
         for kind in [XKind::Bytes, XKind::Order] {
             let of_kind: Vec<&BenchEntry> = entries
                 .iter()
