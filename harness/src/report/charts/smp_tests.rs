@@ -347,3 +347,46 @@ fn the_text_table_shows_cpus_when_names_repeat() {
     crate::report::table::print(&run_of(plain()), &mut out).unwrap();
     assert!(!String::from_utf8(out).unwrap().contains("cpus"));
 }
+
+#[test]
+fn records_as_the_guest_emits_them() {
+    use kmbench_protocol::BenchStatus;
+    let mut workers = e("smp/workers", "smp", 1.0, json!({}));
+    workers.status = BenchStatus::Error;
+    let mut lone = e("tlb_shootdown", "tlb_shootdown", 1.0, json!({"cpus": 1}));
+    lone.status = BenchStatus::Unsupported;
+    let run = run_of(vec![
+        e(
+            "smp/alu/dependent-add/cpus=1",
+            "smp",
+            4.0,
+            json!({"cpus": 1, "size": 0}),
+        ),
+        e(
+            "smp/alu/dependent-add/cpus=2",
+            "smp",
+            4.0,
+            json!({"cpus": 2, "size": 0}),
+        ),
+        e(
+            "smp/kmalloc/remote_free/64/cpus=2",
+            "smp",
+            90.0,
+            json!({"cpus": 2, "size": 64}),
+        ),
+        workers,
+        lone,
+    ]);
+    let c = smp_scalability(&run).unwrap();
+    assert_eq!(
+        labels(&c),
+        ["smp/alu/dependent-add", "smp/kmalloc/remote_free/64"]
+    );
+    assert_eq!(xs(&c, "smp/kmalloc/remote_free/64"), [2.0]);
+    assert!(
+        smp_shootdown(&run).is_none(),
+        "no targets: no shootdown point"
+    );
+    let names: Vec<String> = charts(&run).into_iter().map(|c| c.name).collect();
+    assert_eq!(names, ["smp-scalability"]);
+}
