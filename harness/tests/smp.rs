@@ -78,11 +78,22 @@ fn assert_smp_suites(r: &Run, cpus: u64, label: &str) {
             assert_eq!(b.status, BenchStatus::Ok, "{label}: {:?}", b.record);
             assert_eq!(b.params["targets"], t, "{label}");
             assert_eq!(b.params["leaf"], leaf, "{label}");
-            assert_eq!(b.extra["full_flush"], pages > 33, "{label}: the 33-page ceiling");
+            assert_eq!(
+                b.extra["full_flush"],
+                pages > 33,
+                "{label}: the 33-page ceiling"
+            );
             for k in ["local", "send", "delivery", "remote", "ack_wait"] {
-                assert!(b.extra[k].as_u64().is_some(), "{label}: {k} in {:?}", b.extra);
+                assert!(
+                    b.extra[k].as_u64().is_some(),
+                    "{label}: {k} in {:?}",
+                    b.extra
+                );
             }
-            assert!(b.extra["remote"].as_u64().unwrap() > 0, "{label}: the handler ran");
+            assert!(
+                b.extra["remote"].as_u64().unwrap() > 0,
+                "{label}: the handler ran"
+            );
         }
     }
 }

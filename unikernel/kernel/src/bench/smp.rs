@@ -322,6 +322,83 @@ pub fn smp_suite(s: &SmpSuite, plan: &GuestPlan) {
     );
 }
 
+/// One `tlb_shootdown` row: `t` targets, the range `(start, pages, stride)`, IPIs only or
+/// with PV TLB flush.
+fn shootdown_row(
+    s: &ShootdownSuite,
+    cpus: usize,
+    t: usize,
+    range: (u64, u64, u64),
+    leaf: &str,
+    pv: bool,
+) {
+    let pages = range.1;
+    let stride = range.2;
+    let targets: Vec<usize> = (1..=t).collect();
+    let mut total = Vec::new();
+    let mut parts: [Vec<u64>; 5] = Default::default();
+    let mut deferred = 0u64;
+    let mut lost = None;
+    for i in 0..(s.warmup + s.samples) {
+        worker::run_on(&targets, touch_job, &range as *const _ as u64);
+        match shootdown::flush_range(&targets, range.0, pages, stride, pv) {
+            Ok(b) if i >= s.warmup => {
+                total.push(b.total);
+                deferred += b.deferred;
+                for (k, v) in [b.local, b.send, b.delivery, b.remote, b.ack_wait]
+                    .into_iter()
+                    .enumerate()
+                {
+                    parts[k].push(v);
+                }
+            }
+            Ok(_) => {}
+            Err(cpu) => {
+                lost = Some(cpu);
+                break;
+            }
+        }
+    }
+    let name = alloc::format!(
+        "tlb_shootdown/{pages}/{leaf}/targets={t}{}",
+        if pv { "/pv" } else { "" }
+    );
+    let mut b = report::Bench::new("tlb_shootdown", name)
+        .param("targets", t)
+        .param("pages", pages)
+        .param("leaf", leaf)
+        .param("cpus", cpus)
+        .param("flush", if pv { "pv" } else { "ipi" });
+    if let Some(cpu) = lost {
+        return b.emit_status(
+            BenchStatus::Error,
+            &alloc::format!("CPU {cpu} did not acknowledge the flush IPI within 100 ms"),
+        );
+    }
+    let med = |v: &mut Vec<u64>| {
+        v.sort_unstable();
+        v.get(v.len() / 2).copied().unwrap_or(0)
+    };
+    for (k, key) in ["local", "send", "delivery", "remote", "ack_wait"]
+        .into_iter()
+        .enumerate()
+    {
+        b = b.extra(key, med(&mut parts[k]));
+    }
+    b.extra("full_flush", pages > shootdown::FLUSH_CEILING)
+        .extra("invalidations_per_target", if pages > shootdown::FLUSH_CEILING { 0 } else { pages })
+        .extra("deferred_to_host", deferred)
+        .extra(
+            "note",
+            if pv {
+                "PV TLB flush: a target the host has preempted gets the flush from the host (no IPI); running targets still get the IPI"
+            } else {
+                "CPU 0 flushes locally (gate at CPL3), sends one fixed IPI per target, waits for every ack; targets invlpg each page (or reload CR3 above 33 pages) at CPL0"
+            },
+        )
+        .emit_cycles(&mut total);
+}
+
 /// Touch every page of the range (so the targets hold TLB entries for it).
 fn touch_job(_cpu: usize, arg: u64) -> u64 {
     // SAFETY: `arg` points at (start, pages, stride) the boot CPU keeps alive.
@@ -346,6 +423,7 @@ pub fn shootdown_suite(s: &ShootdownSuite, plan: &GuestPlan) {
             .emit_status(BenchStatus::Unsupported, "needs vcpus >= 2");
         return;
     }
+    pv_flush_record(cpus);
     let mut ranges: Vec<(u64, &'static str)> = s.pages.iter().map(|&p| (p, "4K")).collect();
     if s.huge {
         ranges.push((1, "2M"));
@@ -385,58 +463,57 @@ pub fn shootdown_suite(s: &ShootdownSuite, plan: &GuestPlan) {
             continue;
         }
         let range = (p as u64, pages, stride);
+        let pv_modes: &[bool] = if crate::arch::kvm_steal::pv_flush_offered() {
+            &[false, true]
+        } else {
+            &[false]
+        };
         for t in 1..cpus {
-            let targets: Vec<usize> = (1..=t).collect();
-            let mut total = Vec::new();
-            let mut parts: [Vec<u64>; 5] = Default::default();
-            let mut lost = None;
-            for i in 0..(s.warmup + s.samples) {
-                worker::run_on(&targets, touch_job, &range as *const _ as u64);
-                match shootdown::flush_tlb_kernel_range(&targets, range.0, pages, stride) {
-                    Ok(b) if i >= s.warmup => {
-                        total.push(b.total);
-                        for (k, v) in [b.local, b.send, b.delivery, b.remote, b.ack_wait]
-                            .into_iter()
-                            .enumerate()
-                        {
-                            parts[k].push(v);
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(cpu) => {
-                        lost = Some(cpu);
-                        break;
-                    }
-                }
+            for &pv in pv_modes {
+                shootdown_row(s, cpus, t, range, leaf, pv);
             }
-            let name = alloc::format!("tlb_shootdown/{pages}/{leaf}/targets={t}");
-            let mut b = report::Bench::new("tlb_shootdown", name)
-                .param("targets", t)
-                .param("pages", pages)
-                .param("leaf", leaf)
-                .param("cpus", cpus);
-            if let Some(cpu) = lost {
-                b.emit_status(
-                    BenchStatus::Error,
-                    &alloc::format!("CPU {cpu} did not acknowledge the flush IPI within 100 ms"),
-                );
-                continue;
-            }
-            let med = |v: &mut Vec<u64>| {
-                v.sort_unstable();
-                v.get(v.len() / 2).copied().unwrap_or(0)
-            };
-            for (k, key) in ["local", "send", "delivery", "remote", "ack_wait"]
-                .into_iter()
-                .enumerate()
-            {
-                b = b.extra(key, med(&mut parts[k]));
-            }
-            b.extra("full_flush", pages > shootdown::FLUSH_CEILING)
-                .extra("invalidations_per_target", if pages > shootdown::FLUSH_CEILING { 0 } else { pages })
-                .extra("note", "CPU 0 flushes locally (gate at CPL3), sends one fixed IPI per target, waits for every ack; targets invlpg each page (or reload CR3 above 33 pages) at CPL0")
-                .emit_cycles(&mut total);
         }
         mm::vfree(p);
+    }
+}
+
+/// KVM_FEATURE_PV_TLB_FLUSH: with it, a guest skips the IPI to a *preempted* target vCPU
+/// (its steal-time record says so) and sets a flag the host honours at the next entry.
+/// Report what the hypervisor offers; the IPI path above is the one measured.
+fn pv_flush_record(cpus: usize) {
+    const STEAL_TIME: u32 = 1 << 5;
+    const PV_TLB_FLUSH: u32 = 1 << 9;
+    let f = crate::arch::cpuid::kvm_features();
+    let b = report::Bench::new("tlb_shootdown", "tlb_shootdown/pv_flush".into())
+        .param("cpus", cpus)
+        .extra(
+            "kvm_features",
+            f.map_or(serde_json::Value::Null, |v| v.into()),
+        );
+    match f {
+        None => b.emit_status(
+            BenchStatus::Unsupported,
+            "no KVM paravirtual leaves in CPUID (not KVM, or a hypervisor that hides them): \
+             every shootdown is an IPI per target",
+        ),
+        Some(v) if v & PV_TLB_FLUSH == 0 || v & STEAL_TIME == 0 => b.emit_status(
+            BenchStatus::Unsupported,
+            &alloc::format!(
+                "CPUID 0x40000001 EAX = {v:#x}: KVM_FEATURE_PV_TLB_FLUSH (bit 9) {} and \
+                 KVM_FEATURE_STEAL_TIME (bit 5) {}; without both, every shootdown is an IPI",
+                if v & PV_TLB_FLUSH != 0 {
+                    "offered"
+                } else {
+                    "not offered"
+                },
+                if v & STEAL_TIME != 0 {
+                    "offered"
+                } else {
+                    "not offered"
+                },
+            ),
+        ),
+        // Offered: the `…/pv` rows measure it.
+        Some(_) => {}
     }
 }

@@ -105,6 +105,8 @@ pub struct Breakdown {
     pub delivery: u64,
     /// local + send + ack_wait: what the initiator spends.
     pub total: u64,
+    /// Targets whose flush was handed to the host (PV TLB flush: they were preempted).
+    pub deferred: u64,
 }
 
 /// Flush `[start, start + pages·stride)` on this CPU and on every CPU in `targets`, and
@@ -117,6 +119,19 @@ pub fn flush_tlb_kernel_range(
     start: u64,
     pages: u64,
     stride: u64,
+) -> Result<Breakdown, usize> {
+    flush_range(targets, start, pages, stride, false)
+}
+
+/// [`flush_tlb_kernel_range`], optionally with KVM's PV TLB flush: a target the host has
+/// preempted gets the flush from the host at its next entry (no IPI, no ack to wait for),
+/// as Linux's `kvm_flush_tlb_multi`. Only when `arch::kvm_steal::pv_flush_offered()`.
+pub fn flush_range(
+    targets: &[usize],
+    start: u64,
+    pages: u64,
+    stride: u64,
+    pv: bool,
 ) -> Result<Breakdown, usize> {
     let me = arch_smp::current_cpu();
     let info = &INFO[me];
@@ -136,13 +151,20 @@ pub fn flush_tlb_kernel_range(
     }
     let t1 = tsc::rdtsc();
     let mut sent = [0u64; MAX_CPUS];
+    let mut ipi = [false; MAX_CPUS];
+    let mut deferred = 0;
     for &t in targets {
+        if pv && crate::arch::kvm_steal::try_defer_flush(t) {
+            deferred += 1;
+            continue;
+        }
+        ipi[t] = true;
         sent[t] = tsc::rdtsc();
         apic::send_fixed(t as u32, apic::FLUSH_VECTOR);
     }
     let t2 = tsc::rdtsc();
     let give_up = t2 + crate::timing::tsc_hz().max(1) / 10;
-    for &t in targets {
+    for &t in targets.iter().filter(|&&t| ipi[t]) {
         while ACKS[t].gen[me].load(Ordering::Acquire) != gen {
             if tsc::rdtsc() > give_up {
                 return Err(t);
@@ -156,9 +178,10 @@ pub fn flush_tlb_kernel_range(
         send: t2 - t1,
         ack_wait: t3 - t2,
         total: t3 - t0,
+        deferred,
         ..Default::default()
     };
-    for &t in targets {
+    for &t in targets.iter().filter(|&&t| ipi[t]) {
         let a = &ACKS[t];
         let (e, d) = (
             a.entered.load(Ordering::Relaxed),

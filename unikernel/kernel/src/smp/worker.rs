@@ -65,6 +65,9 @@ pub fn start(cpus: usize, mm_debug: bool) -> Result<(), alloc::string::String> {
     mm::map_xapic();
     mm::percpu::set_bypass(mm_debug);
     mm::enable_smp();
+    if crate::arch::kvm_steal::pv_flush_offered() {
+        crate::arch::kvm_steal::register(0, privileged::run_cpl() == 0);
+    }
     let (base, slot) = mm::stacks::worker_stack_layout();
     arch_smp::set_worker_stacks(base, slot);
     KERNEL_CR3.store(mm::with(|m| m.pt.pml4_phys), Ordering::Release);
@@ -119,6 +122,9 @@ fn enter(cpu: usize, top: u64) -> ! {
     // every static, the worker stack `start` mapped and the xAPIC page; this AP's own
     // static stack (RSP now) lies in the kernel image, which they map too.
     unsafe { core::arch::asm!("mov cr3, {0}", in(reg) cr3, options(nostack, preserves_flags)) };
+    if crate::arch::kvm_steal::pv_flush_offered() {
+        crate::arch::kvm_steal::register(cpu, true);
+    }
     if privileged::run_cpl() == 3 {
         // SAFETY: the worker stack and all kernel code are user-accessible when the run
         // is at CPL3 (the kernel tables map them so); the IDT handles every vector an

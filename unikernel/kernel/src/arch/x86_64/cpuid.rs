@@ -81,6 +81,15 @@ pub fn invariant_tsc() -> bool {
     max_ext_leaf() >= 0x8000_0007 && cpuid(0x8000_0007, 0).edx & (1 << 8) != 0
 }
 
+/// KVM's paravirtual feature bits (leaf 0x4000_0001 EAX) when the hypervisor signature
+/// is KVM's: bit 5 steal time, bit 9 PV TLB flush, …
+pub fn kvm_features() -> Option<u32> {
+    match hypervisor_signature() {
+        Some(sig) if &sig == b"KVMKVMKVM\0\0\0" => Some(cpuid(0x4000_0001, 0).eax),
+        _ => None,
+    }
+}
+
 /// Hypervisor signature from leaf 0x40000000 ("KVMKVMKVM", "TCGTCGTCGTCG", …).
 pub fn hypervisor_signature() -> Option<[u8; 12]> {
     if cpuid(1, 0).ecx & (1 << 31) == 0 {

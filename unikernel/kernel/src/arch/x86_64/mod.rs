@@ -6,6 +6,7 @@ pub mod cpuid;
 pub mod cpuid_tlb;
 pub mod gdt;
 pub mod idt;
+pub mod kvm_steal;
 pub mod loops;
 pub mod pmu;
 pub mod port;
