@@ -301,7 +301,7 @@ pub fn smp_suite(s: &SmpSuite, plan: &GuestPlan) {
             cpus,
             "vmalloc_pcpu + vfree_pcpu: the CPU's vmap zone (its own lock), pages from its page \
              list, PTEs written into the zone's tables, lazy purge = one global shootdown \
-             per 1024 freed pages; the pages are not touched",
+             per mm::vzone::lazy_max_pages() freed pages (Linux lazy_max_pages share); the pages are not touched",
         );
     }
     emit_curve(

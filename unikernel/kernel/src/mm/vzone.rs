@@ -8,7 +8,7 @@
 //!   lock, to build the tables through the paging code.
 //! * `vfree_pcpu(p)` (any CPU): the zone that owns `p` (by address) clears the PTEs and
 //!   puts the slot on its lazy list; the frames go to the freeing CPU's page list. No TLB
-//!   flush — until the zone's lazy pages reach [`LAZY_MAX_PAGES`]: then one global
+//!   flush — until the zone's lazy pages reach [`lazy_max_pages`]: then one global
 //!   shootdown (`smp::shootdown::flush_tlb_all_cpus`, a full flush on every online CPU)
 //!   and the lazy slots become free, as Linux's lazy purge.
 //! * The guard: a slot is 8 pages, an allocation at most 4, the rest never mapped.
@@ -23,15 +23,25 @@ use spinning_top::Spinlock;
 
 /// Pages per slot (allocation + guard).
 const SLOT_PAGES: u64 = 8;
-/// Slots per zone.
-const NR_SLOTS: u32 = 4096;
-/// Bytes of virtual space per CPU's zone (128 MiB).
+/// Slots per zone: room for the lazy limit at 64 CPUs' `fls` plus live allocations.
+const NR_SLOTS: u32 = 16384;
+/// Bytes of virtual space per CPU's zone (512 MiB).
 pub const ZONE_BYTES: u64 = SLOT_PAGES * 4096 * NR_SLOTS as u64;
-/// Lazily freed pages a zone collects before its purge (4 MiB).
-pub const LAZY_MAX_PAGES: u64 = 1024;
+
+/// Lazily freed pages a zone collects before its purge: Linux's `lazy_max_pages()` (32 MiB
+/// of pages × fls(online CPUs), for the whole vmap area) shared out over the CPUs' zones,
+/// capped so a zone keeps room for live allocations. The purge is a shootdown of every
+/// CPU, so its cost per freed page falls as the limit grows.
+pub fn lazy_max_pages(cpus: usize) -> u64 {
+    let fls = usize::BITS - cpus.max(1).leading_zeros();
+    ((32u64 << 20) / 4096 * fls as u64 / cpus.max(1) as u64).min(NR_SLOTS as u64 / 2)
+}
 const CHUNK: u64 = 2 << 20;
 const _: () = assert!(VZONE_START + ZONE_BYTES * MAX_CPUS as u64 <= super::STACKS_START);
 
+/// Cache-line pairs apart (the adjacent-line prefetcher), so no CPU's lock or slots share
+/// a line with another CPU's.
+#[repr(align(128))]
 struct Zone {
     zone: Option<VmapZone>,
     /// Per 2 MiB chunk: the direct-map address of its PTE table (0: not built yet).
@@ -69,12 +79,24 @@ pub fn vmalloc_pcpu(size: usize) -> *mut u8 {
     let z = &mut *z;
     let zone = z
         .zone
-        .get_or_insert_with(|| VmapZone::new(base, SLOT_PAGES, NR_SLOTS, LAZY_MAX_PAGES));
+        .get_or_insert_with(|| {
+            let lazy = lazy_max_pages(crate::smp::worker::cpus());
+            VmapZone::new(base, SLOT_PAGES, NR_SLOTS, lazy)
+        });
     if z.tables.is_empty() {
         z.tables = alloc::vec![0; (ZONE_BYTES / CHUNK) as usize];
     }
-    let Some(slot) = zone.alloc_slot(pages) else {
-        return core::ptr::null_mut();
+    let slot = match zone.alloc_slot(pages) {
+        Some(s) => s,
+        None if zone.lazy_pages() > 0 => {
+            // Every slot is live or lazily freed: purge now, then retry.
+            purge(zone);
+            match zone.alloc_slot(pages) {
+                Some(s) => s,
+                None => return core::ptr::null_mut(),
+            }
+        }
+        None => return core::ptr::null_mut(),
     };
     let va = zone.addr(slot);
     for i in 0..pages {
@@ -163,17 +185,21 @@ pub fn vfree_pcpu(p: *mut u8) {
         }
         frames[..n].copy_from_slice(&area.frames[..n]);
         if purge {
-            // One shootdown for every lazily freed slot of this zone: a full flush on
-            // every online CPU (far above the 33-page ceiling). The zone lock is held,
-            // so nobody reuses a slot meanwhile; CPUs spinning on it take the IPI.
-            let (lo, hi) = zone.range();
-            crate::smp::shootdown::flush_tlb_all_cpus(lo, (hi - lo) / 4096, 4096);
-            zone.purged();
+            self::purge(zone);
         }
     }
     for &f in &frames[..n] {
         percpu::free_page_pcpu((f + super::PAGE_OFFSET) as *mut u8);
     }
+}
+
+/// One shootdown for every lazily freed slot of `zone`: a full flush on every online CPU
+/// (far above the 33-page ceiling). The caller holds the zone's lock, so nobody reuses a
+/// slot meanwhile; CPUs spinning on it take the IPI (interrupts are on in SMP workers).
+fn purge(zone: &mut VmapZone) {
+    let (lo, hi) = zone.range();
+    crate::smp::shootdown::flush_tlb_all_cpus(lo, (hi - lo) / 4096, 4096);
+    zone.purged();
 }
 
 /// (purges, live slots) of CPU `cpu`'s zone.
