@@ -57,6 +57,7 @@ fn assert_smp_suites(r: &Run, cpus: u64, label: &str) {
         "smp/kmalloc/pair/64",
         "smp/alloc_pages/pair/0",
         "smp/vmalloc/pair/4096",
+        "smp/test_vmalloc/fix_size_alloc_test/4096",
         "smp/alu/dependent-add",
     ] {
         for n in 1..=cpus {

@@ -29,6 +29,8 @@ enum Kind {
     KmallocPair,
     PagePair,
     VmallocPair,
+    /// The shared vmalloc (one mm lock for the whole vmap area, as Linux before 6.9).
+    GlobalVmallocPair,
     /// The control: a dependent add per op, no memory at all. What it does at n CPUs is
     /// the host's doing (SMT siblings, frequency), not the allocators'.
     Alu,
@@ -83,6 +85,13 @@ fn pair_job(cpu: usize, arg: u64) -> u64 {
                 panic!("vmalloc_pcpu({}) failed on CPU {cpu}", ctx.size);
             }
             mm::vzone::vfree_pcpu(p);
+        }
+        Kind::GlobalVmallocPair => {
+            let p = mm::vmalloc(ctx.size, kmbench_mm::GFP_KERNEL);
+            if p.is_null() {
+                panic!("vmalloc({}) failed on CPU {cpu}", ctx.size);
+            }
+            mm::vfree(p);
         }
         Kind::Alu => {
             core::hint::black_box(crate::arch::loops::dependent_adds(1));
@@ -302,6 +311,18 @@ pub fn smp_suite(s: &SmpSuite, plan: &GuestPlan) {
             "vmalloc_pcpu + vfree_pcpu: the CPU's vmap zone (its own lock), pages from its page \
              list, PTEs written into the zone's tables, lazy purge = one global shootdown \
              per mm::vzone::lazy_max_pages() freed pages (Linux lazy_max_pages share); the pages are not touched",
+        );
+    }
+    for &size in &s.vmalloc_sizes {
+        emit_curve(
+            &alloc::format!("smp/test_vmalloc/fix_size_alloc_test/{size}"),
+            Kind::GlobalVmallocPair,
+            size as usize,
+            s,
+            cpus,
+            "Linux test_vmalloc fix_size_alloc_test with nr_threads = cpus: vmalloc + vfree \
+             of the shared vmalloc, all CPUs through the one mm lock (Linux before 6.9's \
+             vmap nodes); its lazy purge and flushes shoot down every CPU",
         );
     }
     emit_curve(

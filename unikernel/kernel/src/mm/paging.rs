@@ -342,10 +342,26 @@ impl VmallocHw for KernelPageTable {
     }
 
     fn flush_tlb_range(&mut self, pages: &[u64]) {
+        if super::state::smp_enabled() && crate::smp::worker::cpus() > 1 {
+            // Every CPU may cache these kernel mappings: one shootdown, page by page
+            // when the pages are one contiguous run, else a full flush everywhere.
+            let contiguous = pages.windows(2).all(|w| w[1] == w[0] + 4096);
+            let (start, n) = match (pages.first(), contiguous) {
+                (Some(&s), true) => (s, pages.len() as u64),
+                _ => (0, u64::MAX >> 12),
+            };
+            crate::smp::shootdown::flush_tlb_all_cpus(start, n, 4096);
+            return;
+        }
         crate::arch::privileged::invlpg_batch(pages);
     }
 
     fn flush_tlb_all(&mut self) {
+        if super::state::smp_enabled() && crate::smp::worker::cpus() > 1 {
+            // The lazy purge and the `full` mode: a full flush on every CPU.
+            crate::smp::shootdown::flush_tlb_all_cpus(0, u64::MAX >> 12, 4096);
+            return;
+        }
         crate::arch::privileged::flush_tlb_all();
     }
 }

@@ -77,12 +77,10 @@ pub fn vmalloc_pcpu(size: usize) -> *mut u8 {
     let base = zone_base(cpu);
     let mut z = ZONES[cpu].lock();
     let z = &mut *z;
-    let zone = z
-        .zone
-        .get_or_insert_with(|| {
-            let lazy = lazy_max_pages(crate::smp::worker::cpus());
-            VmapZone::new(base, SLOT_PAGES, NR_SLOTS, lazy)
-        });
+    let zone = z.zone.get_or_insert_with(|| {
+        let lazy = lazy_max_pages(crate::smp::worker::cpus());
+        VmapZone::new(base, SLOT_PAGES, NR_SLOTS, lazy)
+    });
     if z.tables.is_empty() {
         z.tables = alloc::vec![0; (ZONE_BYTES / CHUNK) as usize];
     }
