@@ -18,7 +18,7 @@
 //! seed = 1
 //! selftest = false
 //! fault = "panic"         # optional: see protocol::FaultInjection
-//! fault_cpu = 0           # the CPU that raises `fault` (< vcpus; an AP: panic, page_fault, invalid_opcode, hang)
+//! fault_cpu = 0           # the CPU that raises `fault` (< vcpus; an AP: panic, page_fault, invalid_opcode, hang, stack_overflow)
 //! [suites.timer]   # protocol::Suites; an absent suite does not run
 //! samples = 10000
 //! [compare]        # verdicts of `kmbench compare` / `kmbench ab` (see compare::policy)

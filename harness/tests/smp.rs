@@ -209,6 +209,18 @@ fn tcg_faults_on_an_ap_carry_the_cpu_and_the_usual_exit_codes() {
     );
     assert_ap_fault(&r, 5, "exception", 1, "tcg #UD on CPU 1");
     assert_eq!(r.results.faults[0].vector, Some(6));
+    // On its guarded worker stack (CPL0 under TCG: the #PF cannot be pushed, #DF on IST1).
+    let r = run(
+        "tcg",
+        &["--vcpus", "2"],
+        Some(with_fault("stack_overflow", 1)),
+    );
+    assert_ap_fault(&r, 7, "stack_overflow", 1, "tcg stack overflow on CPU 1");
+    assert!(
+        r.last_stderr_line().contains("CPU 1's worker stack"),
+        "{}",
+        r.last_stderr_line()
+    );
 }
 
 #[test]
@@ -230,6 +242,18 @@ fn kvm_two_vcpus_on_both_backends() {
         assert_ap_fault(&r, 5, "exception", 1, &format!("{label}: #PF on CPU 1"));
         let r = run("kvm", &["--backend", backend], Some(with_fault("panic", 1)));
         assert_ap_fault(&r, 4, "panic", 1, &format!("{label}: panic on CPU 1"));
+        let r = run(
+            "kvm",
+            &["--backend", backend],
+            Some(with_fault("stack_overflow", 1)),
+        );
+        assert_ap_fault(
+            &r,
+            7,
+            "stack_overflow",
+            1,
+            &format!("{label}: overflow on CPU 1"),
+        );
     }
 }
 

@@ -28,16 +28,22 @@ pub fn fatal_exception(frame: &TrapFrame) -> ! {
         cpl: Some(cpl),
     };
     let on_ap = crate::arch::smp::current_cpu() != 0;
-    if let Some(addr) = cr2.filter(|_| on_ap) {
-        let cpu = crate::arch::smp::current_cpu();
-        die(GuestExit::Exception,
-            format_args!("page fault (#PF) on CPU {cpu} at 0x{addr:x} (boot page tables), RIP 0x{:x}, error 0x{:x}, CPL{cpl}", frame.rip, frame.error_code), info);
-    }
     if let Some(addr) = cr2 {
         if let Some(stack) = mm::stacks::guard_hit(addr, 0) {
             die(GuestExit::StackOverflow,
                 format_args!("kernel stack overflow: {stack} hit its guard page (page fault at 0x{addr:x}, RIP 0x{:x}, CPL{cpl})", frame.rip), info);
         }
+    }
+    if let Some(addr) = cr2.filter(|_| on_ap) {
+        let cpu = crate::arch::smp::current_cpu();
+        die(
+            GuestExit::Exception,
+            format_args!(
+                "page fault (#PF) on CPU {cpu} at 0x{addr:x}, RIP 0x{:x}, error 0x{:x}, CPL{cpl}",
+                frame.rip, frame.error_code
+            ),
+            info,
+        );
     }
     if vector == 8 {
         if let Some(stack) = mm::stacks::guard_hit(frame.rsp, 4096) {

@@ -283,6 +283,7 @@ fn run_plan(plan: &GuestPlan) -> ! {
     if let Some(kind) = plan.fault.filter(|_| plan.fault_cpu == 0) {
         inject_fault(kind);
     }
+    smp::fault_on_worker(plan);
     if plan.serve {
         serve::run();
     } else {

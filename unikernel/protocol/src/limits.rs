@@ -357,12 +357,12 @@ impl GuestPlan {
             use crate::FaultInjection as F;
             if !matches!(
                 self.fault,
-                Some(F::Panic | F::PageFault | F::InvalidOpcode | F::Hang)
+                Some(F::Panic | F::PageFault | F::InvalidOpcode | F::Hang | F::StackOverflow)
             ) {
                 return Err(PlanError::Inconsistent {
                     table: "guest",
                     message: alloc::format!(
-                        "fault_cpu = {} needs fault = \"panic\", \"page_fault\", \"invalid_opcode\" or \"hang\" (an AP has no mm, runs on the boot page tables, which map page 0, and runs no suites)",
+                        "fault_cpu = {} needs fault = \"panic\", \"page_fault\", \"invalid_opcode\", \"hang\" or \"stack_overflow\" (on its guarded worker stack); an AP runs no suites and no other mm path",
                         self.fault_cpu
                     ),
                 });

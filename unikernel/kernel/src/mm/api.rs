@@ -55,8 +55,6 @@ pub fn free_pages(addr: *mut u8, order: u8) {
 
 #[inline(always)]
 pub fn kmalloc(size: usize, gfp: Gfp) -> *mut u8 {
-    #[cfg(any(feature = "ab-test-cost", feature = "ab-test-nop"))]
-    ab_test_cost();
     with(|m| m.kmalloc.kmalloc(&mut m.pages, size, gfp))
 }
 
@@ -159,6 +157,8 @@ pub fn vmalloc_huge(size: usize, gfp: Gfp) -> *mut u8 {
 }
 
 pub fn vfree(ptr: *mut u8) {
+    #[cfg(any(feature = "ab-test-cost", feature = "ab-test-nop"))]
+    ab_test_cost();
     if let Err(e) = with(|m| m.vmalloc.vfree(&mut m.pages, &mut m.pt, ptr)) {
         misuse("vfree", e)
     }
@@ -259,26 +259,30 @@ pub fn translate(
 }
 
 /// Test-only (cargo features `ab-test-cost` / `ab-test-nop`, both off in normal builds):
-/// a fixed cost on every `kmalloc` call, so `kmbench ab` can be shown to detect a real
-/// slowdown of one path (`scripts/ci-eval.sh` prints the change it measured). A dependent
-/// step through `black_box` (~1 TSC cycle): `ab-test-cost` runs one; measured +12% on
-/// `kmalloc/alloc_n/8` (~7 cycles per kmalloc), +3% on `kmalloc/pair/4096`. `ab-test-nop` compiles the very same call with 0 steps: compare
+/// a fixed cost on every `vfree`, so `kmbench ab` can be shown to detect a real slowdown
+/// of one path (`scripts/ci-eval.sh` prints the change it measured). The cost is a TSC
+/// wait of [`AB_TEST_COST_NS`] (20 ns with `ab-test-cost`: ~5% of `vmalloc/pair/4096/lazy`,
+/// ~12% of `vmalloc/free/4096/lazy`, ~2% of the 64 KiB pair, nothing measurable on
+/// `full`), a wall-clock cost out-of-order execution cannot hide, unlike the one dependent
+/// add per kmalloc this used to be (+5% on `kmalloc/alloc_n/8` in one build, +2% after
+/// unrelated kernel changes moved the code around it). `ab-test-nop` runs the same wait
+/// for 0 ns (the same two `rdtsc`, the same code): compare
 /// `--base-features ab-test-nop --new-features ab-test-cost`, because adding the call at
-/// all changes the code layout (measured: ±4–10% on unrelated benchmarks against a build
-/// without it), which is not the cost under test. (Even nop vs cost builds differ in
-/// layout: features change the crate's symbol hashes and so the linker's section order;
-/// ab reported ±5–10% on a few vmalloc/pages benchmarks the cost never touches.)
+/// all changes the code layout, which is not the cost under test. (Even nop vs cost builds
+/// differ in layout: features change the crate's symbol hashes and so the linker's section
+/// order; ab reports a few percent on some benchmarks the cost never touches, e.g.
+/// `alloc_pages/pair/0` -5.5% in every job of one evaluation.)
 #[cfg(any(feature = "ab-test-cost", feature = "ab-test-nop"))]
 #[inline(never)]
 fn ab_test_cost() {
-    let mut x = 0u64;
-    for i in 0..core::hint::black_box(AB_TEST_COST_STEPS) {
-        x = core::hint::black_box(x.wrapping_add(i));
+    let wait = crate::timing::tsc_hz() * core::hint::black_box(AB_TEST_COST_NS) / 1_000_000_000;
+    let t0 = crate::arch::tsc::rdtsc();
+    while crate::arch::tsc::rdtsc().wrapping_sub(t0) < wait {
+        core::hint::spin_loop();
     }
-    core::hint::black_box(x);
 }
 
 #[cfg(feature = "ab-test-cost")]
-const AB_TEST_COST_STEPS: u64 = 1;
+const AB_TEST_COST_NS: u64 = 20;
 #[cfg(all(feature = "ab-test-nop", not(feature = "ab-test-cost")))]
-const AB_TEST_COST_STEPS: u64 = 0;
+const AB_TEST_COST_NS: u64 = 0;

@@ -91,17 +91,30 @@ fn with_locked<R>(f: impl FnOnce(&mut KernelMm) -> R) -> R {
             Err(_) => core::hint::spin_loop(),
         }
     }
-    MM.borrowed.store(true, Ordering::Relaxed);
     // SAFETY: this CPU holds the owner lock, so no other `&mut` to the value exists on
-    // any CPU; a nested `with` on this CPU stops at the owner check; `ready` was checked.
+    // any CPU; a nested `with` on this CPU stops at the owner check.
+    let r = unsafe { lend(f) };
+    MM.owner.store(0, Ordering::Release);
+    r
+}
+
+/// Mark the state borrowed, run `f` on it, unmark it.
+///
+/// # Safety
+/// The caller has exclusive access (one-CPU mode: the borrow flag was clear; SMP mode:
+/// it holds the owner lock), so the `&mut` lent to `f` is the only reference.
+#[inline(always)]
+unsafe fn lend<R>(f: impl FnOnce(&mut KernelMm) -> R) -> R {
+    MM.borrowed.store(true, Ordering::Release);
+    // SAFETY: exclusive by the caller's contract; `ready` is only set after the value
+    // was written, and checked here.
     let m = unsafe { (*MM.value.get()).as_mut() };
     let m = match m {
         Some(m) if MM.ready.load(Ordering::Relaxed) => m,
         _ => not_ready(),
     };
     let r = f(m);
-    MM.borrowed.store(false, Ordering::Relaxed);
-    MM.owner.store(0, Ordering::Release);
+    MM.borrowed.store(false, Ordering::Release);
     r
 }
 
@@ -134,18 +147,10 @@ pub fn with<R>(f: impl FnOnce(&mut KernelMm) -> R) -> R {
     if crate::arch::smp::current_cpu() != 0 {
         not_boot_cpu();
     }
-    MM.borrowed.store(true, Ordering::Release);
-    // SAFETY: the flag was clear, so no other `&mut` to the value exists (one CPU; a nested
-    // `with` stops at the check above; exception paths only `try_peek`, which refuses while
-    // the flag is set). `ready` is only set after the value was written.
-    let m = unsafe { (*MM.value.get()).as_mut() };
-    let m = match m {
-        Some(m) if MM.ready.load(Ordering::Relaxed) => m,
-        _ => not_ready(),
-    };
-    let r = f(m);
-    MM.borrowed.store(false, Ordering::Release);
-    r
+    // SAFETY: the flag was clear, so no other `&mut` to the value exists (one CPU; a
+    // nested `with` stops at the check above; exception paths only `try_peek`, which
+    // refuses while the flag is set).
+    unsafe { lend(f) }
 }
 
 /// Shared access for exception and fault paths: `None` before init and while the state is

@@ -110,7 +110,12 @@ pub fn start(plan: &GuestPlan) {
         return;
     }
     let t0 = tsc::rdtsc();
-    if let Some(kind) = plan.fault.filter(|_| plan.fault_cpu != 0) {
+    // A stack overflow on an AP needs its guarded worker stack: `fault_on_worker` raises
+    // it after mm::init; the other kinds fire right at bring-up.
+    if let Some(kind) = plan
+        .fault
+        .filter(|&k| plan.fault_cpu != 0 && fault_code(k) != 0)
+    {
         AP_FAULT_KIND.store(fault_code(kind), Ordering::Relaxed);
         AP_FAULT_CPU.store(plan.fault_cpu, Ordering::Relaxed);
     }
@@ -250,6 +255,31 @@ fn ap_fault(cpu: usize, code: u32) {
         _ => loop {
             core::hint::spin_loop();
         },
+    }
+}
+
+/// `[guest] fault = "stack_overflow"` with `fault_cpu = n ≠ 0`: start the workers and
+/// have CPU n recurse into its worker stack's guard page; the run ends there (the boot
+/// CPU waits). Returns without doing anything for every other plan.
+pub fn fault_on_worker(plan: &GuestPlan) {
+    if plan.fault != Some(FaultInjection::StackOverflow) || plan.fault_cpu == 0 {
+        return;
+    }
+    if let Err(e) = worker::start(plan.cpus as usize, plan.mm_debug) {
+        fault::die(
+            GuestExit::ConfigError,
+            format_args!("{e}"),
+            Default::default(),
+        );
+    }
+    log::warn!("injecting fault: stack overflow on CPU {}", plan.fault_cpu);
+    worker::post_async(
+        plan.fault_cpu as usize,
+        |_, _| crate::mm::stacks::overflow_now(),
+        0,
+    );
+    loop {
+        core::hint::spin_loop();
     }
 }
 
