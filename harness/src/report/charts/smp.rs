@@ -5,7 +5,7 @@
 //! * scaling families, `smp/…` and `ipi/…` (e.g. `smp/kmalloc/pair/64`, `ipi/roundtrip`),
 //!   x = the `cpus` param: how many CPUs ran the operation concurrently;
 //! * shootdowns, `tlb_shootdown/<pages>/<leaf>` with params `targets`, `pages`, `leaf`:
-//!   x = `targets`, one line per pages and leaf size.
+//!   x = `targets`, one line per pages and leaf size (and flush: IPI, or `[PV flush]`).
 //!
 //! Both naming styles work: entries of one family may share a name and differ only in the
 //! param (`smp/kmalloc/pair/64` with `cpus` 1, 2, 4), or carry it as a name segment
@@ -239,7 +239,15 @@ pub fn smp_shootdown(run: &RunResults) -> Option<Chart> {
         let leaf = param_str(e, "leaf")
             .or_else(|| segs.get(2).map(|s| s.to_string()))
             .unwrap_or_default();
-        let variant = param_str(e, "variant").unwrap_or_else(|| name_variant.to_string());
+        let mut variant = param_str(e, "variant").unwrap_or_else(|| name_variant.to_string());
+        // `…/pv` rows (param flush = "pv"): KVM's PV TLB flush beside the IPI rows.
+        if param_str(e, "flush").as_deref() == Some("pv") || base.ends_with("/pv") {
+            variant = if variant.is_empty() {
+                "PV flush".into()
+            } else {
+                format!("{variant}, PV flush")
+            };
+        }
         let key = match pages {
             Some(n) => (n.to_string(), leaf.clone(), variant.clone()),
             None => (base.to_string(), String::new(), variant.clone()),

@@ -282,6 +282,25 @@ fn shootdown_lines_are_pages_and_leaf_with_targets_as_x() {
 }
 
 #[test]
+fn pv_flush_rows_are_lines_of_their_own() {
+    let mut b = Vec::new();
+    for (name, flush, y) in [
+        ("tlb_shootdown/1/4K/targets=1", "ipi", 100.0),
+        ("tlb_shootdown/1/4K/targets=1/pv", "pv", 90.0),
+    ] {
+        b.push(e(
+            name,
+            "tlb_shootdown",
+            y,
+            json!({"targets": 1, "pages": 1, "leaf": "4K", "cpus": 2, "flush": flush}),
+        ));
+    }
+    let c = smp_shootdown(&run_of(b)).unwrap();
+    assert_eq!(labels(&c), ["1 page 4K", "1 page 4K [PV flush]"]);
+    assert_eq!(ys(&c, "1 page 4K [PV flush]"), [90.0]);
+}
+
+#[test]
 fn shootdown_without_params_reads_the_name_and_allows_zero_targets() {
     let run = run_of(vec![
         e(

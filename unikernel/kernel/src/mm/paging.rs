@@ -338,6 +338,8 @@ impl VmallocHw for KernelPageTable {
     }
 
     fn unmap(&mut self, virt: u64, size: LeafSize) -> Option<u64> {
+        #[cfg(any(feature = "ab-test-cost", feature = "ab-test-nop"))]
+        super::api::ab_test_cost();
         self.unmap_leaf(virt, size)
     }
 
