@@ -283,7 +283,7 @@ pub fn execute(args: &Args, out: &mut impl Write) -> Result<u8> {
     let mut disagreeing = 0usize;
     let mut pair = 0u32;
     'job: while pair < max_pairs {
-        let order: [&mut Running; 2] = if pair % 2 == 0 {
+        let order: [&mut Running; 2] = if pair.is_multiple_of(2) {
             [&mut a, &mut b]
         } else {
             [&mut b, &mut a]

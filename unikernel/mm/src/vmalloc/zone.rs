@@ -85,7 +85,7 @@ impl VmapZone {
     /// The slot `addr` starts, if it is a slot start inside this zone.
     pub fn slot_of(&self, addr: u64) -> Option<u32> {
         let (lo, hi) = self.range();
-        if addr < lo || addr >= hi || (addr - lo) % self.slot_bytes() != 0 {
+        if addr < lo || addr >= hi || !(addr - lo).is_multiple_of(self.slot_bytes()) {
             return None;
         }
         Some(((addr - lo) / self.slot_bytes()) as u32)
