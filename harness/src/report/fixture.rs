@@ -41,3 +41,22 @@ pub fn entry(
         unstable_boots: vec![],
     }
 }
+
+/// A complete run holding `benchmarks` and nothing else.
+pub fn run_of(benchmarks: Vec<BenchEntry>) -> crate::results::RunResults {
+    crate::results::RunResults {
+        schema: crate::results::RESULTS_SCHEMA.into(),
+        complete: true,
+        run_id: "t".into(),
+        started_at: String::new(),
+        env: Default::default(),
+        exit: None,
+        benchmarks,
+        selftests: vec![],
+        info: Default::default(),
+        faults: vec![],
+        rejected_records: vec![],
+        noise: None,
+        analysis: None,
+    }
+}

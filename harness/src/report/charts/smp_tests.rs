@@ -11,21 +11,7 @@ fn e(name: &str, suite: &str, cycles: f64, params: serde_json::Value) -> BenchEn
 }
 
 fn run_of(benchmarks: Vec<BenchEntry>) -> RunResults {
-    RunResults {
-        schema: crate::results::RESULTS_SCHEMA.into(),
-        complete: true,
-        run_id: "t".into(),
-        started_at: String::new(),
-        env: Default::default(),
-        exit: None,
-        benchmarks,
-        selftests: vec![],
-        info: Default::default(),
-        faults: vec![],
-        rejected_records: vec![],
-        noise: None,
-        analysis: None,
-    }
+    crate::report::fixture::run_of(benchmarks)
 }
 
 /// The non-SMP records of a small run (which get alloc-cost and latency charts).

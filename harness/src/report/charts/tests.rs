@@ -73,21 +73,7 @@ fn orders_are_orders_not_bytes() {
 }
 
 fn run_of(benchmarks: Vec<BenchEntry>) -> RunResults {
-    RunResults {
-        schema: crate::results::RESULTS_SCHEMA.into(),
-        complete: true,
-        run_id: "t".into(),
-        started_at: String::new(),
-        env: Default::default(),
-        exit: None,
-        benchmarks,
-        selftests: vec![],
-        info: Default::default(),
-        faults: vec![],
-        rejected_records: vec![],
-        noise: None,
-        analysis: None,
-    }
+    crate::report::fixture::run_of(benchmarks)
 }
 
 #[test]
