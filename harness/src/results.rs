@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 
 pub use kmbench_protocol::RESULTS_SCHEMA;
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// `Default` is an empty run (no schema, no records): for building one field by field.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct RunResults {
     pub schema: String,
     /// False when the guest hung, crashed or the harness was interrupted: what arrived is kept.

@@ -86,12 +86,7 @@ fn run(id: &str, benchmarks: Vec<BenchEntry>) -> RunResults {
             message: "success".into(),
         }),
         benchmarks,
-        selftests: vec![],
-        info: BTreeMap::new(),
-        faults: vec![],
-        rejected_records: vec![],
-        noise: None,
-        analysis: None,
+        ..Default::default()
     }
 }
 

@@ -69,12 +69,7 @@ fn sample_run() -> RunResults {
             counts,
             unsupported,
         ],
-        selftests: vec![],
-        info: BTreeMap::new(),
-        faults: vec![],
-        rejected_records: vec![],
-        noise: None,
-        analysis: None,
+        ..Default::default()
     }
 }
 

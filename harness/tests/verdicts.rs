@@ -134,12 +134,7 @@ fn run(id: &str, specs: &[Spec], per_boot: &[Vec<f64>]) -> RunResults {
             .enumerate()
             .map(|(k, s)| entry(s, per_boot.iter().map(|b| b[k]).collect()))
             .collect(),
-        selftests: vec![],
-        info: BTreeMap::new(),
-        faults: vec![],
-        rejected_records: vec![],
-        noise: None,
-        analysis: None,
+        ..Default::default()
     }
 }
 

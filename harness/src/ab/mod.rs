@@ -309,22 +309,17 @@ pub fn execute(args: &Args, out: &mut impl Write) -> Result<u8> {
             &b.plan.runs[0].boots.last().expect("booted").canaries,
         );
         let p = pair as usize;
-        let mut left_out: Vec<String> = Vec::new();
-        for suite in crate::noise::suites_read(ca)
+        let suites: std::collections::BTreeSet<String> = crate::noise::suites_read(ca)
             .into_iter()
             .chain(crate::noise::suites_read(cb))
-        {
-            if suite_pairs
-                .get(&suite)
-                .is_some_and(|v| v.last() == Some(&(p, p)))
-                || left_out.contains(&suite)
-            {
-                continue;
-            }
-            if crate::noise::suite_pair_agrees(ca, cb, &suite, band) {
-                suite_pairs.entry(suite).or_default().push((p, p));
+            .collect();
+        let mut left_out: Vec<String> = Vec::new();
+        for suite in suites {
+            let agrees = crate::noise::suite_pair_agrees(ca, cb, &suite, band);
+            let kept = suite_pairs.entry(suite.clone()).or_default();
+            if agrees {
+                kept.push((p, p));
             } else {
-                suite_pairs.entry(suite.clone()).or_default();
                 left_out.push(suite);
             }
         }

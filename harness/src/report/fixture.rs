@@ -52,11 +52,6 @@ pub fn run_of(benchmarks: Vec<BenchEntry>) -> crate::results::RunResults {
         env: Default::default(),
         exit: None,
         benchmarks,
-        selftests: vec![],
-        info: Default::default(),
-        faults: vec![],
-        rejected_records: vec![],
-        noise: None,
-        analysis: None,
+        ..Default::default()
     }
 }

@@ -15,7 +15,6 @@
 //! boot's time went), [`pool`] (pooling boots'
 //! statistics), [`variants`] (`[[variants]]`: order, naming, merging) and [`clock`]
 //! (run ids and timestamps).
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::SystemTime;
@@ -80,12 +79,7 @@ pub fn start_results(plan: &plan::Plan, folder: &RunFolder, started: SystemTime)
         env: plan.env.clone(),
         exit: None,
         benchmarks: vec![],
-        selftests: vec![],
-        info: BTreeMap::new(),
-        faults: vec![],
-        rejected_records: vec![],
-        noise: None,
-        analysis: None,
+        ..Default::default()
     }
 }
 

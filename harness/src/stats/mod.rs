@@ -411,3 +411,15 @@ mod tests {
         assert!(close(normal_cdf(-1.0), 0.158_655_25, 1e-6));
     }
 }
+
+/// The cumulative distribution of an exact null distribution given as counts per value
+/// (`dist[k]` = number of outcomes with statistic `k`, `total` outcomes in all).
+pub(crate) fn null_cdf(dist: &[f64], total: f64) -> Vec<f64> {
+    let mut acc = 0.0;
+    dist.iter()
+        .map(|c| {
+            acc += c;
+            acc / total
+        })
+        .collect()
+}

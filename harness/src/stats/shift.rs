@@ -22,12 +22,7 @@ pub fn rank_sum(base: &[f64], new: &[f64], level_alpha: f64) -> Option<ShiftTest
     // its normal approximation (no tie correction: the interval's own approximation).
     let dist = u_distribution(n1, n2);
     let total: f64 = dist.iter().sum();
-    let mut cdf = Vec::with_capacity(dist.len());
-    let mut acc = 0.0;
-    for c in &dist {
-        acc += c;
-        cdf.push(acc / total);
-    }
+    let cdf = super::null_cdf(&dist, total);
     let p = |k: usize| (2.0 * cdf[k]).min(1.0);
     let c = (0..big_n / 2 + 1)
         .take_while(|&k| p(k) < level_alpha)

@@ -96,13 +96,7 @@ pub fn signed_rank(d: &[f64], level_alpha: f64) -> Option<ShiftTest> {
     let exact = tie == 0.0 && n == d.len() && n <= EXACT_MAX;
     if exact {
         let dist = w_distribution(n);
-        let total = 2f64.powi(n as i32);
-        let mut cdf = Vec::with_capacity(dist.len());
-        let mut acc = 0.0;
-        for c in &dist {
-            acc += c;
-            cdf.push(acc / total);
-        }
+        let cdf = super::null_cdf(&dist, 2f64.powi(n as i32));
         let p = |k: usize| (2.0 * cdf[k]).min(1.0);
         let p_value = p(w_min.round() as usize);
         // c = largest k the test rejects at level_alpha; the interval is [A_(c+1), A_(M-c)].
