@@ -101,6 +101,7 @@ fn pair_job(cpu: usize, arg: u64) -> u64 {
         op();
     }
     ctx.barrier.wait(ctx.n);
+    let before = lock_trips(cpu);
     for s in 0..ctx.samples as usize {
         let t0 = tsc::start();
         for _ in 0..ctx.ops {
@@ -112,15 +113,24 @@ fn pair_job(cpu: usize, arg: u64) -> u64 {
         // CPU only).
         unsafe { buf.add(s).write(per) };
     }
-    0
+    lock_trips(cpu) - before
 }
 
-fn concurrent(kind: Kind, size: usize, s: &SmpSuite, n: usize) -> Vec<Vec<f64>> {
+/// How often this CPU's per-CPU front ends have gone to the shared allocators so far
+/// (sheaf and page-list refills and flushes, vmap-zone purges): the cross-check that the
+/// measured fast path rarely takes the mm lock or shoots anything down.
+fn lock_trips(cpu: usize) -> u64 {
+    let (sheaves, pages) = mm::percpu::stats();
+    sheaves.refills + sheaves.flushes + pages.refills + pages.flushes + mm::vzone::zone_stats(cpu).0
+}
+
+fn concurrent(kind: Kind, size: usize, s: &SmpSuite, n: usize) -> (Vec<Vec<f64>>, Vec<u64>) {
     concurrent_on(kind, size, s, &(0..n).collect::<Vec<_>>())
 }
 
-/// The run on exactly the CPUs `on` (results in `on`'s order).
-fn concurrent_on(kind: Kind, size: usize, s: &SmpSuite, on: &[usize]) -> Vec<Vec<f64>> {
+/// The run on exactly the CPUs `on`: each CPU's samples and its trips to the shared
+/// allocators during them ([`lock_trips`]), in `on`'s order.
+fn concurrent_on(kind: Kind, size: usize, s: &SmpSuite, on: &[usize]) -> (Vec<Vec<f64>>, Vec<u64>) {
     let n = on.len();
     let mut bufs: Vec<Vec<f64>> = (0..n)
         .map(|_| alloc::vec![0.0; s.samples as usize])
@@ -137,8 +147,8 @@ fn concurrent_on(kind: Kind, size: usize, s: &SmpSuite, on: &[usize]) -> Vec<Vec
     for (&c, b) in on.iter().zip(bufs.iter_mut()) {
         ctx.out[c].store(b.as_mut_ptr() as usize, Ordering::Release);
     }
-    worker::run_on(on, pair_job, &ctx as *const Ctx as u64);
-    bufs
+    let trips = worker::run_on(on, pair_job, &ctx as *const Ctx as u64);
+    (bufs, trips)
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -151,13 +161,19 @@ fn emit_curve(name: &str, kind: Kind, size: usize, s: &SmpSuite, cpus: usize, wh
     // Measured: the curve, then each CPU alone. CPUs differ by themselves (this host
     // places their vCPU threads; their stacks and per-CPU slots sit at other addresses),
     // so scaling compares a CPU at n CPUs with the same CPU alone, warm in both.
-    let curve: Vec<Vec<Vec<f64>>> = (1..=cpus).map(|n| concurrent(kind, size, s, n)).collect();
+    let curve: Vec<(Vec<Vec<f64>>, Vec<u64>)> =
+        (1..=cpus).map(|n| concurrent(kind, size, s, n)).collect();
     let alone: Vec<f64> = (0..cpus)
-        .map(|c| median(&concurrent_on(kind, size, s, &[c])[0]))
+        .map(|c| median(&concurrent_on(kind, size, s, &[c]).0[0]))
         .collect();
+    let ops_per_cpu = (s.samples as u64 * s.ops as u64).max(1) as f64;
     let hz = timing::tsc_hz().max(1) as f64;
-    for (i, per_cpu) in curve.into_iter().enumerate() {
+    for (i, (per_cpu, trips)) in curve.into_iter().enumerate() {
         let n = i + 1;
+        let trips_per_kop: Vec<f64> = trips
+            .iter()
+            .map(|&t| t as f64 * 1000.0 / ops_per_cpu)
+            .collect();
         let medians: Vec<f64> = per_cpu.iter().map(|v| median(v)).collect();
         let mops: f64 = medians
             .iter()
@@ -177,6 +193,7 @@ fn emit_curve(name: &str, kind: Kind, size: usize, s: &SmpSuite, cpus: usize, wh
             .extra("alone_median_by_cpu", alone.clone())
             .extra("per_cpu_vs_alone", vs_alone)
             .extra("throughput_mops", mops)
+            .extra("shared_trips_per_1000_ops", trips_per_kop)
             .extra("path", what)
             .extra("sheaves_bypassed", mm::percpu::bypassed())
             .emit_cycles_f64(&mut all);
@@ -358,6 +375,7 @@ fn shootdown_row(
     let mut parts: [Vec<u64>; 5] = Default::default();
     let mut deferred = 0u64;
     let mut lost = None;
+    let full0: u64 = targets.iter().map(|&c| shootdown::full_flushes(c)).sum();
     for i in 0..(s.warmup + s.samples) {
         worker::run_on(&targets, touch_job, &range as *const _ as u64);
         match shootdown::flush_range(&targets, range.0, pages, stride, pv) {
@@ -407,6 +425,11 @@ fn shootdown_row(
     b.extra("full_flush", pages > shootdown::FLUSH_CEILING)
         .extra("invalidations_per_target", if pages > shootdown::FLUSH_CEILING { 0 } else { pages })
         .extra("deferred_to_host", deferred)
+        .extra("shootdowns_incl_warmup", s.warmup + s.samples)
+        .extra(
+            "target_full_flushes",
+            targets.iter().map(|&c| shootdown::full_flushes(c)).sum::<u64>() - full0,
+        )
         .extra(
             "note",
             if pv {
